@@ -1,0 +1,138 @@
+//! The deployable engine: `server [--config.file=FILE] [--storage.tsdb.path=DIR]
+//! [--web.listen-address=HOST:PORT]`. Without `--config.file` it runs the embedded default
+//! configuration, which scrapes the server itself every 5 s.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use engine::config;
+use engine::io::{clock::startup_seed, Env, FileSystem, RealFileSystem};
+use engine::server::{self, ServerOptions};
+
+const USAGE: &str = "usage: server [flags]
+
+  --config.file=FILE            Prometheus-format YAML config (default: embedded self-scrape config)
+  --storage.tsdb.path=DIR       data directory (default: data/)
+  --web.listen-address=ADDR     listen address (default: 0.0.0.0:9090)
+  --query.lookback-delta=DUR    lookback for instant selectors (default: 5m)
+  --query.max-samples=N         most samples one query may load (default: 50000000)
+  --log.level=LEVEL             error, warn, info, debug (default: info)
+  -h, --help                    this text
+  --version                     print the version";
+
+struct Flags {
+    config_file: Option<PathBuf>,
+    storage_path: PathBuf,
+    listen_address: String,
+    lookback_delta: Option<String>,
+    query_samples_max: Option<usize>,
+    log_level: tracing::Level,
+}
+
+fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option<Flags>> {
+    let mut flags = Flags {
+        config_file: None,
+        storage_path: PathBuf::from("data/"),
+        listen_address: "0.0.0.0:9090".to_string(),
+        lookback_delta: None,
+        query_samples_max: None,
+        log_level: tracing::Level::INFO,
+    };
+    let mut arguments = arguments.peekable();
+    while let Some(argument) = arguments.next() {
+        if argument == "-h" || argument == "--help" {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        if argument == "--version" {
+            println!("server {}", env!("CARGO_PKG_VERSION"));
+            return Ok(None);
+        }
+        let (name, inline_value) = match argument.split_once('=') {
+            Some((name, value)) => (name.to_string(), Some(value.to_string())),
+            None => (argument.clone(), None),
+        };
+        let mut value = || -> anyhow::Result<String> {
+            match inline_value.clone().or_else(|| arguments.next()) {
+                Some(value) => Ok(value),
+                None => bail!("flag {name} needs a value\n\n{USAGE}"),
+            }
+        };
+        match name.as_str() {
+            "--config.file" => flags.config_file = Some(PathBuf::from(value()?)),
+            "--storage.tsdb.path" => flags.storage_path = PathBuf::from(value()?),
+            "--web.listen-address" => flags.listen_address = value()?,
+            "--query.lookback-delta" => flags.lookback_delta = Some(value()?),
+            "--query.max-samples" => {
+                let text = value()?;
+                flags.query_samples_max =
+                    Some(text.parse().with_context(|| format!("--query.max-samples: not a count: {text:?}"))?);
+            }
+            "--log.level" => {
+                let text = value()?;
+                flags.log_level = text.parse().map_err(|_| anyhow::anyhow!("--log.level: unknown level {text:?}"))?;
+            }
+            _ => bail!("unknown flag {argument:?}\n\n{USAGE}"),
+        }
+    }
+    Ok(Some(flags))
+}
+
+fn load_config(flags: &Flags) -> anyhow::Result<config::Config> {
+    match &flags.config_file {
+        Some(path) => {
+            let bytes = RealFileSystem.read(path).with_context(|| format!("read config file {}", path.display()))?;
+            let text =
+                String::from_utf8(bytes).with_context(|| format!("config file {} is not UTF-8", path.display()))?;
+            config::parse(&text).with_context(|| format!("load config file {}", path.display()))
+        }
+        None => {
+            let port = flags.listen_address.rsplit_once(':').map(|(_, port)| port).unwrap_or("9090");
+            let yaml = config::default_config_yaml(&format!("localhost:{port}"));
+            config::parse(&yaml).context("parse embedded default config")
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let Some(flags) = parse_flags(std::env::args().skip(1))? else {
+        return Ok(());
+    };
+    tracing_subscriber::fmt().with_max_level(flags.log_level).with_target(false).with_writer(std::io::stderr).init();
+    let config = load_config(&flags)?;
+    let mut options = ServerOptions::new(config, flags.storage_path.clone(), flags.listen_address.clone());
+    if let Some(text) = &flags.lookback_delta {
+        options.engine.lookback_delta_ms =
+            config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("--query.lookback-delta: {error}"))?;
+    }
+    if let Some(count) = flags.query_samples_max {
+        options.engine.query_samples_max = count;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start tokio runtime")?;
+    runtime.block_on(async move {
+        let env = Env::real(startup_seed());
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("received interrupt, shutting down");
+                Ok(())
+            }
+            result = server::run(env, options) => result.context("server stopped"),
+        }
+    })
+}

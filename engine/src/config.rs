@@ -1,0 +1,624 @@
+//! Configuration: Prometheus' YAML format (config/config.go), the subset the engine implements,
+//! plus the embedded default that lets the server start with no file.
+//!
+//! Invariants of a parsed [`Config`]: every value is resolved (a job's interval and timeout are
+//! set, inheriting from `global`), every timeout is at most its interval, job names are unique,
+//! targets are `host:port`. Unknown keys and bad values are errors naming the key and its line;
+//! keys Prometheus knows but the engine does not implement yet are errors saying so, never
+//! silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+/// Prometheus' default scrape interval.
+const SCRAPE_INTERVAL_MS_DEFAULT: i64 = 60_000;
+/// Prometheus' default scrape timeout.
+const SCRAPE_TIMEOUT_MS_DEFAULT: i64 = 10_000;
+/// Prometheus' default rule evaluation interval.
+const EVALUATION_INTERVAL_MS_DEFAULT: i64 = 60_000;
+
+/// A resolved configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Global settings.
+    pub global: GlobalConfig,
+    /// Scrape jobs.
+    pub scrape_configs: Vec<ScrapeConfig>,
+}
+
+/// The `global` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalConfig {
+    /// Default scrape interval.
+    pub scrape_interval_ms: i64,
+    /// Default scrape timeout.
+    pub scrape_timeout_ms: i64,
+    /// Rule evaluation interval.
+    pub evaluation_interval_ms: i64,
+    /// Labels attached to data leaving the engine; also seed the scrape phase.
+    pub external_labels: BTreeMap<String, String>,
+}
+
+/// One scrape job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeConfig {
+    /// `job` label value.
+    pub job_name: String,
+    /// Time between scrapes.
+    pub scrape_interval_ms: i64,
+    /// Longest one scrape may take.
+    pub scrape_timeout_ms: i64,
+    /// URL path of the metrics page.
+    pub metrics_path: String,
+    /// Keep scraped labels that clash with target labels.
+    pub honor_labels: bool,
+    /// Use timestamps present in the body.
+    pub honor_timestamps: bool,
+    /// Most samples per scrape; 0 for no limit.
+    pub sample_limit: u64,
+    /// Static targets.
+    pub static_configs: Vec<StaticConfig>,
+}
+
+/// One `static_configs` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaticConfig {
+    /// `host:port` addresses.
+    pub targets: Vec<String>,
+    /// Labels added to every series of these targets.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// The YAML does not parse or does not fit the schema (unknown key, bad value).
+    #[error("line {line}, column {column}: {message}")]
+    Syntax {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A key Prometheus knows that the engine does not implement yet.
+    #[error("line {line}: `{key}` is not supported yet")]
+    Unsupported {
+        /// The key.
+        key: String,
+        /// 1-based line (0 when it could not be located).
+        line: usize,
+    },
+    /// Values that parse but do not fit together.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// Where, e.g. `scrape_configs[1] (job "node")`.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The embedded default: scrape the server itself (`self_target`, e.g. `localhost:9090`) every 5 s.
+pub fn default_config_yaml(self_target: &str) -> String {
+    format!(
+        "# Embedded default configuration: the engine scrapes its own /metrics.\n\
+         global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n\
+         scrape_configs:\n  - job_name: engine\n    static_configs:\n      - targets: ['{self_target}']\n"
+    )
+}
+
+/// Parses and validates a configuration file's text.
+pub fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = if yaml.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_yaml_ng::from_str::<Option<RawConfig>>(yaml).map_err(syntax_error)?.unwrap_or_default()
+    };
+    reject_unsupported(yaml, &raw.unsupported_keys())?;
+    reject_unsupported(yaml, &raw.global.unsupported_keys())?;
+    for job in &raw.scrape_configs {
+        reject_unsupported(yaml, &job.unsupported_keys())?;
+    }
+    resolve(raw)
+}
+
+impl Config {
+    /// One line for `enginectl check config`.
+    pub fn summary(&self) -> String {
+        let target_count: usize =
+            self.scrape_configs.iter().flat_map(|job| &job.static_configs).map(|config| config.targets.len()).sum();
+        let jobs: Vec<String> = self
+            .scrape_configs
+            .iter()
+            .map(|job| format!("{} every {}", job.job_name, format_duration_ms(job.scrape_interval_ms)))
+            .collect();
+        format!("{} scrape configs, {target_count} targets ({})", self.scrape_configs.len(), jobs.join(", "))
+    }
+}
+
+fn syntax_error(error: serde_yaml_ng::Error) -> ConfigError {
+    let (line, column) = error.location().map(|location| (location.line(), location.column())).unwrap_or((0, 0));
+    let message = error.to_string();
+    // serde_yaml_ng appends " at line L column C"; the location is reported separately.
+    let message = match message.rfind(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message,
+    };
+    ConfigError::Syntax { line, column, message }
+}
+
+fn reject_unsupported(yaml: &str, keys: &[&'static str]) -> Result<(), ConfigError> {
+    match keys.first() {
+        None => Ok(()),
+        Some(key) => Err(ConfigError::Unsupported { key: key.to_string(), line: find_key_line(yaml, key) }),
+    }
+}
+
+/// Line of the first `key:` in key position (after indentation and an optional list dash).
+fn find_key_line(yaml: &str, key: &str) -> usize {
+    yaml.lines()
+        .position(|line| {
+            let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+            trimmed.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map_or(0, |index| index + 1)
+}
+
+fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
+    let scrape_interval_ms = raw.global.scrape_interval.map_or(SCRAPE_INTERVAL_MS_DEFAULT, |duration| duration.0);
+    // As Prometheus (GlobalConfig.UnmarshalYAML): an unset timeout defaults to 10 s, capped at
+    // the interval; only an explicit timeout longer than the interval is an error.
+    let scrape_timeout_ms =
+        raw.global.scrape_timeout.map_or(SCRAPE_TIMEOUT_MS_DEFAULT.min(scrape_interval_ms), |duration| duration.0);
+    if scrape_timeout_ms > scrape_interval_ms {
+        return Err(ConfigError::Invalid {
+            path: "global".to_string(),
+            message: "global scrape timeout greater than scrape interval".to_string(),
+        });
+    }
+    let global = GlobalConfig {
+        scrape_interval_ms,
+        scrape_timeout_ms,
+        evaluation_interval_ms: raw.global.evaluation_interval.map_or(EVALUATION_INTERVAL_MS_DEFAULT, |d| d.0),
+        external_labels: raw.global.external_labels.unwrap_or_default().into_iter().map(|(n, v)| (n.0, v)).collect(),
+    };
+    let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
+    for (index, job) in raw.scrape_configs.into_iter().enumerate() {
+        let path = format!("scrape_configs[{index}] (job {:?})", job.job_name);
+        let invalid = |message: String| ConfigError::Invalid { path: path.clone(), message };
+        if job.job_name.is_empty() {
+            return Err(invalid("job_name must not be empty".to_string()));
+        }
+        if scrape_configs.iter().any(|existing| existing.job_name == job.job_name) {
+            return Err(invalid(format!("found multiple scrape configs with job name {:?}", job.job_name)));
+        }
+        let interval_ms = job.scrape_interval.map_or(global.scrape_interval_ms, |duration| duration.0);
+        // As Prometheus: an unset timeout inherits the global one, capped at the job's interval.
+        let timeout_ms = match job.scrape_timeout {
+            Some(duration) => duration.0,
+            None => global.scrape_timeout_ms.min(interval_ms),
+        };
+        if timeout_ms > interval_ms {
+            return Err(invalid(format!(
+                "scrape timeout greater than scrape interval for scrape config with job name {:?}",
+                job.job_name
+            )));
+        }
+        let metrics_path = job.metrics_path.unwrap_or_else(|| "/metrics".to_string());
+        if !metrics_path.starts_with('/') {
+            return Err(invalid(format!("metrics_path {metrics_path:?} must start with '/'")));
+        }
+        match job.scheme.as_deref() {
+            None | Some("http") => {}
+            Some("https") => return Err(invalid("scheme https is not supported yet".to_string())),
+            Some(other) => return Err(invalid(format!("unknown scheme {other:?}, expected http"))),
+        }
+        scrape_configs.push(ScrapeConfig {
+            job_name: job.job_name,
+            scrape_interval_ms: interval_ms,
+            scrape_timeout_ms: timeout_ms,
+            metrics_path,
+            honor_labels: job.honor_labels.unwrap_or(false),
+            honor_timestamps: job.honor_timestamps.unwrap_or(true),
+            sample_limit: job.sample_limit.unwrap_or(0),
+            static_configs: job
+                .static_configs
+                .unwrap_or_default()
+                .into_iter()
+                .map(|config| StaticConfig {
+                    targets: config.targets.into_iter().map(|target| target.0).collect(),
+                    labels: config.labels.unwrap_or_default().into_iter().map(|(n, v)| (n.0, v)).collect(),
+                })
+                .collect(),
+        });
+    }
+    Ok(Config { global, scrape_configs })
+}
+
+/// Parses a Prometheus duration (`1h30m`, `500ms`, `0`) into milliseconds
+/// (common/model `ParseDuration`: units y, w, d, h, m, s, ms, each at most once, largest first).
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 24 * 3_600_000),
+        ("w", 7 * 24 * 3_600_000),
+        ("d", 24 * 3_600_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    let invalid = || format!("not a valid duration string: {text:?} (expected e.g. 15s, 1m30s, 500ms)");
+    if text == "0" {
+        return Ok(0);
+    }
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let mut rest = text;
+    let mut total_ms: i64 = 0;
+    let mut next_unit_index = 0;
+    while !rest.is_empty() {
+        let digit_count = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digit_count == 0 {
+            return Err(invalid());
+        }
+        let number: i64 = rest[..digit_count].parse().map_err(|_| invalid())?;
+        rest = &rest[digit_count..];
+        // "ms" must be tried before "m".
+        let unit_index = (next_unit_index..UNITS.len())
+            .filter(|&index| rest.starts_with(UNITS[index].0))
+            .max_by_key(|&index| UNITS[index].0.len())
+            .ok_or_else(invalid)?;
+        let (unit, unit_ms) = UNITS[unit_index];
+        rest = &rest[unit.len()..];
+        total_ms = number.checked_mul(unit_ms).and_then(|ms| total_ms.checked_add(ms)).ok_or_else(invalid)?;
+        next_unit_index = unit_index + 1;
+    }
+    Ok(total_ms)
+}
+
+/// Formats milliseconds as Prometheus does (`1m30s`, `0s`).
+pub fn format_duration_ms(duration_ms: i64) -> String {
+    if duration_ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    let mut rest_ms = duration_ms.unsigned_abs();
+    if duration_ms < 0 {
+        out.push('-');
+    }
+    for (unit, unit_ms) in [
+        ("y", 31_536_000_000_u64),
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if rest_ms >= unit_ms {
+            out.push_str(&format!("{}{unit}", rest_ms / unit_ms));
+            rest_ms %= unit_ms;
+        }
+    }
+    out
+}
+
+// ---- Raw (as written) forms. deny_unknown_fields gives unknown keys an error with their line.
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct DurationMs(i64);
+
+impl<'de> Deserialize<'de> for DurationMs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match parse_duration_ms(&text) {
+            Ok(0) => Err(de::Error::custom(format!("duration {text:?} must be greater than zero"))),
+            Ok(duration_ms) => Ok(DurationMs(duration_ms)),
+            Err(message) => Err(de::Error::custom(message)),
+        }
+    }
+}
+
+/// A label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__` (reserved).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct LabelName(String);
+
+impl<'de> Deserialize<'de> for LabelName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let valid = name.bytes().next().is_some_and(|byte| byte.is_ascii_alphabetic() || byte == b'_')
+            && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+        if !valid {
+            return Err(de::Error::custom(format!("{name:?} is not a valid label name")));
+        }
+        if name.starts_with("__") {
+            return Err(de::Error::custom(format!("label name {name:?} is reserved (starts with __)")));
+        }
+        Ok(LabelName(name))
+    }
+}
+
+/// A scrape target, `host:port`.
+#[derive(Clone, Debug, PartialEq)]
+struct TargetAddress(String);
+
+impl<'de> Deserialize<'de> for TargetAddress {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let address = String::deserialize(deserializer)?;
+        let invalid = |why: &str| de::Error::custom(format!("target {address:?} {why}; expected host:port"));
+        let (host, port) = address.rsplit_once(':').ok_or_else(|| invalid("has no port"))?;
+        let host_ok = if let Some(inner) = host.strip_prefix('[') {
+            inner.strip_suffix(']').is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+        } else {
+            !host.is_empty() && !host.contains(['/', ' ', '[', ']', ':'])
+        };
+        if !host_ok {
+            return Err(invalid("has an invalid host"));
+        }
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(TargetAddress(address)),
+            _ => Err(invalid("has an invalid port")),
+        }
+    }
+}
+
+/// Declares a raw section: typed keys, plus keys Prometheus has that are not implemented yet.
+macro_rules! raw_section {
+    ($name:ident { $($field:ident : $type:ty),* $(,)? } unsupported { $($unsupported:ident),* $(,)? }) => {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            $( #[serde(default)] $field: $type, )*
+            $( #[serde(default)] $unsupported: Option<serde_yaml_ng::Value>, )*
+        }
+
+        impl $name {
+            fn unsupported_keys(&self) -> Vec<&'static str> {
+                let mut keys = Vec::new();
+                $( if self.$unsupported.is_some() { keys.push(stringify!($unsupported)); } )*
+                keys
+            }
+        }
+    };
+}
+
+raw_section!(RawConfig {
+    global: RawGlobal,
+    scrape_configs: Vec<RawScrapeConfig>,
+} unsupported {
+    rule_files, scrape_config_files, alerting, remote_write, remote_read, storage, tracing, otlp, runtime,
+});
+
+raw_section!(RawGlobal {
+    scrape_interval: Option<DurationMs>,
+    scrape_timeout: Option<DurationMs>,
+    evaluation_interval: Option<DurationMs>,
+    external_labels: Option<BTreeMap<LabelName, String>>,
+} unsupported {
+    rule_query_offset, query_log_file, scrape_failure_log_file, scrape_protocols, body_size_limit, sample_limit,
+    label_limit, label_name_length_limit, label_value_length_limit, target_limit, keep_dropped_targets,
+    metric_name_validation_scheme,
+});
+
+raw_section!(RawScrapeConfig {
+    job_name: String,
+    scrape_interval: Option<DurationMs>,
+    scrape_timeout: Option<DurationMs>,
+    metrics_path: Option<String>,
+    scheme: Option<String>,
+    honor_labels: Option<bool>,
+    honor_timestamps: Option<bool>,
+    sample_limit: Option<u64>,
+    static_configs: Option<Vec<RawStaticConfig>>,
+} unsupported {
+    params, basic_auth, authorization, oauth2, tls_config, proxy_url, no_proxy, proxy_from_environment,
+    proxy_connect_header, follow_redirects, enable_http2, relabel_configs, metric_relabel_configs,
+    body_size_limit, label_limit, label_name_length_limit, label_value_length_limit, target_limit,
+    keep_dropped_targets, scrape_protocols, scrape_classic_histograms, track_timestamps_staleness,
+    native_histogram_bucket_limit, native_histogram_min_bucket_factor, enable_compression,
+    file_sd_configs, kubernetes_sd_configs, consul_sd_configs, dns_sd_configs, ec2_sd_configs,
+    http_sd_configs, azure_sd_configs, gce_sd_configs, openstack_sd_configs, docker_sd_configs,
+    dockerswarm_sd_configs, nomad_sd_configs, marathon_sd_configs, serverset_sd_configs,
+    digitalocean_sd_configs, hetzner_sd_configs, linode_sd_configs, scaleway_sd_configs, eureka_sd_configs,
+    kuma_sd_configs, lightsail_sd_configs, ionos_sd_configs, puppetdb_sd_configs, triton_sd_configs,
+    uyuni_sd_configs, vultr_sd_configs, nerve_sd_configs,
+});
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticConfig {
+    #[serde(default)]
+    targets: Vec<TargetAddress>,
+    #[serde(default)]
+    labels: Option<BTreeMap<LabelName, String>>,
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[track_caller]
+    fn check_error(yaml: &str, line: usize, message_parts: &[&str]) {
+        let error = parse(yaml).expect_err(yaml);
+        let text = error.to_string();
+        assert!(text.starts_with(&format!("line {line}")), "wrong line in {text:?}");
+        for part in message_parts {
+            assert!(text.contains(part), "{text:?} lacks {part:?}");
+        }
+    }
+
+    #[track_caller]
+    fn check_invalid(yaml: &str, message_parts: &[&str]) {
+        let error = parse(yaml).expect_err(yaml);
+        assert!(matches!(error, ConfigError::Invalid { .. }), "{error:?}");
+        for part in message_parts {
+            assert!(error.to_string().contains(part), "{error} lacks {part:?}");
+        }
+    }
+
+    const EXAMPLE: &str = "
+global:
+  scrape_interval: 15s
+  evaluation_interval: 30s
+  external_labels:
+    replica: a
+scrape_configs:
+  - job_name: node
+    scrape_interval: 1m30s
+    scrape_timeout: 20s
+    metrics_path: /probe
+    honor_labels: true
+    sample_limit: 1000
+    static_configs:
+      - targets: ['127.0.0.1:9100', '[::1]:9100']
+        labels:
+          env: dev
+  - job_name: self
+    static_configs:
+      - targets: [localhost:9090]
+";
+
+    #[test]
+    fn example_resolves_with_inheritance() {
+        let config = parse(EXAMPLE).unwrap();
+        assert_eq!(config.global.scrape_interval_ms, 15_000);
+        assert_eq!(config.global.scrape_timeout_ms, 10_000);
+        assert_eq!(config.global.evaluation_interval_ms, 30_000);
+        assert_eq!(config.global.external_labels.get("replica").map(String::as_str), Some("a"));
+        let node = &config.scrape_configs[0];
+        assert_eq!((node.scrape_interval_ms, node.scrape_timeout_ms), (90_000, 20_000));
+        assert_eq!(node.metrics_path, "/probe");
+        assert!(node.honor_labels && node.honor_timestamps);
+        assert_eq!(node.sample_limit, 1000);
+        assert_eq!(node.static_configs[0].targets, vec!["127.0.0.1:9100", "[::1]:9100"]);
+        assert_eq!(node.static_configs[0].labels.get("env").map(String::as_str), Some("dev"));
+        let own = &config.scrape_configs[1];
+        assert_eq!(
+            (own.scrape_interval_ms, own.scrape_timeout_ms, own.metrics_path.as_str()),
+            (15_000, 10_000, "/metrics")
+        );
+        assert_eq!(config.summary(), "2 scrape configs, 3 targets (node every 1m30s, self every 15s)");
+    }
+
+    #[test]
+    fn empty_and_default_configs() {
+        for yaml in ["", "{}", "\n# nothing\n"] {
+            let config = parse(yaml).unwrap();
+            assert_eq!(config.global.scrape_interval_ms, 60_000);
+            assert!(config.scrape_configs.is_empty());
+        }
+        let config = parse(&default_config_yaml("localhost:9090")).unwrap();
+        assert_eq!(config.scrape_configs.len(), 1);
+        assert_eq!(config.scrape_configs[0].job_name, "engine");
+        assert_eq!(config.scrape_configs[0].scrape_interval_ms, 5000);
+        assert_eq!(config.scrape_configs[0].static_configs[0].targets, vec!["localhost:9090"]);
+    }
+
+    #[test]
+    fn timeout_is_capped_at_a_short_job_interval() {
+        let config = parse("scrape_configs:\n  - job_name: fast\n    scrape_interval: 1s\n").unwrap();
+        assert_eq!(config.scrape_configs[0].scrape_timeout_ms, 1000);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        check_error("global:\n  scrape_intreval: 5s\n", 2, &["scrape_intreval"]);
+        check_error("global:\n  scrape_interval: 5x\n", 2, &["5x", "duration"]);
+        check_error("global:\n  scrape_interval: 0s\n", 2, &["greater than zero"]);
+        check_error(
+            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['nohost']\n",
+            4,
+            &["nohost", "host:port"],
+        );
+        check_error(
+            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['h:99999']\n",
+            4,
+            &["invalid port"],
+        );
+        check_error(
+            "scrape_configs:\n  - job_name: a\n    static_configs:\n      - labels: {1bad: x}\n",
+            4,
+            &["1bad", "label name"],
+        );
+        check_error("global:\n  external_labels:\n    __x: y\n", 3, &["reserved"]);
+        check_error("scrape_configs:\n  - job_name: a\n    honor_labels: maybe\n", 3, &["honor_labels", "boolean"]);
+        check_error("global: [1, 2\n", 1, &[]);
+        check_error("rule_files:\n  - a.yml\n", 1, &["`rule_files` is not supported yet"]);
+        check_error(
+            "scrape_configs:\n  - job_name: a\n\n    relabel_configs: []\n",
+            4,
+            &["`relabel_configs` is not supported yet"],
+        );
+    }
+
+    #[test]
+    fn invalid_combinations_name_the_job() {
+        check_invalid(
+            "scrape_configs:\n  - job_name: a\n  - job_name: a\n",
+            &["scrape_configs[1]", "multiple scrape configs"],
+        );
+        check_invalid("scrape_configs:\n  - job_name: ''\n", &["must not be empty"]);
+        check_invalid(
+            "scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n",
+            &["job \"a\"", "scrape timeout greater than scrape interval"],
+        );
+        check_invalid("scrape_configs:\n  - job_name: a\n    scheme: https\n", &["https is not supported yet"]);
+        check_invalid("scrape_configs:\n  - job_name: a\n    metrics_path: metrics\n", &["must start with '/'"]);
+        check_invalid("global:\n  scrape_interval: 5s\n  scrape_timeout: 6s\n", &["global scrape timeout greater"]);
+    }
+
+    #[test]
+    fn node_exporter_config() {
+        let yaml = "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:9100']\n";
+        let config = parse(yaml).unwrap();
+        assert_eq!(config.scrape_configs[0].scrape_timeout_ms, 1000);
+    }
+
+    #[test]
+    fn durations() {
+        for (text, expected_ms) in [
+            ("0", 0),
+            ("1ms", 1),
+            ("15s", 15_000),
+            ("1m30s", 90_000),
+            ("2h", 7_200_000),
+            ("1d", 86_400_000),
+            ("1w", 604_800_000),
+            ("1y", 31_536_000_000),
+            ("1h1m1s1ms", 3_661_001),
+        ] {
+            assert_eq!(parse_duration_ms(text), Ok(expected_ms), "{text}");
+        }
+        for text in ["", "5", "s", "1.5s", "1s1m", "1m1m", "-1s", "1 s", "1x", "99999999999999999999y"] {
+            assert!(parse_duration_ms(text).is_err(), "{text:?} should be rejected");
+        }
+        assert_eq!(format_duration_ms(90_000), "1m30s");
+        assert_eq!(format_duration_ms(0), "0s");
+        assert_eq!(format_duration_ms(3_661_001), "1h1m1s1ms");
+    }
+
+    proptest! {
+        #[test]
+        fn duration_format_parses_back(duration_ms in 0_i64..10_000_000_000_000) {
+            prop_assert_eq!(parse_duration_ms(&format_duration_ms(duration_ms)), Ok(duration_ms));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! A Prometheus-class monitoring engine: scrapes targets, stores samples in its own TSDB (head +
+//! write-ahead log), and answers PromQL over Prometheus' HTTP API.
+//!
+//! Data flow: `scrape` -> `tsdb::Appender` -> `tsdb` (WAL, head) <- `promql` via `tsdb::Querier`
+//! <- `api`. Everything that touches the operating system goes through [`io::Env`], so the same
+//! code runs in the real server and in the deterministic simulator (`sim/`).
+//! See `engine/ARCHITECTURE.md` for the code map and the determinism rules.
+
+pub mod api;
+pub mod config;
+pub mod io;
+pub mod limits;
+pub mod metrics;
+pub mod model;
+pub mod promql;
+pub mod scrape;
+pub mod server;
+pub mod tsdb;

@@ -1,0 +1,64 @@
+//! Every bound the engine enforces, in one place, each with its reason. Runtime-tunable limits
+//! are fields of [`RuntimeLimits`]; a breach is an error naming the limit and the actual value.
+
+/// Prometheus' `--query.max-samples` default: bounds a query's memory.
+pub const QUERY_SAMPLES_MAX_DEFAULT: usize = 50_000_000;
+
+/// Prometheus rejects range queries producing more than 11,000 points per series.
+pub const RANGE_POINTS_PER_SERIES_MAX: i64 = 11_000;
+
+/// Largest HTTP request body the API reads (form-encoded queries); Prometheus has no explicit
+/// bound, but an unbounded read lets one client exhaust memory.
+pub const HTTP_REQUEST_BODY_SIZE_MAX: usize = 8 * 1024 * 1024;
+
+/// Prometheus' `--web.max-connections` default.
+pub const HTTP_CONNECTIONS_MAX: usize = 512;
+
+/// Largest scrape body read before the scrape fails; bounds memory per target.
+pub const SCRAPE_BODY_SIZE_MAX_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// Attempts to bind the listen address before the server gives up (port still in use right
+/// after a restart).
+pub const LISTEN_BIND_ATTEMPT_COUNT_MAX: u32 = 50;
+
+/// Pause between bind attempts.
+pub const LISTEN_BIND_RETRY_MS: u64 = 100;
+
+const _: () = assert!(HTTP_CONNECTIONS_MAX > 0 && LISTEN_BIND_ATTEMPT_COUNT_MAX > 0);
+const _: () = assert!(RANGE_POINTS_PER_SERIES_MAX > 0);
+
+/// Limits a deployment may tune; the defaults above apply when a flag is not given.
+#[derive(Clone, Debug)]
+pub struct RuntimeLimits {
+    /// Largest scrape body, bytes.
+    pub scrape_body_size_max: usize,
+    /// Largest HTTP request body, bytes.
+    pub http_request_body_size_max: usize,
+    /// Concurrent HTTP connections.
+    pub http_connections_max: usize,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        RuntimeLimits {
+            scrape_body_size_max: SCRAPE_BODY_SIZE_MAX_DEFAULT,
+            http_request_body_size_max: HTTP_REQUEST_BODY_SIZE_MAX,
+            http_connections_max: HTTP_CONNECTIONS_MAX,
+        }
+    }
+}
+
+/// Prometheus' WAL segment size (tsdb/wlog `DefaultSegmentSize`).
+pub const WAL_SEGMENT_SIZE_MAX_DEFAULT: u64 = 128 * 1024 * 1024;
+
+/// Largest WAL record payload; a larger length on disk is corruption, not an allocation.
+pub const WAL_RECORD_SIZE_MAX: usize = 32 * 1024 * 1024;
+
+/// Samples per WAL samples record (24 bytes each), keeping records well under the size limit.
+pub const WAL_RECORD_SAMPLE_COUNT_MAX: usize = 100_000;
+
+/// Prometheus cuts head chunks at 120 samples (tsdb `DefaultSamplesPerChunk`).
+pub const CHUNK_SAMPLE_COUNT_MAX_DEFAULT: usize = 120;
+
+const _: () = assert!((WAL_RECORD_SIZE_MAX as u64) < WAL_SEGMENT_SIZE_MAX_DEFAULT);
+const _: () = assert!(WAL_RECORD_SAMPLE_COUNT_MAX * 24 < WAL_RECORD_SIZE_MAX);

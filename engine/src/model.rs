@@ -1,0 +1,232 @@
+//! Core data model: labels, label sets, samples and series references.
+//!
+//! Invariants:
+//! - A [`Labels`] value is always sorted by label name and holds no duplicate names and no
+//!   empty values (an empty value means "label absent", as in Prometheus).
+//! - Timestamps are `i64` Unix milliseconds everywhere.
+//!
+//! Concurrency: plain values; `Send + Sync`.
+
+use std::fmt;
+
+/// The label that holds the metric name.
+pub const METRIC_NAME_LABEL: &str = "__name__";
+
+/// Bit pattern Prometheus uses for a staleness marker (`value.StaleNaN`, model/value/value.go).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Returns true when `value` is the staleness marker rather than an ordinary NaN.
+pub fn is_stale_nan(value: f64) -> bool {
+    value.to_bits() == STALE_NAN_BITS
+}
+
+/// One label pair.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    /// Label name, e.g. `job`.
+    pub name: String,
+    /// Label value, never empty inside a [`Labels`].
+    pub value: String,
+}
+
+/// A sorted set of labels identifying one series.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    /// Builds a label set from pairs in any order. Pairs with empty values are dropped; when a
+    /// name repeats, the last pair wins.
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+        let mut labels: Vec<Label> = Vec::new();
+        for (name, value) in pairs {
+            let label = Label { name: name.into(), value: value.into() };
+            match labels.iter_mut().find(|existing| existing.name == label.name) {
+                Some(existing) => existing.value = label.value,
+                None => labels.push(label),
+            }
+        }
+        labels.retain(|label| !label.value.is_empty());
+        labels.sort();
+        Labels(labels)
+    }
+
+    /// The empty label set.
+    pub fn empty() -> Self {
+        Labels(Vec::new())
+    }
+
+    /// Value of label `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.binary_search_by(|label| label.name.as_str().cmp(name)).ok().map(|index| self.0[index].value.as_str())
+    }
+
+    /// The metric name (`__name__`), if present.
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME_LABEL)
+    }
+
+    /// Sets `name` to `value` (removes the label when `value` is empty), keeping the order.
+    pub fn set(&mut self, name: &str, value: &str) {
+        match self.0.binary_search_by(|label| label.name.as_str().cmp(name)) {
+            Ok(index) if value.is_empty() => {
+                self.0.remove(index);
+            }
+            Ok(index) => self.0[index].value = value.to_string(),
+            Err(_) if value.is_empty() => {}
+            Err(index) => self.0.insert(index, Label { name: name.to_string(), value: value.to_string() }),
+        }
+    }
+
+    /// A copy without the metric name, as PromQL functions and aggregations produce.
+    pub fn without_metric_name(&self) -> Labels {
+        Labels(self.0.iter().filter(|label| label.name != METRIC_NAME_LABEL).cloned().collect())
+    }
+
+    /// Iterates over the labels in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Formats as `name{a="b", c="d"}`, the notation Prometheus uses in errors.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = self.metric_name() {
+            f.write_str(name)?;
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for label in self.0.iter().filter(|label| label.name != METRIC_NAME_LABEL) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", label.name, label.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// One sample: a timestamp in Unix milliseconds and a float value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Unix milliseconds.
+    pub timestamp_ms: i64,
+    /// Value; may be NaN, ±Inf or the staleness marker.
+    pub value: f64,
+}
+
+/// Identifies a series inside the head for the lifetime of a database directory; written to the
+/// WAL, so it must never be reused for other labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesRef(pub u64);
+
+/// How a [`Matcher`] compares a label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchKind {
+    /// `=`
+    Equal,
+    /// `!=`
+    NotEqual,
+    /// `=~` (fully anchored)
+    Regex,
+    /// `!~` (fully anchored)
+    NotRegex,
+}
+
+/// A label matcher as in a PromQL selector. A missing label matches as the empty string.
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    /// Label name.
+    pub name: String,
+    /// Comparison.
+    pub kind: MatchKind,
+    /// The literal value or the regex source.
+    pub value: String,
+    regex: Option<regex::Regex>,
+}
+
+impl Matcher {
+    /// Builds a matcher; regexes are anchored on both ends as Prometheus does
+    /// (`labels.NewFastRegexMatcher`, model/labels/regexp.go).
+    pub fn new(kind: MatchKind, name: &str, value: &str) -> Result<Self, regex::Error> {
+        let regex = match kind {
+            MatchKind::Regex | MatchKind::NotRegex => Some(regex::Regex::new(&format!("^(?s:{value})$"))?),
+            MatchKind::Equal | MatchKind::NotEqual => None,
+        };
+        Ok(Matcher { name: name.to_string(), kind, value: value.to_string(), regex })
+    }
+
+    /// True when `value` (empty for a missing label) satisfies the matcher.
+    pub fn matches(&self, value: &str) -> bool {
+        match (self.kind, &self.regex) {
+            (MatchKind::Equal, _) => value == self.value,
+            (MatchKind::NotEqual, _) => value != self.value,
+            (MatchKind::Regex, Some(regex)) => regex.is_match(value),
+            (MatchKind::NotRegex, Some(regex)) => !regex.is_match(value),
+            (MatchKind::Regex | MatchKind::NotRegex, None) => {
+                unreachable!("regex matcher built without a regex")
+            }
+        }
+    }
+
+    /// True when the matcher accepts the empty string, i.e. also selects series without the label.
+    pub fn matches_empty(&self) -> bool {
+        self.matches("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_deduplicated_and_drop_empty_values() {
+        let labels = Labels::from_pairs([("b", "2"), ("a", "1"), ("b", "3"), ("c", "")]);
+        let names: Vec<_> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        assert_eq!(names, vec![("a", "1"), ("b", "3")]);
+        assert_eq!(labels.get("b"), Some("3"));
+        assert_eq!(labels.get("c"), None);
+    }
+
+    #[test]
+    fn set_inserts_replaces_and_removes_in_order() {
+        let mut labels = Labels::from_pairs([("a", "1"), ("c", "3")]);
+        labels.set("b", "2");
+        labels.set("a", "9");
+        labels.set("c", "");
+        assert_eq!(labels, Labels::from_pairs([("a", "9"), ("b", "2")]));
+    }
+
+    #[test]
+    fn display_matches_prometheus_notation() {
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a\"b")]);
+        assert_eq!(labels.to_string(), "up{job=\"a\\\"b\"}");
+    }
+
+    #[test]
+    fn regex_matchers_are_anchored() {
+        let matcher = Matcher::new(MatchKind::Regex, "job", "no.e").unwrap();
+        assert!(matcher.matches("node"));
+        assert!(!matcher.matches("xnode"));
+        let not = Matcher::new(MatchKind::NotRegex, "job", "").unwrap();
+        assert!(not.matches("x"));
+        assert!(!not.matches(""));
+    }
+
+    #[test]
+    fn stale_nan_is_distinguished_from_plain_nan() {
+        assert!(is_stale_nan(f64::from_bits(STALE_NAN_BITS)));
+        assert!(!is_stale_nan(f64::NAN));
+    }
+}

@@ -1,0 +1,97 @@
+//! Scraping: one loop per target, each fetching the target's exposition over HTTP on its
+//! interval, parsing it, and writing samples plus the synthetic `up`, `scrape_duration_seconds`
+//! and `scrape_samples_scraped` series through the storage's `Appender` seam.
+//!
+//! Concurrency: each target loop is an independent task; loops share only the `Appendable`
+//! (which serialises commits) and the self-metrics counters.
+
+pub mod fetch;
+pub mod parse;
+pub mod scrape_loop;
+pub mod target;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::io::Env;
+use crate::metrics::SelfMetrics;
+use crate::tsdb::Appendable;
+
+pub use target::Target;
+
+/// Why one scrape failed. Every variant sets `up` to 0 for that scrape and is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// TCP connection failed.
+    #[error("connect to {address}: {source}")]
+    Connect {
+        /// `host:port`
+        address: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// HTTP exchange failed.
+    #[error("http request: {0}")]
+    Http(String),
+    /// The target answered with a status other than 200.
+    #[error("server returned HTTP status {0}")]
+    Status(String),
+    /// The body exceeded the size limit.
+    #[error("body size limit exceeded: limit {limit_size} bytes")]
+    BodyTooLarge {
+        /// The limit, bytes.
+        limit_size: usize,
+    },
+    /// No response within the scrape timeout.
+    #[error("scrape timed out after {timeout_ms} ms")]
+    Timeout {
+        /// The timeout, ms.
+        timeout_ms: i64,
+    },
+    /// The body is not valid exposition text.
+    #[error("parse exposition: {0}")]
+    Parse(#[from] parse::ParseError),
+    /// The target exposed more samples than `sample_limit`.
+    #[error("sample limit exceeded: limit {limit_count}, got {actual_count}")]
+    SampleLimit {
+        /// Configured limit.
+        limit_count: u64,
+        /// Samples in the body.
+        actual_count: u64,
+    },
+    /// Committing to storage failed.
+    #[error("commit samples: {0}")]
+    Commit(String),
+}
+
+/// Starts one scrape loop per configured target.
+pub fn start(
+    env: &Env,
+    config: &Config,
+    appendable: Arc<dyn Appendable>,
+    metrics: Arc<SelfMetrics>,
+    body_size_max: usize,
+) {
+    let offset_seed = target::offset_seed(&config.global.external_labels);
+    for scrape_config in &config.scrape_configs {
+        for static_config in &scrape_config.static_configs {
+            for address in &static_config.targets {
+                let target = Target::new(scrape_config, address, &static_config.labels);
+                let scrape_loop = scrape_loop::ScrapeLoop {
+                    env: env.clone(),
+                    target,
+                    appendable: appendable.clone(),
+                    metrics: metrics.clone(),
+                    interval_ms: scrape_config.scrape_interval_ms,
+                    timeout_ms: scrape_config.scrape_timeout_ms,
+                    honor_labels: scrape_config.honor_labels,
+                    honor_timestamps: scrape_config.honor_timestamps,
+                    sample_limit: scrape_config.sample_limit,
+                    body_size_max,
+                    offset_seed,
+                };
+                env.spawner.spawn("scrape-loop", Box::pin(scrape_loop.run()));
+            }
+        }
+    }
+}

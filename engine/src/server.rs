@@ -1,0 +1,102 @@
+//! Assembles one engine: storage (WAL replayed), scrape loops, query engine and HTTP API, all on
+//! the [`Env`] it is given. The real server binary and the simulator both call [`run`], so the
+//! simulated engine is the deployed engine.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{self, Api};
+use crate::config::Config;
+use crate::io::{Env, Listener};
+use crate::limits::{RuntimeLimits, LISTEN_BIND_ATTEMPT_COUNT_MAX, LISTEN_BIND_RETRY_MS};
+use crate::metrics::SelfMetrics;
+use crate::promql::{Engine, EngineOptions};
+use crate::scrape;
+use crate::tsdb::{CommitObserver, Db, DbOptions, TsdbError};
+
+/// Everything a server needs besides its environment.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Scrape configuration.
+    pub config: Config,
+    /// Data directory (`--storage.tsdb.path`).
+    pub storage_path: PathBuf,
+    /// `host:port` to listen on (`--web.listen-address`).
+    pub listen_address: String,
+    /// Query engine settings.
+    pub engine: EngineOptions,
+    /// Runtime limits.
+    pub limits: RuntimeLimits,
+    /// Called after every storage commit (the simulator's durability checker).
+    pub commit_observer: Option<CommitObserver>,
+}
+
+impl ServerOptions {
+    /// Options with defaults for everything but the configuration, data path and address.
+    pub fn new(config: Config, storage_path: PathBuf, listen_address: String) -> Self {
+        ServerOptions {
+            config,
+            storage_path,
+            listen_address,
+            engine: EngineOptions::default(),
+            limits: RuntimeLimits::default(),
+            commit_observer: None,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The storage could not be opened or replayed.
+    #[error("open storage: {0}")]
+    Storage(#[from] TsdbError),
+    /// The listen address could not be bound.
+    #[error("listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Opens storage, starts scraping and serves the API until cancelled.
+pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
+    let db_options = DbOptions { commit_observer: options.commit_observer.clone(), ..DbOptions::default() };
+    let db = Db::open(env.fs.clone(), &options.storage_path, db_options)?;
+    let stats = db.stats();
+    tracing::info!(
+        series = stats.series_count,
+        samples = stats.wal_samples_replayed,
+        path = %options.storage_path.display(),
+        "storage opened, WAL replayed"
+    );
+    let listener = bind(&env, &options.listen_address).await?;
+    tracing::info!(address = %options.listen_address, "listening");
+    let metrics = Arc::new(SelfMetrics::default());
+    scrape::start(&env, &options.config, Arc::new(db.clone()), metrics.clone(), options.limits.scrape_body_size_max);
+    let engine = Engine::new(Arc::new(db.clone()), options.engine.clone());
+    let api = Arc::new(Api::new(engine, env.clock.clone(), db, metrics, options.limits.http_request_body_size_max));
+    api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;
+    Ok(())
+}
+
+/// Binds with a bounded number of retries: right after a restart the old socket may linger.
+async fn bind(env: &Env, address: &str) -> Result<Box<dyn Listener>, ServerError> {
+    let mut attempt = 1;
+    loop {
+        match env.net.bind(address.to_string()).await {
+            Ok(listener) => return Ok(listener),
+            Err(source) if attempt >= LISTEN_BIND_ATTEMPT_COUNT_MAX => {
+                return Err(ServerError::Bind { address: address.to_string(), source })
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, "bind listen address, retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(LISTEN_BIND_RETRY_MS)).await;
+            }
+        }
+    }
+}

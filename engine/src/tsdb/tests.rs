@@ -1,0 +1,293 @@
+//! Storage tests over an in-memory filesystem that models what matters for durability: unsynced
+//! bytes are lost on a crash, and writes can be made to fail.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::io::{AppendFile, FileSystem};
+use crate::model::MatchKind;
+
+#[derive(Default)]
+struct MemFile {
+    data: Vec<u8>,
+    synced_size: usize,
+}
+
+#[derive(Default)]
+struct MemState {
+    files: BTreeMap<PathBuf, MemFile>,
+    fail_next_write: bool,
+}
+
+#[derive(Clone, Default)]
+struct MemFs(Arc<Mutex<MemState>>);
+
+impl MemFs {
+    fn state(&self) -> std::sync::MutexGuard<'_, MemState> {
+        self.0.lock().unwrap()
+    }
+
+    /// Power loss: everything not synced disappears.
+    fn crash(&self) {
+        for file in self.state().files.values_mut() {
+            let synced_size = file.synced_size;
+            file.data.truncate(synced_size);
+        }
+    }
+
+    fn segment(&self, index: u32) -> PathBuf {
+        PathBuf::from(format!("/db/wal/{index:08}"))
+    }
+
+    fn mutate(&self, path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+        let mut state = self.state();
+        let file = state.files.get_mut(path).unwrap();
+        change(&mut file.data);
+        file.synced_size = file.data.len();
+    }
+}
+
+struct MemAppendFile {
+    fs: MemFs,
+    path: PathBuf,
+}
+
+impl AppendFile for MemAppendFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.fs.state();
+        let fail = std::mem::take(&mut state.fail_next_write);
+        let file = state.files.entry(self.path.clone()).or_default();
+        if fail {
+            // A torn write: half the bytes land, then the device fails.
+            file.data.extend_from_slice(&bytes[..bytes.len() / 2]);
+            return Err(io::Error::other("injected write failure"));
+        }
+        file.data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut state = self.fs.state();
+        let file = state.files.entry(self.path.clone()).or_default();
+        file.synced_size = file.data.len();
+        Ok(())
+    }
+}
+
+impl FileSystem for MemFs {
+    fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        Ok(self
+            .state()
+            .files
+            .keys()
+            .filter(|file| file.parent() == Some(path))
+            .filter_map(|file| file.file_name().map(|name| name.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.state()
+            .files
+            .get(path)
+            .map(|file| file.data.clone())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        self.state().files.entry(path.to_path_buf()).or_default();
+        Ok(Box::new(MemAppendFile { fs: self.clone(), path: path.to_path_buf() }))
+    }
+
+    fn truncate(&self, path: &Path, size: u64) -> io::Result<()> {
+        let mut state = self.state();
+        let file = state.files.get_mut(path).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        file.data.truncate(size as usize);
+        file.synced_size = file.data.len();
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.state().files.remove(path).map(|_| ()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn open(fs: &MemFs, options: DbOptions) -> Db {
+    Db::open(Arc::new(fs.clone()), Path::new("/db"), options).unwrap()
+}
+
+fn series(name: &str, instance: &str) -> Labels {
+    Labels::from_pairs([("__name__", name), ("instance", instance)])
+}
+
+fn commit(db: &Db, samples: &[(&Labels, i64, f64)]) -> Result<usize, TsdbError> {
+    let mut appender = db.appender();
+    for (labels, timestamp_ms, value) in samples {
+        appender.append(labels, *timestamp_ms, *value).unwrap();
+    }
+    appender.commit()
+}
+
+fn everything(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
+    let matcher = Matcher::new(MatchKind::Regex, "__name__", ".+").unwrap();
+    db.querier(i64::MIN, i64::MAX)
+        .select(&[matcher])
+        .into_iter()
+        .map(|series| {
+            (series.labels.to_string(), series.samples.iter().map(|s| (s.timestamp_ms, s.value.to_bits())).collect())
+        })
+        .collect()
+}
+
+fn fill(db: &Db, from_ms: i64, scrape_count: i64) {
+    let (a, b) = (series("up", "a"), series("temp", "b"));
+    for index in 0..scrape_count {
+        let timestamp_ms = from_ms + index * 1000;
+        commit(db, &[(&a, timestamp_ms, 1.0), (&b, timestamp_ms, index as f64 * 0.5)]).unwrap();
+    }
+}
+
+#[test]
+fn committed_samples_survive_a_crash() {
+    let fs = MemFs::default();
+    let db = open(&fs, DbOptions::default());
+    fill(&db, 0, 300);
+    let before = everything(&db);
+    assert_eq!(before.iter().map(|(_, samples)| samples.len()).sum::<usize>(), 600);
+    drop(db);
+    fs.crash();
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(everything(&db), before);
+    assert_eq!(db.stats().wal_samples_replayed, 600);
+    assert_eq!(db.stats().series_count, 2);
+    // Refs continue after replay: a new series does not collide with replayed ones.
+    commit(&db, &[(&series("new", "c"), 0, 1.0)]).unwrap();
+    drop(db);
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(db.stats().series_count, 3);
+}
+
+#[test]
+fn torn_tail_is_truncated_and_appends_continue() {
+    let fs = MemFs::default();
+    let db = open(&fs, DbOptions::default());
+    fill(&db, 0, 10);
+    let before = everything(&db);
+    drop(db);
+    fs.mutate(&fs.segment(0), |data| data.extend_from_slice(&[40, 0, 0, 0, 1, 2]));
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(everything(&db), before);
+    assert_eq!(db.stats().wal_corruptions_repaired_total, 1);
+    assert_eq!(db.stats().wal_bytes_truncated_total, 6);
+    fill(&db, 100_000, 5);
+    let after = everything(&db);
+    drop(db);
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(everything(&db), after, "records written after the repair must replay");
+    assert_eq!(db.stats().wal_corruptions_repaired_total, 0);
+}
+
+#[test]
+fn flipped_byte_keeps_the_good_prefix_and_drops_later_segments() {
+    let fs = MemFs::default();
+    let options = DbOptions { wal_segment_size_max: 300, ..DbOptions::default() };
+    let db = open(&fs, options.clone());
+    fill(&db, 0, 40);
+    assert!(db.stats().wal_segment_index >= 3, "tiny segments must roll over");
+    drop(db);
+    // Corrupt the second segment's first record: segment 0 stays whole, the rest goes.
+    fs.mutate(&fs.segment(1), |data| data[10] ^= 0xff);
+    let db = open(&fs, options);
+    let stats = db.stats();
+    assert_eq!(stats.wal_corruptions_repaired_total, 1);
+    assert_eq!(stats.wal_segment_index, 1);
+    assert!(fs.state().files.keys().all(|path| path <= &fs.segment(1)), "later segments removed");
+    let kept: usize = everything(&db).iter().map(|(_, samples)| samples.len()).sum();
+    assert!(kept > 0 && kept < 80, "kept {kept}");
+}
+
+#[test]
+fn segments_roll_over_and_replay_in_order() {
+    let fs = MemFs::default();
+    let options = DbOptions { wal_segment_size_max: 256, chunk_sample_count_max: 7, ..DbOptions::default() };
+    let db = open(&fs, options.clone());
+    fill(&db, 0, 50);
+    let before = everything(&db);
+    drop(db);
+    let db = open(&fs, options);
+    assert_eq!(everything(&db), before);
+    assert!(db.stats().chunk_count >= 14);
+}
+
+#[test]
+fn failed_write_commits_nothing_and_later_commits_survive() {
+    let fs = MemFs::default();
+    let db = open(&fs, DbOptions::default());
+    fill(&db, 0, 3);
+    let before = everything(&db);
+    fs.state().fail_next_write = true;
+    let result = commit(&db, &[(&series("up", "a"), 10_000, 1.0), (&series("lost", "x"), 10_000, 1.0)]);
+    assert!(matches!(result, Err(TsdbError::Io { .. })), "{result:?}");
+    assert_eq!(everything(&db), before, "a failed commit must leave nothing visible");
+    commit(&db, &[(&series("up", "a"), 20_000, 1.0)]).unwrap();
+    let after = everything(&db);
+    drop(db);
+    fs.crash();
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(everything(&db), after);
+    assert_eq!(db.stats().wal_corruptions_repaired_total, 0, "the torn write was cut before the next record");
+}
+
+#[test]
+fn out_of_order_and_duplicates() {
+    let fs = MemFs::default();
+    let db = open(&fs, DbOptions::default());
+    let labels = series("up", "a");
+    commit(&db, &[(&labels, 2000, 1.0)]).unwrap();
+    let mut appender = db.appender();
+    assert!(matches!(
+        appender.append(&labels, 1000, 1.0),
+        Err(AppendError::OutOfOrder { last_timestamp_ms: 2000, .. })
+    ));
+    assert_eq!(appender.append(&labels, 2000, 1.0), Ok(()), "same timestamp and value is accepted");
+    assert!(matches!(appender.append(&labels, 2000, 5.0), Err(AppendError::DuplicateTimestamp { .. })));
+    appender.append(&labels, 3000, 2.0).unwrap();
+    assert!(
+        matches!(appender.append(&labels, 2500, 2.0), Err(AppendError::OutOfOrder { .. })),
+        "checked against the batch"
+    );
+    assert_eq!(appender.commit().unwrap(), 1);
+    assert_eq!(appender_error(&db, Labels::empty()), AppendError::EmptyLabels);
+    assert!(matches!(appender_error(&db, Labels::from_pairs([("job", "x")])), AppendError::MissingMetricName { .. }));
+    assert_eq!(everything(&db)[0].1, vec![(2000, 1.0_f64.to_bits()), (3000, 2.0_f64.to_bits())]);
+}
+
+fn appender_error(db: &Db, labels: Labels) -> AppendError {
+    db.appender().append(&labels, 0, 0.0).unwrap_err()
+}
+
+#[test]
+fn rollback_discards_and_observer_sees_commits() {
+    let fs = MemFs::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let observer: CommitObserver =
+        Arc::new(move |batch: &[(Labels, Sample)]| sink.lock().unwrap().extend_from_slice(batch));
+    let db = open(&fs, DbOptions { commit_observer: Some(observer), ..DbOptions::default() });
+    let mut appender = db.appender();
+    appender.append(&series("up", "a"), 1, 1.0).unwrap();
+    appender.rollback();
+    assert!(everything(&db).is_empty());
+    commit(&db, &[(&series("up", "a"), 2, 1.0)]).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}

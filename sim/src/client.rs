@@ -1,0 +1,188 @@
+//! The client host: an open-loop query workload during the run (latency in virtual time), then
+//! the verification phase that reads back every committed sample.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::http;
+use crate::ledger::SharedLedger;
+use crate::scenario::Scenario;
+use engine::model::{is_stale_nan, Labels};
+
+/// Where the engine's API listens inside the simulation.
+pub const ENGINE_ADDRESS: &str = "engine:9090";
+
+/// What the client observed.
+#[derive(Debug)]
+pub struct ClientOutcome {
+    /// Latency of successful queries, virtual microseconds.
+    pub latency_us: Histogram<u64>,
+    /// Queries answered with status success.
+    pub query_ok_count: u64,
+    /// Queries that failed (refused, timed out, error status).
+    pub query_failed_count: u64,
+    /// Result of the read-back, when it ran.
+    pub verification: Option<Verification>,
+}
+
+impl Default for ClientOutcome {
+    fn default() -> Self {
+        ClientOutcome {
+            // 1 µs to 10 min, 3 significant digits: covers any query timeout we configure.
+            latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds")),
+            query_ok_count: 0,
+            query_failed_count: 0,
+            verification: None,
+        }
+    }
+}
+
+/// The read-back of committed samples.
+#[derive(Debug, Default, Clone)]
+pub struct Verification {
+    /// Series in the ledger.
+    pub series_count: u64,
+    /// Committed non-stale samples checked.
+    pub checked_sample_count: u64,
+    /// Of those, not returned by the engine (or with a different value).
+    pub missing_sample_count: u64,
+    /// The first few missing samples, for the report.
+    pub missing_examples: Vec<String>,
+    /// Per job: (samples of `up`, samples with `up` == 1).
+    pub up_by_job: BTreeMap<String, (u64, u64)>,
+}
+
+/// Shared outcome, written by the client tasks and read by the harness.
+pub type SharedOutcome = Arc<Mutex<ClientOutcome>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs the workload for the scenario's duration, then the verification.
+pub async fn run(scenario: Scenario, ledger: SharedLedger, outcome: SharedOutcome) -> turmoil::Result {
+    let query_timeout = Duration::from_millis(scenario.client.query_timeout_ms);
+    let run_for = Duration::from_secs(scenario.duration_s);
+    let started = tokio::time::Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(scenario.client.query_interval_ms));
+    let mut in_flight = Vec::new();
+    let mut query_index = 0_usize;
+    while started.elapsed() < run_for {
+        ticker.tick().await;
+        let query = scenario.client.queries[query_index % scenario.client.queries.len()].clone();
+        query_index += 1;
+        let outcome = outcome.clone();
+        // Open loop: each query runs on its own task so a slow answer never delays the next send.
+        in_flight.push(tokio::spawn(async move {
+            let path = format!("/api/v1/query?query={}", encode(&query));
+            let sent = tokio::time::Instant::now();
+            let result = http::get(ENGINE_ADDRESS, &path, query_timeout).await;
+            let latency_us = sent.elapsed().as_micros() as u64;
+            let mut outcome = lock(&outcome);
+            match result {
+                Ok((status, _)) if status.is_success() => {
+                    outcome.query_ok_count += 1;
+                    let _ = outcome.latency_us.record(latency_us.max(1));
+                }
+                _ => outcome.query_failed_count += 1,
+            }
+        }));
+        in_flight.retain(|task| !task.is_finished());
+    }
+    for task in in_flight {
+        let _ = task.await;
+    }
+    let verification = verify(&scenario, &ledger, query_timeout).await?;
+    lock(&outcome).verification = Some(verification);
+    Ok(())
+}
+
+/// Reads every series back with one range selector and compares with the ledger.
+async fn verify(scenario: &Scenario, ledger: &SharedLedger, query_timeout: Duration) -> turmoil::Result<Verification> {
+    let snapshot = lock(ledger).clone();
+    let now_ms = turmoil::since_epoch().map(|since| since.as_millis() as i64).unwrap_or(0);
+    let window_ms = now_ms - scenario.epoch_ms as i64 + 1000;
+    let query = format!("{{__name__=~\".+\"}}[{window_ms}ms]");
+    let path = format!("/api/v1/query?query={}&time={}", encode(&query), now_ms as f64 / 1000.0);
+    // The engine may still be starting after a late restart: retry a bounded number of times.
+    let mut attempt = 0;
+    let body = loop {
+        attempt += 1;
+        match http::get(ENGINE_ADDRESS, &path, query_timeout * 4).await {
+            Ok((status, body)) if status.is_success() => break body,
+            Ok((status, body)) if attempt >= 20 => {
+                return Err(format!("verification query failed: {status}: {}", String::from_utf8_lossy(&body)).into())
+            }
+            Err(error) if attempt >= 20 => return Err(format!("verification query failed: {error}").into()),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let returned = parse_matrix(&body)?;
+    let mut verification = Verification { series_count: snapshot.samples.len() as u64, ..Verification::default() };
+    for (labels, samples) in &snapshot.samples {
+        let got = returned.get(labels);
+        for (timestamp_ms, value_bits) in samples {
+            let value = f64::from_bits(*value_bits);
+            if is_stale_nan(value) {
+                continue;
+            }
+            if labels.metric_name() == Some("up") {
+                let entry = verification.up_by_job.entry(labels.get("job").unwrap_or("").to_string()).or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(value == 1.0);
+            }
+            verification.checked_sample_count += 1;
+            let found = got
+                .and_then(|series| series.get(timestamp_ms))
+                .is_some_and(|returned| *returned == value || (returned.is_nan() && value.is_nan()));
+            if !found {
+                verification.missing_sample_count += 1;
+                if verification.missing_examples.len() < 5 {
+                    verification.missing_examples.push(format!("{labels} @{timestamp_ms} = {value}"));
+                }
+            }
+        }
+    }
+    Ok(verification)
+}
+
+/// Parses a Prometheus matrix response into series -> timestamp ms -> value.
+fn parse_matrix(body: &[u8]) -> turmoil::Result<BTreeMap<Labels, BTreeMap<i64, f64>>> {
+    let json: serde_json::Value = serde_json::from_slice(body)?;
+    let result = json["data"]["result"].as_array().ok_or("verification: response has no data.result array")?;
+    let mut series_map = BTreeMap::new();
+    for series in result {
+        let metric = series["metric"].as_object().ok_or("verification: series without metric")?;
+        let labels =
+            Labels::from_pairs(metric.iter().map(|(name, value)| (name.as_str(), value.as_str().unwrap_or(""))));
+        let mut points = BTreeMap::new();
+        for point in series["values"].as_array().ok_or("verification: series without values")? {
+            let seconds = point[0].as_f64().ok_or("verification: bad timestamp")?;
+            let value = parse_value(point[1].as_str().ok_or("verification: bad value")?)?;
+            points.insert((seconds * 1000.0).round() as i64, value);
+        }
+        series_map.insert(labels, points);
+    }
+    Ok(series_map)
+}
+
+fn parse_value(text: &str) -> turmoil::Result<f64> {
+    Ok(match text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        other => other.parse()?,
+    })
+}
+
+/// Percent-encodes a query parameter value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,119 @@
+//! The engine's environment seams implemented on turmoil: virtual clock, simulated network and
+//! simulated disk (turmoil's `unstable-fs`: unsynced data is lost when a host crashes). Tasks
+//! are spawned with tokio's spawner, which under turmoil runs on the host's own runtime and is
+//! cancelled with the host.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use engine::io::net::BoxFuture;
+use engine::io::{AppendFile, BoxConnection, Clock, Env, FileSystem, Listener, Network, RandomStreams, TokioSpawner};
+use turmoil::fs::shim::std::fs as sim_fs;
+
+/// Builds the environment for an engine running inside the current turmoil host.
+pub fn sim_env(seed: u64) -> Env {
+    Env {
+        clock: Arc::new(SimClock),
+        fs: Arc::new(SimFileSystem),
+        net: Arc::new(SimNetwork),
+        spawner: Arc::new(TokioSpawner),
+        random: RandomStreams::new(seed),
+    }
+}
+
+/// Turmoil's logical wall clock (`Builder::epoch` plus elapsed virtual time).
+pub struct SimClock;
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> i64 {
+        turmoil::since_epoch().map(|since_epoch| since_epoch.as_millis() as i64).unwrap_or(0)
+    }
+}
+
+/// Turmoil's simulated TCP.
+pub struct SimNetwork;
+
+struct SimListener(turmoil::net::TcpListener);
+
+impl Listener for SimListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxConnection, String)>> {
+        Box::pin(async move {
+            let (stream, peer) = self.0.accept().await?;
+            Ok((Box::new(stream) as BoxConnection, peer.to_string()))
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<String> {
+        self.0.local_addr().map(|address| address.to_string())
+    }
+}
+
+impl Network for SimNetwork {
+    fn bind(&self, address: String) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let listener = turmoil::net::TcpListener::bind(address).await?;
+            Ok(Box::new(SimListener(listener)) as Box<dyn Listener>)
+        })
+    }
+
+    fn connect(&self, address: String) -> BoxFuture<'static, io::Result<BoxConnection>> {
+        Box::pin(async move {
+            let stream = turmoil::net::TcpStream::connect(address).await?;
+            Ok(Box::new(stream) as BoxConnection)
+        })
+    }
+}
+
+/// Turmoil's per-host simulated filesystem.
+pub struct SimFileSystem;
+
+struct SimAppendFile(sim_fs::File);
+
+impl AppendFile for SimAppendFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        io::Write::write_all(&mut self.0, bytes)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+impl FileSystem for SimFileSystem {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        sim_fs::create_dir_all(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in sim_fs::read_dir(path)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        sim_fs::read(path)
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        let file = sim_fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Box::new(SimAppendFile(file)))
+    }
+
+    fn truncate(&self, path: &Path, size: u64) -> io::Result<()> {
+        let file = sim_fs::OpenOptions::new().write(true).open(path)?;
+        file.set_len(size)?;
+        file.sync_all()
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        sim_fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        sim_fs::sync_dir(path)
+    }
+}

@@ -1,0 +1,12 @@
+//! Deterministic simulation of the engine under turmoil: the engine's own code runs on a virtual
+//! network, clock and disk, driven by a scenario file, and a report with a reproducible hash
+//! comes out. See `scenarios/` and the README.
+
+pub mod client;
+pub mod env;
+pub mod generator;
+pub mod harness;
+pub mod http;
+pub mod ledger;
+pub mod report;
+pub mod scenario;

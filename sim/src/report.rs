@@ -1,0 +1,95 @@
+//! The run report. The deterministic section (virtual-time numbers only) is hashed into the
+//! `report-hash` line; the real-cost section (wall time) is printed but never hashed or asserted.
+
+use sha2::{Digest, Sha256};
+
+use crate::harness::RunResult;
+use crate::scenario::{Scenario, TargetKind};
+
+/// A rendered report and its verdict.
+pub struct Report {
+    /// Deterministic text, hashed.
+    pub deterministic: String,
+    /// Threshold violations; empty when the run passed.
+    pub failures: Vec<String>,
+    /// Hex SHA-256 of `deterministic`.
+    pub hash: String,
+}
+
+/// Builds the report for `result` and checks it against the scenario's thresholds.
+pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
+    let client = &result.client;
+    let mut lines = Vec::new();
+    let mut failures = Vec::new();
+    lines.push(format!("scenario: {} ({})", scenario.name, scenario.description));
+    lines.push(format!("seed: {}", result.seed));
+    lines.push(format!("virtual time: {} ticks of 1 ms", result.tick_count));
+    for (at_ms, action, committed_count) in &result.faults_applied {
+        lines.push(format!("fault: {action:?} engine at {at_ms} ms (samples committed so far: {committed_count})"));
+    }
+    let committed_count = result.ledger.distinct_sample_count();
+    lines.push(format!(
+        "ingest: {committed_count} samples committed in {} series ({:.1} samples/virtual s)",
+        result.ledger.samples.len(),
+        committed_count as f64 / scenario.duration_s as f64
+    ));
+    let histogram = &client.latency_us;
+    let quantile_ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    lines.push(format!(
+        "queries: {} ok, {} failed; latency ms (virtual) p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}",
+        client.query_ok_count,
+        client.query_failed_count,
+        quantile_ms(0.5),
+        quantile_ms(0.9),
+        quantile_ms(0.99),
+        histogram.max() as f64 / 1000.0
+    ));
+    match &client.verification {
+        None => failures.push("verification did not run".to_string()),
+        Some(verification) => {
+            lines.push(format!(
+                "durability: {} committed samples in {} series read back, {} missing",
+                verification.checked_sample_count, verification.series_count, verification.missing_sample_count
+            ));
+            for example in &verification.missing_examples {
+                lines.push(format!("  missing: {example}"));
+            }
+            if verification.missing_sample_count > scenario.thresholds.committed_samples_missing_max {
+                failures.push(format!(
+                    "committed samples missing: {} > {}",
+                    verification.missing_sample_count, scenario.thresholds.committed_samples_missing_max
+                ));
+            }
+            for target in &scenario.targets {
+                let (up_count, up_one_count) = verification.up_by_job.get(&target.job).copied().unwrap_or((0, 0));
+                lines.push(format!("target {}: {up_one_count}/{up_count} scrapes up", target.job));
+                let expected_ok = match target.kind {
+                    TargetKind::Generated => up_count > 0 && up_one_count == up_count,
+                    TargetKind::Malformed => up_count > 0 && up_one_count == 0,
+                };
+                if !expected_ok {
+                    failures.push(format!(
+                        "target {} ({:?}): {up_one_count} of {up_count} scrapes up",
+                        target.job, target.kind
+                    ));
+                }
+            }
+        }
+    }
+    let p99_ms = histogram.value_at_quantile(0.99) / 1000;
+    if client.query_ok_count == 0 {
+        failures.push("no query succeeded".to_string());
+    } else if p99_ms > scenario.thresholds.query_latency_p99_ms_max {
+        failures.push(format!("query latency p99 {p99_ms} ms > {} ms", scenario.thresholds.query_latency_p99_ms_max));
+    }
+    if committed_count < scenario.thresholds.committed_samples_min {
+        failures.push(format!("samples committed {committed_count} < {}", scenario.thresholds.committed_samples_min));
+    }
+    lines.push(format!("verdict: {}", if failures.is_empty() { "PASS" } else { "FAIL" }));
+    for failure in &failures {
+        lines.push(format!("  failed: {failure}"));
+    }
+    let deterministic = lines.join("\n") + "\n";
+    let hash = Sha256::digest(deterministic.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+    Report { deterministic, failures, hash }
+}
