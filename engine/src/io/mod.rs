@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod fs;
+pub mod mem_fs;
 pub mod net;
 pub mod rng;
 pub mod spawn;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use clock::{Clock, RealClock};
 pub use fs::{AppendFile, FileSystem, RealFileSystem};
+pub use mem_fs::MemFileSystem;
 pub use net::{BoxConnection, Connection, Listener, Network, RealNetwork};
 pub use rng::RandomStreams;
 pub use spawn::{Spawner, TokioSpawner};

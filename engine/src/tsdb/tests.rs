@@ -1,126 +1,12 @@
-//! Storage tests over an in-memory filesystem that models what matters for durability: unsynced
-//! bytes are lost on a crash, and writes can be made to fail.
+//! Storage tests over the in-memory filesystem, which models what matters for durability:
+//! unsynced bytes are lost on a crash, and writes can be made to fail.
 
-use std::collections::BTreeMap;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::io::{AppendFile, FileSystem};
+use crate::io::MemFileSystem as MemFs;
 use crate::model::MatchKind;
-
-#[derive(Default)]
-struct MemFile {
-    data: Vec<u8>,
-    synced_size: usize,
-}
-
-#[derive(Default)]
-struct MemState {
-    files: BTreeMap<PathBuf, MemFile>,
-    fail_next_write: bool,
-}
-
-#[derive(Clone, Default)]
-struct MemFs(Arc<Mutex<MemState>>);
-
-impl MemFs {
-    fn state(&self) -> std::sync::MutexGuard<'_, MemState> {
-        self.0.lock().unwrap()
-    }
-
-    /// Power loss: everything not synced disappears.
-    fn crash(&self) {
-        for file in self.state().files.values_mut() {
-            let synced_size = file.synced_size;
-            file.data.truncate(synced_size);
-        }
-    }
-
-    fn segment(&self, index: u32) -> PathBuf {
-        PathBuf::from(format!("/db/wal/{index:08}"))
-    }
-
-    fn mutate(&self, path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
-        let mut state = self.state();
-        let file = state.files.get_mut(path).unwrap();
-        change(&mut file.data);
-        file.synced_size = file.data.len();
-    }
-}
-
-struct MemAppendFile {
-    fs: MemFs,
-    path: PathBuf,
-}
-
-impl AppendFile for MemAppendFile {
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut state = self.fs.state();
-        let fail = std::mem::take(&mut state.fail_next_write);
-        let file = state.files.entry(self.path.clone()).or_default();
-        if fail {
-            // A torn write: half the bytes land, then the device fails.
-            file.data.extend_from_slice(&bytes[..bytes.len() / 2]);
-            return Err(io::Error::other("injected write failure"));
-        }
-        file.data.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        let mut state = self.fs.state();
-        let file = state.files.entry(self.path.clone()).or_default();
-        file.synced_size = file.data.len();
-        Ok(())
-    }
-}
-
-impl FileSystem for MemFs {
-    fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        Ok(self
-            .state()
-            .files
-            .keys()
-            .filter(|file| file.parent() == Some(path))
-            .filter_map(|file| file.file_name().map(|name| name.to_string_lossy().into_owned()))
-            .collect())
-    }
-
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        self.state()
-            .files
-            .get(path)
-            .map(|file| file.data.clone())
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
-    }
-
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
-        self.state().files.entry(path.to_path_buf()).or_default();
-        Ok(Box::new(MemAppendFile { fs: self.clone(), path: path.to_path_buf() }))
-    }
-
-    fn truncate(&self, path: &Path, size: u64) -> io::Result<()> {
-        let mut state = self.state();
-        let file = state.files.get_mut(path).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        file.data.truncate(size as usize);
-        file.synced_size = file.data.len();
-        Ok(())
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.state().files.remove(path).map(|_| ()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
-    }
-
-    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 fn open(fs: &MemFs, options: DbOptions) -> Db {
     Db::open(Arc::new(fs.clone()), Path::new("/db"), options).unwrap()
@@ -211,7 +97,7 @@ fn flipped_byte_keeps_the_good_prefix_and_drops_later_segments() {
     let stats = db.stats();
     assert_eq!(stats.wal_corruptions_repaired_total, 1);
     assert_eq!(stats.wal_segment_index, 1);
-    assert!(fs.state().files.keys().all(|path| path <= &fs.segment(1)), "later segments removed");
+    assert!(fs.paths().iter().all(|path| path <= &fs.segment(1)), "later segments removed");
     let kept: usize = everything(&db).iter().map(|(_, samples)| samples.len()).sum();
     assert!(kept > 0 && kept < 80, "kept {kept}");
 }
@@ -235,7 +121,7 @@ fn failed_write_commits_nothing_and_later_commits_survive() {
     let db = open(&fs, DbOptions::default());
     fill(&db, 0, 3);
     let before = everything(&db);
-    fs.state().fail_next_write = true;
+    fs.fail_next_write();
     let result = commit(&db, &[(&series("up", "a"), 10_000, 1.0), (&series("lost", "x"), 10_000, 1.0)]);
     assert!(matches!(result, Err(TsdbError::Io { .. })), "{result:?}");
     assert_eq!(everything(&db), before, "a failed commit must leave nothing visible");

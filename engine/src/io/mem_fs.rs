@@ -1,0 +1,136 @@
+//! An in-memory filesystem for tests and tools. It models what durability depends on: bytes not
+//! yet synced are lost by [`MemFileSystem::crash`], and a write can be made to tear and fail.
+//! Directories are implicit (a file's parent path). Deterministic: files are kept in a BTreeMap.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::fs::{AppendFile, FileSystem};
+
+#[derive(Default)]
+struct MemFile {
+    data: Vec<u8>,
+    synced_size: usize,
+}
+
+#[derive(Default)]
+struct MemState {
+    files: BTreeMap<PathBuf, MemFile>,
+    fail_next_write: bool,
+}
+
+/// A filesystem in memory. Cloning shares the same files.
+#[derive(Clone, Default)]
+pub struct MemFileSystem(Arc<Mutex<MemState>>);
+
+impl MemFileSystem {
+    fn state(&self) -> std::sync::MutexGuard<'_, MemState> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Power loss: everything not synced disappears.
+    pub fn crash(&self) {
+        for file in self.state().files.values_mut() {
+            let synced_size = file.synced_size;
+            file.data.truncate(synced_size);
+        }
+    }
+
+    /// Path of WAL segment `index` of a database at `/db` (test convenience).
+    pub fn segment(&self, index: u32) -> PathBuf {
+        PathBuf::from(format!("/db/wal/{index:08}"))
+    }
+
+    /// Changes a file's bytes in place, durably (bit rot, a torn tail).
+    pub fn mutate(&self, path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+        let mut state = self.state();
+        if let Some(file) = state.files.get_mut(path) {
+            change(&mut file.data);
+            file.synced_size = file.data.len();
+        }
+    }
+
+    /// Makes the next write tear: half its bytes land, then it fails.
+    pub fn fail_next_write(&self) {
+        self.state().fail_next_write = true;
+    }
+
+    /// Every file path, sorted.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.state().files.keys().cloned().collect()
+    }
+}
+
+struct MemAppendFile {
+    fs: MemFileSystem,
+    path: PathBuf,
+}
+
+impl AppendFile for MemAppendFile {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.fs.state();
+        let fail = std::mem::take(&mut state.fail_next_write);
+        let file = state.files.entry(self.path.clone()).or_default();
+        if fail {
+            // A torn write: half the bytes land, then the device fails.
+            file.data.extend_from_slice(&bytes[..bytes.len() / 2]);
+            return Err(io::Error::other("injected write failure"));
+        }
+        file.data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut state = self.fs.state();
+        let file = state.files.entry(self.path.clone()).or_default();
+        file.synced_size = file.data.len();
+        Ok(())
+    }
+}
+
+impl FileSystem for MemFileSystem {
+    fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        Ok(self
+            .state()
+            .files
+            .keys()
+            .filter(|file| file.parent() == Some(path))
+            .filter_map(|file| file.file_name().map(|name| name.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.state()
+            .files
+            .get(path)
+            .map(|file| file.data.clone())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
+        self.state().files.entry(path.to_path_buf()).or_default();
+        Ok(Box::new(MemAppendFile { fs: self.clone(), path: path.to_path_buf() }))
+    }
+
+    fn truncate(&self, path: &Path, size: u64) -> io::Result<()> {
+        let mut state = self.state();
+        let file = state.files.get_mut(path).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        file.data.truncate(size as usize);
+        file.synced_size = file.data.len();
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.state().files.remove(path).map(|_| ()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn sync_dir(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+}
