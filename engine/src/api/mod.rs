@@ -9,6 +9,9 @@ pub mod json;
 pub mod params;
 pub mod serve;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

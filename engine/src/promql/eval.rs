@@ -110,12 +110,7 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(paren) => self.steps(&paren.expr),
             Expr::Unary(unary) => Ok(match self.steps(&unary.expr)? {
                 Steps::Scalar(samples) => Steps::Scalar(negate(samples)),
-                Steps::Vector(series) => Steps::Vector(
-                    series
-                        .into_iter()
-                        .map(|(labels, samples)| (labels.without_metric_name(), negate(samples)))
-                        .collect(),
-                ),
+                Steps::Vector(series) => Steps::Vector(drop_metric_names(series)?),
             }),
             Expr::VectorSelector(selector) => self.vector_selector(selector).map(Steps::Vector),
             other => Err(unsupported(other)),
@@ -216,6 +211,23 @@ impl<'a> Evaluator<'a> {
             }),
         })
     }
+}
+
+/// Negates every point and drops `__name__`. Series that become equal are merged, as long as
+/// they have no point at the same step (Prometheus: "vector cannot contain metrics with the same
+/// labelset", promql/engine.go `rangeEval`).
+fn drop_metric_names(series: BTreeMap<Labels, Vec<Sample>>) -> Result<BTreeMap<Labels, Vec<Sample>>, QueryError> {
+    let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    for (labels, samples) in series {
+        merged.entry(labels.without_metric_name()).or_default().extend(negate(samples));
+    }
+    for samples in merged.values_mut() {
+        samples.sort_by_key(|sample| sample.timestamp_ms);
+        if samples.windows(2).any(|pair| pair[0].timestamp_ms == pair[1].timestamp_ms) {
+            return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".to_string()));
+        }
+    }
+    Ok(merged)
 }
 
 fn negate(samples: Vec<Sample>) -> Vec<Sample> {
