@@ -126,10 +126,17 @@ fn run() -> anyhow::Result<()> {
         .context("start tokio runtime")?;
     runtime.block_on(async move {
         let env = Env::real(startup_seed());
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install SIGTERM handler")?;
+        // Every commit is already durable, so stopping needs no flush: just stop serving.
         tokio::select! {
             biased;
             _ = tokio::signal::ctrl_c() => {
-                tracing::info!("received interrupt, shutting down");
+                tracing::info!("received SIGINT, shutting down");
+                Ok(())
+            }
+            _ = terminate.recv() => {
+                tracing::info!("received SIGTERM, shutting down");
                 Ok(())
             }
             result = server::run(env, options) => result.context("server stopped"),

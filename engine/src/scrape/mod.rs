@@ -10,6 +10,9 @@ pub mod parse;
 pub mod scrape_loop;
 pub mod target;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use crate::config::Config;
