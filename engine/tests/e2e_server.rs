@@ -73,12 +73,7 @@ fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 fn query(port: u16, promql: &str, time: Option<f64>) -> serde_json::Value {
