@@ -316,12 +316,36 @@ struct DurationMs(i64);
 
 impl<'de> Deserialize<'de> for DurationMs {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        match parse_duration_ms(&text) {
-            Ok(0) => Err(de::Error::custom(format!("duration {text:?} must be greater than zero"))),
-            Ok(duration_ms) => Ok(DurationMs(duration_ms)),
-            Err(message) => Err(de::Error::custom(message)),
-        }
+        deserializer
+            .deserialize_str(CheckedStr { expecting: "a duration such as 15s", check: check_duration })
+            .map(DurationMs)
+    }
+}
+
+/// Validates a string inside the deserializer, so serde_yaml_ng reports the error with the
+/// value's full key path and position (an error raised after deserializing would only name the
+/// enclosing section).
+struct CheckedStr<T> {
+    expecting: &'static str,
+    check: fn(&str) -> Result<T, String>,
+}
+
+impl<'de, T> de::Visitor<'de> for CheckedStr<T> {
+    type Value = T;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+        (self.check)(text).map_err(E::custom)
+    }
+}
+
+fn check_duration(text: &str) -> Result<i64, String> {
+    match parse_duration_ms(text)? {
+        0 => Err(format!("duration {text:?} must be greater than zero")),
+        duration_ms => Ok(duration_ms),
     }
 }
 
@@ -331,17 +355,20 @@ struct LabelName(String);
 
 impl<'de> Deserialize<'de> for LabelName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        let valid = name.bytes().next().is_some_and(|byte| byte.is_ascii_alphabetic() || byte == b'_')
-            && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
-        if !valid {
-            return Err(de::Error::custom(format!("{name:?} is not a valid label name")));
-        }
-        if name.starts_with("__") {
-            return Err(de::Error::custom(format!("label name {name:?} is reserved (starts with __)")));
-        }
-        Ok(LabelName(name))
+        deserializer.deserialize_str(CheckedStr { expecting: "a label name", check: check_label_name }).map(LabelName)
     }
+}
+
+fn check_label_name(name: &str) -> Result<String, String> {
+    let valid = name.bytes().next().is_some_and(|byte| byte.is_ascii_alphabetic() || byte == b'_')
+        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+    if !valid {
+        return Err(format!("{name:?} is not a valid label name"));
+    }
+    if name.starts_with("__") {
+        return Err(format!("label name {name:?} is reserved (starts with __)"));
+    }
+    Ok(name.to_string())
 }
 
 /// A scrape target, `host:port`.
@@ -350,21 +377,26 @@ struct TargetAddress(String);
 
 impl<'de> Deserialize<'de> for TargetAddress {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let address = String::deserialize(deserializer)?;
-        let invalid = |why: &str| de::Error::custom(format!("target {address:?} {why}; expected host:port"));
-        let (host, port) = address.rsplit_once(':').ok_or_else(|| invalid("has no port"))?;
-        let host_ok = if let Some(inner) = host.strip_prefix('[') {
-            inner.strip_suffix(']').is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
-        } else {
-            !host.is_empty() && !host.contains(['/', ' ', '[', ']', ':'])
-        };
-        if !host_ok {
-            return Err(invalid("has an invalid host"));
-        }
-        match port.parse::<u16>() {
-            Ok(port) if port > 0 => Ok(TargetAddress(address)),
-            _ => Err(invalid("has an invalid port")),
-        }
+        deserializer
+            .deserialize_str(CheckedStr { expecting: "a host:port target", check: check_target })
+            .map(TargetAddress)
+    }
+}
+
+fn check_target(address: &str) -> Result<String, String> {
+    let invalid = |why: &str| format!("target {address:?} {why}; expected host:port");
+    let (host, port) = address.rsplit_once(':').ok_or_else(|| invalid("has no port"))?;
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner.strip_suffix(']').is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty() && !host.contains(['/', ' ', '[', ']', ':'])
+    };
+    if !host_ok {
+        return Err(invalid("has an invalid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 => Ok(address.to_string()),
+        _ => Err(invalid("has an invalid port")),
     }
 }
 
@@ -536,8 +568,8 @@ scrape_configs:
     #[test]
     fn errors_name_key_and_line() {
         check_error("global:\n  scrape_intreval: 5s\n", 2, &["scrape_intreval"]);
-        check_error("global:\n  scrape_interval: 5x\n", 2, &["5x", "duration"]);
-        check_error("global:\n  scrape_interval: 0s\n", 2, &["greater than zero"]);
+        check_error("global:\n  scrape_interval: 5x\n", 2, &["global.scrape_interval", "5x", "duration"]);
+        check_error("global:\n  scrape_interval: 0s\n", 2, &["global.scrape_interval", "greater than zero"]);
         check_error(
             "scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['nohost']\n",
             4,

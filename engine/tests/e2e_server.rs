@@ -1,7 +1,7 @@
 //! End-to-end tests of the `server` binary as a user runs it: real sockets, real disk, real
 //! processes. Peer tests (node-exporter, promtool from Debian) run when the peers are installed,
 //! and must run when `ENGINE_PEER_TESTS=1` (CI sets it after installing them).
-#![allow(clippy::disallowed_methods)] // Tests drive real processes, sockets and files.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // Tests drive real processes, sockets and files.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

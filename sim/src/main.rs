@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::disallowed_methods)] // Binary edge: reads the scenario file and times the run.
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)] // Binary edge: reads the scenario file and times the run.
 fn run() -> anyhow::Result<bool> {
     let mut scenario_path = None;
     let mut seed = None;

@@ -6,7 +6,7 @@
 //! an [`AppendFile`] survive a crash only after [`AppendFile::sync`] returns `Ok`; a newly created
 //! file's directory entry survives only after [`FileSystem::sync_dir`] on its parent.
 
-#![allow(clippy::disallowed_methods)] // The sanctioned entry to the OS filesystem.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // The sanctioned entry to the OS filesystem.
 
 use std::io;
 use std::path::{Path, PathBuf};

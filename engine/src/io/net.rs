@@ -2,7 +2,7 @@
 //! implementation uses tokio sockets; the simulator's uses turmoil's, which speak the same
 //! `AsyncRead`/`AsyncWrite` traits, so hyper runs unchanged over both.
 
-#![allow(clippy::disallowed_methods)] // The sanctioned entry to OS sockets.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // The sanctioned entry to OS sockets.
 
 use std::future::Future;
 use std::io;
