@@ -30,8 +30,9 @@ pub(super) struct EvalRange {
 impl EvalRange {
     fn steps(&self) -> impl Iterator<Item = i64> {
         let EvalRange { start_ms, end_ms, step_ms } = *self;
-        let count = if step_ms == 0 { 1 } else { (end_ms - start_ms) / step_ms + 1 };
-        (0..count).map(move |index| start_ms + index * step_ms)
+        let count = if step_ms == 0 { 1 } else { end_ms.saturating_sub(start_ms) / step_ms + 1 };
+        // Checked: a step near i64::MAX must end the sequence, not wrap around.
+        (0..count).map_while(move |index| index.checked_mul(step_ms).and_then(|delta| start_ms.checked_add(delta)))
     }
 }
 
@@ -122,12 +123,12 @@ impl<'a> Evaluator<'a> {
         let offset_ms = offset_ms(&selector.offset);
         let at_ms = self.at_ms(&selector.at)?;
         let steps: Vec<i64> = self.range.steps().collect();
-        let reference_ms = |step_ms: i64| at_ms.unwrap_or(step_ms) - offset_ms;
+        let reference_ms = |step_ms: i64| at_ms.unwrap_or(step_ms).saturating_sub(offset_ms);
         let (first_ms, last_ms) = match at_ms {
-            Some(at_ms) => (at_ms - offset_ms, at_ms - offset_ms),
-            None => (self.range.start_ms - offset_ms, self.range.end_ms - offset_ms),
+            Some(at_ms) => (at_ms.saturating_sub(offset_ms), at_ms.saturating_sub(offset_ms)),
+            None => (self.range.start_ms.saturating_sub(offset_ms), self.range.end_ms.saturating_sub(offset_ms)),
         };
-        let selected = self.select(selector, first_ms - lookback_ms + 1, last_ms)?;
+        let selected = self.select(selector, first_ms.saturating_sub(lookback_ms).saturating_add(1), last_ms)?;
         let mut result = BTreeMap::new();
         for series in selected {
             let mut points = Vec::new();
@@ -141,7 +142,7 @@ impl<'a> Evaluator<'a> {
                 let Some(latest) = next_index.checked_sub(1).map(|index| series.samples[index]) else {
                     continue;
                 };
-                if latest.timestamp_ms > reference_ms - lookback_ms && !is_stale_nan(latest.value) {
+                if latest.timestamp_ms > reference_ms.saturating_sub(lookback_ms) && !is_stale_nan(latest.value) {
                     points.push(Sample { timestamp_ms: step_ms, value: latest.value });
                 }
             }
@@ -154,8 +155,10 @@ impl<'a> Evaluator<'a> {
 
     fn matrix_selector(&mut self, selector: &MatrixSelector, time_ms: i64) -> Result<Vec<RangeSeries>, QueryError> {
         let range_ms = duration_ms(selector.range);
-        let reference_ms = self.at_ms(&selector.vs.at)?.unwrap_or(time_ms) - offset_ms(&selector.vs.offset);
-        let selected = self.select(&selector.vs, reference_ms - range_ms + 1, reference_ms)?;
+        let reference_ms =
+            self.at_ms(&selector.vs.at)?.unwrap_or(time_ms).saturating_sub(offset_ms(&selector.vs.offset));
+        let selected =
+            self.select(&selector.vs, reference_ms.saturating_sub(range_ms).saturating_add(1), reference_ms)?;
         Ok(selected
             .into_iter()
             .map(|series| RangeSeries {
@@ -207,7 +210,7 @@ impl<'a> Evaluator<'a> {
             Some(AtModifier::End) => Some(self.range.end_ms),
             Some(AtModifier::At(time)) => Some(match time.duration_since(UNIX_EPOCH) {
                 Ok(after) => duration_ms(after),
-                Err(before) => -duration_ms(before.duration()),
+                Err(before) => duration_ms(before.duration()).saturating_neg(),
             }),
         })
     }
@@ -238,7 +241,7 @@ fn offset_ms(offset: &Option<Offset>) -> i64 {
     match offset {
         None => 0,
         Some(Offset::Pos(duration)) => duration_ms(*duration),
-        Some(Offset::Neg(duration)) => -duration_ms(*duration),
+        Some(Offset::Neg(duration)) => duration_ms(*duration).saturating_neg(),
     }
 }
 

@@ -87,7 +87,7 @@ impl Engine {
         if end_ms < start_ms {
             return Err(QueryError::BadData("end timestamp must not be before start time".to_string()));
         }
-        if (end_ms - start_ms) / step_ms >= self.options.range_points_per_series_max {
+        if end_ms.saturating_sub(start_ms) / step_ms >= self.options.range_points_per_series_max {
             return Err(QueryError::BadData(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
                 self.options.range_points_per_series_max
@@ -101,4 +101,66 @@ impl Engine {
 
 fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
     promql_parser::parser::parse(query).map_err(QueryError::BadData)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemFileSystem;
+    use crate::model::Labels;
+    use crate::tsdb::{Appendable, Db, DbOptions};
+
+    fn engine() -> Engine {
+        let db =
+            Db::open(Arc::new(MemFileSystem::default()), std::path::Path::new("/db"), DbOptions::default()).unwrap();
+        let mut appender = db.appender();
+        let labels = Labels::from_pairs([("__name__", "m")]);
+        for index in 0..10 {
+            appender.append(&labels, index * 10_000, index as f64).unwrap();
+        }
+        appender.commit().unwrap();
+        Engine::new(Arc::new(db), EngineOptions::default())
+    }
+
+    /// Extreme durations and times are answered or rejected, never an arithmetic overflow.
+    #[test]
+    fn extreme_ranges_and_offsets_do_not_overflow() {
+        let engine = engine();
+        for query in
+            ["m[100000000y]", "m offset 100000000y", "m offset -100000000y", "m @ 9e15", "m @ -9e15 offset 100000000y"]
+        {
+            let _ = engine.instant_query(query, i64::MAX / 2);
+            let _ = engine.instant_query(query, i64::MIN / 2);
+            let _ = engine.range_query(query, 0, 100_000, 10_000);
+            let _ = engine.range_query(query, i64::MIN, i64::MAX, i64::MAX);
+            let _ = engine.range_query(query, i64::MAX - 5, i64::MAX, i64::MAX);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_queries_never_panic(
+            query in "[a-z_{}\\[\\]()=~!\"@:., 0-9+-]{0,40}",
+            time_ms in proptest::num::i64::ANY,
+        ) {
+            let engine = engine();
+            let _ = engine.instant_query(&query, time_ms);
+            let _ = engine.range_query(&query, time_ms, time_ms.saturating_add(60_000), 15_000);
+        }
+    }
+
+    #[test]
+    fn lookback_and_offset() {
+        let engine = engine();
+        let value_at = |query: &str, time_ms: i64| match engine.instant_query(query, time_ms).unwrap() {
+            Value::Vector(samples) => samples.first().map(|sample| sample.value),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(value_at("m", 95_000), Some(9.0));
+        assert_eq!(value_at("m", 90_000 + 300_000 - 1), Some(9.0), "inside the 5m lookback");
+        assert_eq!(value_at("m", 90_000 + 300_000), None, "lookback window is left-open");
+        assert_eq!(value_at("m offset 30s", 95_000), Some(6.0));
+        assert_eq!(value_at("m @ 20", 95_000), Some(2.0));
+        assert_eq!(value_at("m", -1), None);
+    }
 }
