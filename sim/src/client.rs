@@ -24,9 +24,15 @@ pub struct ClientOutcome {
     pub query_ok_count: u64,
     /// Queries that failed (refused, timed out, error status).
     pub query_failed_count: u64,
+    /// Per query: (virtual ms since the run started when it was sent, latency µs, answered ok),
+    /// for charts; at most [`QUERY_POINT_COUNT_MAX`] are kept.
+    pub query_points: Vec<(u64, u64, bool)>,
     /// Result of the read-back, when it ran.
     pub verification: Option<Verification>,
 }
+
+/// Bound on the per-query points kept for charts (the histogram keeps the full distribution).
+pub const QUERY_POINT_COUNT_MAX: usize = 100_000;
 
 impl Default for ClientOutcome {
     fn default() -> Self {
@@ -35,6 +41,7 @@ impl Default for ClientOutcome {
             latency_us: Histogram::new_with_bounds(1, 600_000_000, 3).unwrap_or_else(|_| unreachable!("valid bounds")),
             query_ok_count: 0,
             query_failed_count: 0,
+            query_points: Vec::new(),
             verification: None,
         }
     }
@@ -79,15 +86,19 @@ pub async fn run(scenario: Scenario, ledger: SharedLedger, outcome: SharedOutcom
         in_flight.push(tokio::spawn(async move {
             let path = format!("/api/v1/query?query={}", encode(&query));
             let sent = tokio::time::Instant::now();
+            let sent_at_ms = sent.duration_since(started).as_millis() as u64;
             let result = http::get(ENGINE_ADDRESS, &path, query_timeout).await;
             let latency_us = sent.elapsed().as_micros() as u64;
             let mut outcome = lock(&outcome);
-            match result {
-                Ok((status, _)) if status.is_success() => {
-                    outcome.query_ok_count += 1;
-                    let _ = outcome.latency_us.record(latency_us.max(1));
-                }
-                _ => outcome.query_failed_count += 1,
+            let ok = matches!(&result, Ok((status, _)) if status.is_success());
+            if ok {
+                outcome.query_ok_count += 1;
+                let _ = outcome.latency_us.record(latency_us.max(1));
+            } else {
+                outcome.query_failed_count += 1;
+            }
+            if outcome.query_points.len() < QUERY_POINT_COUNT_MAX {
+                outcome.query_points.push((sent_at_ms, latency_us, ok));
             }
         }));
         in_flight.retain(|task| !task.is_finished());

@@ -1,11 +1,11 @@
-//! `sim SCENARIO.toml [--seed N]`: replays a scenario and prints its report; the last line is
+//! `sim SCENARIO.toml [--seed N] [--chart FILE.svg]`: replays a scenario and prints its report; the last line is
 //! `report-hash: <hex>`. Exits 1 when a threshold fails, printing the command that reproduces it.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-const USAGE: &str = "usage: sim SCENARIO.toml [--seed N]";
+const USAGE: &str = "usage: sim SCENARIO.toml [--seed N] [--chart FILE.svg]";
 
 fn main() -> ExitCode {
     match run() {
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<bool> {
     let mut scenario_path = None;
     let mut seed = None;
+    let mut chart_path = None;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
@@ -29,6 +30,7 @@ fn run() -> anyhow::Result<bool> {
                 let text = arguments.next().context("--seed needs a value")?;
                 seed = Some(text.parse::<u64>().with_context(|| format!("--seed: not a number: {text:?}"))?);
             }
+            "--chart" => chart_path = Some(arguments.next().context("--chart needs a file name")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(true);
@@ -46,6 +48,11 @@ fn run() -> anyhow::Result<bool> {
     let result = sim::harness::run(&scenario, seed)?;
     let wall_s = wall_started.elapsed().as_secs_f64();
     let report = sim::report::build(&scenario, &result);
+    if let Some(path) = &chart_path {
+        let svg = sim::chart::latency_svg(&scenario, &result)?;
+        std::fs::write(path, svg).with_context(|| format!("write chart {path}"))?;
+        println!("chart: {path}");
+    }
     print!("{}", report.deterministic);
     let virtual_s = result.tick_count as f64 / 1000.0;
     println!("real cost (not hashed): wall {wall_s:.2} s, {:.1}x real time", virtual_s / wall_s.max(1e-9));
