@@ -487,8 +487,8 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance/exposition/prometheus-textparse");
         for (file, type_count) in [("alltypes.237mfs.prom.txt", 237), ("alltypes.237mfs.nometa.prom.txt", 0)] {
             let path = format!("{dir}/{file}");
-            #[allow(clippy::disallowed_methods)] // Test data from the shared conformance folder.
-            let body = std::fs::read(&path).unwrap_or_else(|error| panic!("conformance file {path} missing: {error}"));
+            let body = crate::io::FileSystem::read(&crate::io::RealFileSystem, std::path::Path::new(&path))
+                .unwrap_or_else(|error| panic!("conformance file {path} missing: {error}"));
             let exposition = parse(&body).unwrap_or_else(|error| panic!("{file}: {error}"));
             let text = String::from_utf8(body).unwrap();
             let sample_lines = text.lines().filter(|line| !line.trim().is_empty() && !line.starts_with('#')).count();

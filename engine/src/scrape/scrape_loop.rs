@@ -66,7 +66,7 @@ impl ScrapeLoop {
     pub async fn scrape_and_report(&self, previous_series: &mut BTreeSet<Labels>) {
         self.metrics.scrapes_total.fetch_add(1, Ordering::Relaxed);
         let scrape_ms = self.env.clock.now_ms();
-        let started = tokio::time::Instant::now();
+        let started = tokio::time::Instant::now(); // tokio's clock: virtual under turmoil
         let fetched = tokio::time::timeout(
             Duration::from_millis(self.timeout_ms as u64),
             fetch::fetch(
