@@ -34,6 +34,11 @@ fn bench_parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("scrape_parse");
     group.throughput(Throughput::Elements(1000));
     group.bench_function("1000_samples", |b| b.iter(|| parse::parse(body.as_bytes()).unwrap()));
+    // One hostile line: the cost must stay linear in the label count.
+    let labels: String = (0..5000).map(|index| format!("l{index}=\"v\",")).collect();
+    let wide_line = format!("m{{{labels}}} 1\n");
+    group.throughput(Throughput::Elements(5000));
+    group.bench_function("one_line_5000_labels", |b| b.iter(|| parse::parse(wide_line.as_bytes()).unwrap()));
     group.finish();
 }
 

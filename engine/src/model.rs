@@ -37,17 +37,20 @@ impl Labels {
     /// Builds a label set from pairs in any order. Pairs with empty values are dropped; when a
     /// name repeats, the last pair wins.
     pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
-        let mut labels: Vec<Label> = Vec::new();
-        for (name, value) in pairs {
-            let label = Label { name: name.into(), value: value.into() };
-            match labels.iter_mut().find(|existing| existing.name == label.name) {
-                Some(existing) => existing.value = label.value,
-                None => labels.push(label),
+        let mut labels: Vec<Label> =
+            pairs.into_iter().map(|(name, value)| Label { name: name.into(), value: value.into() }).collect();
+        // Stable sort keeps input order within a name, so the last pair of a run is the one that
+        // wins; O(n log n), since scraped bodies choose the label count.
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut deduplicated: Vec<Label> = Vec::with_capacity(labels.len());
+        for label in labels {
+            match deduplicated.last_mut() {
+                Some(last) if last.name == label.name => *last = label,
+                _ => deduplicated.push(label),
             }
         }
-        labels.retain(|label| !label.value.is_empty());
-        labels.sort();
-        Labels(labels)
+        deduplicated.retain(|label| !label.value.is_empty());
+        Labels(deduplicated)
     }
 
     /// The empty label set.

@@ -291,6 +291,7 @@ impl<'a> Line<'a> {
 
     /// Parses `name="value",...}` after the opening brace.
     fn labels(&mut self, pairs: &mut Vec<(&'a str, String)>) -> Result<(), ParseError> {
+        let mut seen_names: HashSet<&'a str> = HashSet::new();
         loop {
             self.skip_blanks();
             if self.peek() == Some(b'}') {
@@ -303,7 +304,7 @@ impl<'a> Line<'a> {
                 self.position = name_start;
                 return Err(self.error("label name \"__name__\" is reserved for the metric name".to_string()));
             }
-            if pairs.iter().any(|(existing, _)| *existing == name) {
+            if is_duplicate(pairs, &mut seen_names, name) {
                 self.position = name_start;
                 return Err(self.error(format!("duplicate label name {name:?}")));
             }
@@ -354,6 +355,21 @@ impl<'a> Line<'a> {
         self.position = self.text.len();
         Err(self.error("label value is missing its closing double quote".to_string()))
     }
+}
+
+/// Labels up to which a linear duplicate scan beats hashing.
+const LINEAR_DUPLICATE_SCAN_COUNT_MAX: usize = 16;
+
+/// True when `name` is already among the sample's labels. Linear for the usual handful of labels;
+/// past that a set keeps a hostile line with many labels linear in its length.
+fn is_duplicate<'a>(pairs: &[(&'a str, String)], seen: &mut HashSet<&'a str>, name: &'a str) -> bool {
+    if pairs.len() <= LINEAR_DUPLICATE_SCAN_COUNT_MAX {
+        return pairs.iter().any(|(existing, _)| *existing == name);
+    }
+    if seen.is_empty() {
+        seen.extend(pairs.iter().map(|(existing, _)| *existing));
+    }
+    !seen.insert(name)
 }
 
 /// Go's `strconv.ParseFloat` for the spellings expositions use.
@@ -468,6 +484,12 @@ mod tests {
         check_error("up{a=\"1\",a=\"2\"} 1", 1, 10, "duplicate label name");
         check_error("up{__name__=\"x\"} 1", 1, 4, "reserved");
         check_error("up{1a=\"1\"} 1", 1, 4, "label name");
+        // Past the linear-scan threshold, duplicates are found through the set.
+        let many: String = (0..40).map(|index| format!("l{index}=\"v\",")).collect();
+        let line = format!("m{{{many}l3=\"again\"}} 1");
+        check_error(&line, 1, line.find("l3=\"again").unwrap() + 1, "duplicate label name \"l3\"");
+        let unique = parse(format!("m{{{many}}} 1").as_bytes()).unwrap();
+        assert_eq!(unique.samples[0].labels.len(), 41);
         check_error("1up 1", 1, 1, "metric name");
         check_error("# TYPE up foo", 1, 11, "unknown metric type");
         check_error("# TYPE up gauge\n# TYPE up gauge", 2, 3, "second TYPE");
