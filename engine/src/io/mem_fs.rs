@@ -19,6 +19,7 @@ struct MemFile {
 struct MemState {
     files: BTreeMap<PathBuf, MemFile>,
     fail_next_write: bool,
+    fail_next_truncate: bool,
 }
 
 /// A filesystem in memory. Cloning shares the same files.
@@ -55,6 +56,11 @@ impl MemFileSystem {
     /// Makes the next write tear: half its bytes land, then it fails.
     pub fn fail_next_write(&self) {
         self.state().fail_next_write = true;
+    }
+
+    /// Makes the next truncate fail (a repair attempt after a failed write, say).
+    pub fn fail_next_truncate(&self) {
+        self.state().fail_next_truncate = true;
     }
 
     /// Every file path, sorted.
@@ -120,6 +126,9 @@ impl FileSystem for MemFileSystem {
 
     fn truncate(&self, path: &Path, size: u64) -> io::Result<()> {
         let mut state = self.state();
+        if std::mem::take(&mut state.fail_next_truncate) {
+            return Err(io::Error::other("injected truncate failure"));
+        }
         let file = state.files.get_mut(path).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         file.data.truncate(size as usize);
         file.synced_size = file.data.len();

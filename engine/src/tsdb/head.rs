@@ -86,6 +86,17 @@ impl Head {
         SeriesRef(self.next_ref)
     }
 
+    /// Skips `count` references: a commit that failed may have logged series records for them,
+    /// so they must never name other labels.
+    pub fn skip_refs(&mut self, count: u64) {
+        self.next_ref += count;
+    }
+
+    /// Makes sure references up to `series_ref` are never handed out again.
+    pub fn skip_refs_through(&mut self, series_ref: SeriesRef) {
+        self.next_ref = self.next_ref.max(series_ref.0 + 1);
+    }
+
     /// Newest sample of a series.
     pub fn last_sample(&self, series_ref: SeriesRef) -> Option<(i64, u64)> {
         self.series.get(&series_ref).and_then(|series| series.last)

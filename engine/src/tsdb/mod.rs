@@ -207,17 +207,29 @@ impl Db {
             wal_bytes_truncated_total: replay.truncated_size,
             ..DbStats::default()
         };
+        // A failed commit can leave a series record behind; the labels' next commit logs them again
+        // under a new reference. Both references replay into one series.
+        let mut aliases: HashMap<SeriesRef, SeriesRef> = HashMap::new();
         for record in replay.records {
             match record {
                 Record::Series(series) => {
                     for (series_ref, labels) in series {
-                        if !head.contains(series_ref) {
-                            head.create_series(series_ref, labels);
+                        match head.series_ref(&labels) {
+                            Some(existing) if existing != series_ref => {
+                                aliases.insert(series_ref, existing);
+                                head.skip_refs_through(series_ref);
+                            }
+                            Some(_) => {}
+                            None if head.contains(series_ref) => {
+                                tracing::warn!(series_ref = series_ref.0, "wal reuses a series reference; ignoring");
+                            }
+                            None => head.create_series(series_ref, labels),
                         }
                     }
                 }
                 Record::Samples(samples) => {
                     for (series_ref, timestamp_ms, value) in samples {
+                        let series_ref = aliases.get(&series_ref).copied().unwrap_or(series_ref);
                         if !head.contains(series_ref) {
                             // Prometheus counts and skips these too (head_wal.go).
                             stats.wal_unknown_series_samples_total += 1;
@@ -361,7 +373,10 @@ impl Appender for HeadAppender {
         for batch in wal_samples.chunks(WAL_RECORD_SAMPLE_COUNT_MAX) {
             wal::encode_samples(&mut encoded, batch)?;
         }
-        wal.log(&encoded)?;
+        if let Err(error) = wal.log(&encoded) {
+            head.skip_refs(new_series.len() as u64);
+            return Err(error);
+        }
         for (series_ref, labels) in &new_series {
             head.create_series(*series_ref, (*labels).clone());
         }

@@ -237,3 +237,52 @@ fn write_frozen_wal_segment() {
     file.write_all(&bytes).unwrap();
     file.sync().unwrap();
 }
+
+/// A write that tears and then cannot be truncated away: the writer moves to a new segment. The
+/// torn batch's complete series record must neither lend its reference to a later series nor
+/// make replay drop the later segment, and labels logged twice must replay as one series.
+#[test]
+fn torn_write_that_cannot_be_truncated_loses_no_later_commit() {
+    let fs = MemFs::default();
+    let db = open(&fs, DbOptions::default());
+    commit(&db, &[(&series("up", "a"), 1000, 1.0)]).unwrap();
+    fs.fail_next_write();
+    fs.fail_next_truncate();
+    let lost = series("lost", "x");
+    // Many samples, so the torn half holds the whole series record.
+    let batch: Vec<(&Labels, i64, f64)> = (0..50).map(|index| (&lost, 2000 + index, 1.0)).collect();
+    assert!(commit(&db, &batch).is_err());
+    commit(&db, &[(&series("other", "y"), 3000, 7.0), (&lost, 3000, 9.0)]).unwrap();
+    commit(&db, &[(&series("up", "a"), 4000, 1.0)]).unwrap();
+    let before = everything(&db);
+    assert_eq!(before.len(), 3, "{before:?}");
+    drop(db);
+    // No crash: the torn bytes stay on disk, as after a kill once the write reached the page cache.
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(everything(&db), before);
+    assert_eq!(db.stats().series_count, 3, "labels logged under two refs replay as one series");
+    // Appends continue and survive another restart.
+    commit(&db, &[(&lost, 5000, 2.0)]).unwrap();
+    let after = everything(&db);
+    drop(db);
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(everything(&db), after);
+}
+
+/// When opening a new segment fails after a failed write, the next commit tries again rather
+/// than failing forever.
+#[test]
+fn commits_recover_after_the_segment_cannot_be_replaced() {
+    let fs = MemFs::default();
+    let db = open(&fs, DbOptions::default());
+    commit(&db, &[(&series("up", "a"), 1000, 1.0)]).unwrap();
+    fs.fail_next_write();
+    fs.fail_next_truncate();
+    assert!(commit(&db, &[(&series("up", "a"), 2000, 1.0)]).is_err());
+    commit(&db, &[(&series("up", "a"), 3000, 1.0)]).unwrap();
+    commit(&db, &[(&series("up", "a"), 4000, 1.0)]).unwrap();
+    let before = everything(&db);
+    drop(db);
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(everything(&db), before);
+}

@@ -13,9 +13,12 @@
 //!                                { name length: u16, name, value length: u16, value }* }
 //!   type 2 (samples): repeated { ref: u64, timestamp ms: i64, value bits: u64 }
 //! ```
-//! Repair (as Prometheus tsdb/wlog `Repair`): replay stops at the first record that is torn (short
-//! header or payload), fails its CRC, has an unknown type or cannot be decoded; the segment is
-//! truncated there and every later segment removed, so appends continue after the good prefix.
+//! Repair (as Prometheus tsdb/wlog `Repair`): replay stops at the first record that fails its CRC,
+//! has an unknown type or cannot be decoded; the segment is truncated there and every later
+//! segment removed, so appends continue after the good prefix. A torn record (short header or
+//! payload) at the end of a segment is cut off too, but later segments are kept: the writer
+//! leaves a torn tail behind only when a write failed and could not be truncated away, and then
+//! it moves on to a new segment whose commits succeeded.
 //!
 //! Concurrency: a [`Wal`] is owned by the database state and used under its lock.
 
@@ -89,12 +92,15 @@ impl Wal {
             let bytes = fs.read(&path).map_err(io_error(format!("read wal segment {}", path.display())))?;
             let (good_size, failure) = decode_segment(&bytes, &mut replay.records);
             last_good = Some((index, good_size as u64));
-            if let Some(reason) = failure {
+            if let Some(SegmentEnd { reason, torn }) = failure {
                 tracing::warn!(segment_index = index, offset = good_size, %reason, "wal corruption, truncating");
                 replay.corruption_count += 1;
                 replay.truncated_size += (bytes.len() - good_size) as u64;
                 fs.truncate(&path, good_size as u64)
                     .map_err(io_error(format!("truncate wal segment {}", path.display())))?;
+                if torn {
+                    continue; // Later segments hold commits made after the failed write.
+                }
                 for &later in &segments[position + 1..] {
                     let later_path = dir.join(segment_name(later));
                     let later_size = fs.read(&later_path).map(|bytes| bytes.len() as u64).unwrap_or(0);
@@ -133,13 +139,16 @@ impl Wal {
     /// Appends encoded records and syncs them. On failure, makes sure no later record can land
     /// behind a torn one: truncate back to the last good size, or move to a new segment.
     pub fn log(&mut self, encoded: &[u8]) -> Result<(), TsdbError> {
-        if self.segment_size > 0 && self.segment_size + encoded.len() as u64 > self.segment_size_max {
+        if self.file.is_none() {
+            // An earlier failure left no usable segment: start a new one (retried every commit).
+            self.open_segment(self.segment_index + 1, 0)?;
+        } else if self.segment_size > 0 && self.segment_size + encoded.len() as u64 > self.segment_size_max {
             self.open_segment(self.segment_index + 1, 0)?;
         }
         let path = self.dir.join(segment_name(self.segment_index));
         let result = match self.file.as_mut() {
             Some(file) => file.write_all(encoded).and_then(|()| file.sync()),
-            None => Err(std::io::Error::other("no open wal segment after an earlier failure")),
+            None => unreachable!("a wal segment was opened above"),
         };
         match result {
             Ok(()) => {
@@ -154,9 +163,8 @@ impl Wal {
                     .and_then(|()| self.fs.open_append(&path))
                     .map(|file| self.file = Some(file));
                 if recovered.is_err() {
-                    if let Err(error) = self.open_segment(self.segment_index + 1, 0) {
-                        tracing::error!(%error, "wal: cannot open a new segment after a failed write");
-                    }
+                    // Leave `file` empty: the next commit starts a new segment.
+                    tracing::error!(segment_index = self.segment_index, "wal: cannot truncate a failed write away");
                 }
                 Err(TsdbError::Io { context: format!("write wal segment {}", path.display()), source })
             }
@@ -203,31 +211,48 @@ fn frame(out: &mut Vec<u8>, payload: &[u8]) -> Result<(), TsdbError> {
     Ok(())
 }
 
+/// Why decoding a segment stopped before its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentEnd {
+    /// What was wrong.
+    pub reason: String,
+    /// The last record is merely incomplete (a torn write), not corrupt.
+    pub torn: bool,
+}
+
+fn torn(reason: String) -> Option<SegmentEnd> {
+    Some(SegmentEnd { reason, torn: true })
+}
+
+fn corrupt(reason: String) -> Option<SegmentEnd> {
+    Some(SegmentEnd { reason, torn: false })
+}
+
 /// Decodes records from a segment into `records`; returns the size of the good prefix and, if
 /// decoding stopped early, why.
-pub fn decode_segment(bytes: &[u8], records: &mut Vec<Record>) -> (usize, Option<String>) {
+pub fn decode_segment(bytes: &[u8], records: &mut Vec<Record>) -> (usize, Option<SegmentEnd>) {
     let mut offset = 0;
     while offset < bytes.len() {
         let Some(header) = bytes.get(offset..offset + HEADER_SIZE) else {
-            return (offset, Some(format!("torn record header: {} bytes left", bytes.len() - offset)));
+            return (offset, torn(format!("torn record header: {} bytes left", bytes.len() - offset)));
         };
         let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         if length > WAL_RECORD_SIZE_MAX {
-            return (offset, Some(format!("record length {length} exceeds {WAL_RECORD_SIZE_MAX}")));
+            return (offset, corrupt(format!("record length {length} exceeds {WAL_RECORD_SIZE_MAX}")));
         }
         let Some(payload) = bytes.get(offset + HEADER_SIZE..offset + HEADER_SIZE + length) else {
             return (
                 offset,
-                Some(format!("torn record: length {length}, {} bytes left", bytes.len() - offset - HEADER_SIZE)),
+                torn(format!("torn record: length {length}, {} bytes left", bytes.len() - offset - HEADER_SIZE)),
             );
         };
         if crc32c::crc32c(payload) != crc {
-            return (offset, Some("checksum mismatch".to_string()));
+            return (offset, corrupt("checksum mismatch".to_string()));
         }
         match decode_payload(payload) {
             Ok(record) => records.push(record),
-            Err(reason) => return (offset, Some(reason)),
+            Err(reason) => return (offset, corrupt(reason)),
         }
         offset += HEADER_SIZE + length;
     }
@@ -333,6 +358,9 @@ mod tests {
         let (bytes, records) = sample_records();
         let mut decoded = Vec::new();
         assert_eq!(decode_segment(&bytes, &mut decoded), (bytes.len(), None));
+        let mut partial = Vec::new();
+        let (_, end) = decode_segment(&bytes[..bytes.len() - 3], &mut partial);
+        assert!(end.is_some_and(|end| end.torn), "a short final record is torn, not corrupt");
         assert!(same(&decoded, &records));
     }
 
@@ -342,9 +370,9 @@ mod tests {
         let last_record_start = bytes.len() - (HEADER_SIZE + 1 + SAMPLE_ENTRY_SIZE);
         bytes[last_record_start + HEADER_SIZE + 3] ^= 0x40;
         let mut decoded = Vec::new();
-        let (good_size, reason) = decode_segment(&bytes, &mut decoded);
+        let (good_size, end) = decode_segment(&bytes, &mut decoded);
         assert_eq!(good_size, last_record_start);
-        assert_eq!(reason.as_deref(), Some("checksum mismatch"));
+        assert_eq!(end, Some(SegmentEnd { reason: "checksum mismatch".to_string(), torn: false }));
         assert!(same(&decoded, &records[..2]));
     }
 
