@@ -39,11 +39,6 @@ impl MemFileSystem {
         }
     }
 
-    /// Path of WAL segment `index` of a database at `/db` (test convenience).
-    pub fn segment(&self, index: u32) -> PathBuf {
-        PathBuf::from(format!("/db/wal/{index:08}"))
-    }
-
     /// Changes a file's bytes in place, durably (bit rot, a torn tail).
     pub fn mutate(&self, path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
         let mut state = self.state();

@@ -8,6 +8,11 @@ use super::*;
 use crate::io::{FileSystem, MemFileSystem as MemFs};
 use crate::model::MatchKind;
 
+/// Path of WAL segment `index` of the database at `/db`.
+fn segment(index: u32) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/db/wal/{index:08}"))
+}
+
 fn open(fs: &MemFs, options: DbOptions) -> Db {
     Db::open(Arc::new(fs.clone()), Path::new("/db"), options).unwrap()
 }
@@ -70,7 +75,7 @@ fn torn_tail_is_truncated_and_appends_continue() {
     fill(&db, 0, 10);
     let before = everything(&db);
     drop(db);
-    fs.mutate(&fs.segment(0), |data| data.extend_from_slice(&[40, 0, 0, 0, 1, 2]));
+    fs.mutate(&segment(0), |data| data.extend_from_slice(&[40, 0, 0, 0, 1, 2]));
     let db = open(&fs, DbOptions::default());
     assert_eq!(everything(&db), before);
     assert_eq!(db.stats().wal_corruptions_repaired_total, 1);
@@ -92,12 +97,12 @@ fn flipped_byte_keeps_the_good_prefix_and_drops_later_segments() {
     assert!(db.stats().wal_segment_index >= 3, "tiny segments must roll over");
     drop(db);
     // Corrupt the second segment's first record: segment 0 stays whole, the rest goes.
-    fs.mutate(&fs.segment(1), |data| data[10] ^= 0xff);
+    fs.mutate(&segment(1), |data| data[10] ^= 0xff);
     let db = open(&fs, options);
     let stats = db.stats();
     assert_eq!(stats.wal_corruptions_repaired_total, 1);
     assert_eq!(stats.wal_segment_index, 1);
-    assert!(fs.paths().iter().all(|path| path <= &fs.segment(1)), "later segments removed");
+    assert!(fs.paths().iter().all(|path| path <= &segment(1)), "later segments removed");
     let kept: usize = everything(&db).iter().map(|(_, samples)| samples.len()).sum();
     assert!(kept > 0 && kept < 80, "kept {kept}");
 }
@@ -199,7 +204,7 @@ fn frozen_wal_segment_replays() {
     let frozen = include_bytes!("testdata/wal-v1-00000000");
     let fs = MemFs::default();
     fs.create_dir_all(Path::new("/db/wal")).unwrap();
-    let mut file = fs.open_append(&fs.segment(0)).unwrap();
+    let mut file = fs.open_append(&segment(0)).unwrap();
     file.write_all(frozen).unwrap();
     file.sync().unwrap();
     let db = open(&fs, DbOptions::default());
@@ -230,7 +235,7 @@ fn write_frozen_wal_segment() {
         let samples: Vec<(&Labels, i64, f64)> = batch.iter().map(|(labels, t, v)| (labels, *t, *v)).collect();
         commit(&db, &samples).unwrap();
     }
-    let bytes = fs.read(&fs.segment(0)).unwrap();
+    let bytes = fs.read(&segment(0)).unwrap();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tsdb/testdata/wal-v1-00000000");
     let _ = crate::io::RealFileSystem.remove_file(&path);
     let mut file = crate::io::RealFileSystem.open_append(&path).unwrap();
