@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use engine::io::RealFileSystem;
+use engine::io::{RealFileSystem, TokioSpawner};
 use engine::model::Labels;
 use engine::promql::{Engine, EngineOptions};
 use engine::scrape::parse;
+use engine::storage::Appendable;
 use engine::tsdb::chunk::XorChunk;
-use engine::tsdb::{Appendable, Db, DbOptions};
+use engine::tsdb::{Db, DbOptions};
 
 /// A node-exporter-like body: `series_count` labelled counters.
 fn exposition(series_count: usize) -> String {
@@ -65,9 +66,10 @@ fn bench_chunk(c: &mut Criterion) {
     println!("xor chunk: 120 samples in {} bytes ({:.2} bytes/sample)", chunk.size(), chunk.size() as f64 / 120.0);
 }
 
-fn open_db(name: &str) -> Db {
+fn open_db(runtime: &tokio::runtime::Runtime, name: &str) -> Db {
     let dir = std::env::temp_dir().join(format!("engine-bench-{name}-{}", std::process::id()));
-    Db::open(Arc::new(RealFileSystem), &dir, DbOptions::default()).unwrap()
+    let _entered = runtime.enter();
+    Db::open(Arc::new(RealFileSystem), &TokioSpawner, &dir, DbOptions::default()).unwrap()
 }
 
 fn bench_commit_and_query(c: &mut Criterion) {
@@ -76,7 +78,8 @@ fn bench_commit_and_query(c: &mut Criterion) {
             Labels::from_pairs([("__name__", "bench_metric"), ("instance", "i"), ("series", &index.to_string())])
         })
         .collect();
-    let db = open_db("commit");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let db = open_db(&runtime, "commit");
     let mut timestamp_ms = 0_i64;
     let mut group = c.benchmark_group("tsdb");
     group.throughput(Throughput::Elements(series.len() as u64));
@@ -89,9 +92,9 @@ fn bench_commit_and_query(c: &mut Criterion) {
             |timestamp_ms| {
                 let mut appender = db.appender();
                 for labels in &series {
-                    appender.append(labels, timestamp_ms, 1.0).unwrap();
+                    appender.append(None, labels, timestamp_ms, 1.0).unwrap();
                 }
-                appender.commit().unwrap()
+                runtime.block_on(appender.commit()).unwrap()
             },
             BatchSize::SmallInput,
         )

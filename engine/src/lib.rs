@@ -15,4 +15,5 @@ pub mod model;
 pub mod promql;
 pub mod scrape;
 pub mod server;
+pub mod storage;
 pub mod tsdb;

@@ -62,3 +62,24 @@ pub const CHUNK_SAMPLE_COUNT_MAX_DEFAULT: usize = 120;
 
 const _: () = assert!((WAL_RECORD_SIZE_MAX as u64) < WAL_SEGMENT_SIZE_MAX_DEFAULT);
 const _: () = assert!(WAL_RECORD_SAMPLE_COUNT_MAX * 24 < WAL_RECORD_SIZE_MAX);
+
+/// Shards of the head's series map: appends to different shards never contend (Prometheus
+/// stripes its series map 16,384 ways; a few dozen suffice for a handful of cores).
+pub const HEAD_SHARD_COUNT: usize = 64;
+
+/// Prometheus' default block range: a head chunk never spans a multiple of it.
+pub const BLOCK_RANGE_MS_DEFAULT: i64 = 2 * 60 * 60 * 1000;
+
+/// The design documents' series cap (`storage.tsdb.max_series`).
+pub const SERIES_COUNT_MAX_DEFAULT: u64 = 2_000_000;
+
+/// Commits waiting for the WAL writer; a full queue makes appenders wait (backpressure).
+pub const COMMIT_QUEUE_CAPACITY: usize = 1024;
+
+/// Most commits the WAL writer joins into one write and one fsync.
+pub const GROUP_COMMIT_COUNT_MAX: usize = 256;
+
+/// Most bytes the WAL writer joins into one write.
+pub const GROUP_COMMIT_SIZE_MAX: usize = 16 * 1024 * 1024;
+
+const _: () = assert!(HEAD_SHARD_COUNT.is_power_of_two() && GROUP_COMMIT_COUNT_MAX <= COMMIT_QUEUE_CAPACITY);

@@ -68,31 +68,102 @@ impl SelfMetrics {
             "Queries that returned an error.",
             &plain(load(&self.query_failures_total)),
         );
-        family("engine_tsdb_head_series", "gauge", "Series in the head.", &plain(db.series_count));
-        family("engine_tsdb_head_chunks", "gauge", "Chunks in the head.", &plain(db.chunk_count));
-        family(
-            "engine_tsdb_head_samples_appended_total",
-            "counter",
-            "Samples appended to the head.",
-            &plain(db.samples_appended_total),
+        // Storage metrics carry Prometheus' names, so existing dashboards work.
+        let (min_time_ms, max_time_ms) = db.time_range_ms.unwrap_or((i64::MAX, i64::MIN));
+        let mut float = |name: &str, kind: &str, help: &str, value: f64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        float(
+            "prometheus_tsdb_head_series",
+            "gauge",
+            "Total number of series in the head block.",
+            db.series_count as f64,
         );
-        family(
-            "engine_tsdb_out_of_order_samples_total",
+        float(
+            "prometheus_tsdb_head_series_created_total",
             "counter",
-            "Samples rejected as out of order.",
-            &plain(db.out_of_order_samples_total),
+            "Total number of series created in the head.",
+            db.series_created_total as f64,
         );
-        family(
-            "engine_tsdb_wal_corruptions_total",
+        float(
+            "prometheus_tsdb_head_chunks",
+            "gauge",
+            "Total number of chunks in the head block.",
+            db.chunk_count as f64,
+        );
+        float("prometheus_tsdb_head_min_time", "gauge", "Minimum time bound of the head block.", min_time_ms as f64);
+        float("prometheus_tsdb_head_max_time", "gauge", "Maximum timestamp of the head block.", max_time_ms as f64);
+        float(
+            "prometheus_tsdb_head_samples_appended_total",
             "counter",
-            "WAL corruptions repaired at start.",
-            &plain(db.wal_corruptions_repaired_total),
+            "Total number of appended samples.",
+            db.samples_appended_total as f64,
         );
-        family(
+        float(
+            "prometheus_tsdb_out_of_order_samples_total",
+            "counter",
+            "Total number of out of order samples ingestion failed attempts.",
+            db.out_of_order_samples_total as f64,
+        );
+        float(
+            "prometheus_tsdb_wal_corruptions_total",
+            "counter",
+            "Total number of WAL corruptions.",
+            db.wal_corruptions_repaired_total as f64,
+        );
+        float(
+            "prometheus_tsdb_wal_writes_failed_total",
+            "counter",
+            "Total number of WAL writes that failed.",
+            db.wal_write_failures_total as f64,
+        );
+        float(
+            "prometheus_tsdb_wal_segment_current",
+            "gauge",
+            "WAL segment index that TSDB is currently writing to.",
+            f64::from(db.wal_segment_index),
+        );
+        let _ = writeln!(out, "# HELP prometheus_tsdb_wal_fsync_duration_seconds Duration of WAL fsync.");
+        let _ = writeln!(out, "# TYPE prometheus_tsdb_wal_fsync_duration_seconds summary");
+        let _ = writeln!(out, "prometheus_tsdb_wal_fsync_duration_seconds_sum {}", db.wal_fsync_duration_seconds_total);
+        let _ = writeln!(out, "prometheus_tsdb_wal_fsync_duration_seconds_count {}", db.wal_fsyncs_total);
+        let mut float = |name: &str, kind: &str, help: &str, value: f64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        float("engine_tsdb_commits_total", "counter", "Commits made durable and visible.", db.commits_total as f64);
+        float(
+            "engine_tsdb_wal_writes_total",
+            "counter",
+            "WAL writes; each carries one or more grouped commits.",
+            db.wal_writes_total as f64,
+        );
+        float(
+            "engine_tsdb_series_limit_refusals_total",
+            "counter",
+            "New series refused because the head holds storage.tsdb.max_series series.",
+            db.series_limit_refusals_total as f64,
+        );
+        float(
             "engine_tsdb_wal_samples_replayed",
             "gauge",
             "Samples replayed from the WAL at the last start.",
-            &plain(db.wal_samples_replayed),
+            db.wal_samples_replayed as f64,
+        );
+        float(
+            "engine_tsdb_wal_bytes_dropped_total",
+            "counter",
+            "WAL bytes dropped by repair at the last start.",
+            db.wal_bytes_truncated_total as f64,
+        );
+        float(
+            "engine_tsdb_ready_for_writes",
+            "gauge",
+            "1 while the storage accepts writes, 0 after a failed WAL write until one succeeds.",
+            if db.ready_for_writes { 1.0 } else { 0.0 },
         );
         out
     }

@@ -53,6 +53,13 @@ impl Labels {
         Labels(deduplicated)
     }
 
+    /// Wraps labels that are already sorted by name, distinct and non-empty (read back from a
+    /// store that only holds valid label sets).
+    pub fn from_sorted_unchecked(labels: Vec<Label>) -> Self {
+        debug_assert!(labels.windows(2).all(|pair| pair[0].name < pair[1].name), "labels not sorted: {labels:?}");
+        Labels(labels)
+    }
+
     /// The empty label set.
     pub fn empty() -> Self {
         Labels(Vec::new())
@@ -157,17 +164,69 @@ pub struct Matcher {
     /// The literal value or the regex source.
     pub value: String,
     regex: Option<regex::Regex>,
+    shape: RegexShape,
+}
+
+/// What a regex matcher's pattern reduces to, so the index can avoid testing every value
+/// (Prometheus `labels.FastRegexMatcher`: set matches, prefixes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegexShape {
+    /// Not a regex matcher, or a pattern with no shortcut.
+    General,
+    /// Matches exactly these strings (`a`, `a|b|c`); may include the empty string.
+    Set(Vec<String>),
+    /// Matches every string starting with this prefix (`prefix.*`).
+    Prefix(String),
+    /// `.*`: matches everything, the empty string included.
+    Any,
+    /// `.+`: matches every non-empty string.
+    NonEmpty,
+}
+
+const REGEX_META_CHARACTERS: &[char] = &['\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$'];
+
+fn is_literal(text: &str) -> bool {
+    !text.contains(REGEX_META_CHARACTERS)
+}
+
+/// Classifies a pattern (anchored on both ends, `.` matching newlines as in [`Matcher::new`]).
+fn regex_shape(pattern: &str) -> RegexShape {
+    match pattern {
+        ".*" => return RegexShape::Any,
+        ".+" => return RegexShape::NonEmpty,
+        _ => {}
+    }
+    if let Some(prefix) = pattern.strip_suffix(".*") {
+        if is_literal(prefix) {
+            return RegexShape::Prefix(prefix.to_string());
+        }
+    }
+    let alternatives: Vec<&str> = pattern.split('|').collect();
+    if alternatives.iter().all(|alternative| is_literal(alternative)) {
+        let mut set: Vec<String> = alternatives.into_iter().map(str::to_string).collect();
+        set.sort();
+        set.dedup();
+        return RegexShape::Set(set);
+    }
+    RegexShape::General
 }
 
 impl Matcher {
     /// Builds a matcher; regexes are anchored on both ends as Prometheus does
     /// (`labels.NewFastRegexMatcher`, model/labels/regexp.go).
     pub fn new(kind: MatchKind, name: &str, value: &str) -> Result<Self, regex::Error> {
-        let regex = match kind {
-            MatchKind::Regex | MatchKind::NotRegex => Some(regex::Regex::new(&format!("^(?s:{value})$"))?),
-            MatchKind::Equal | MatchKind::NotEqual => None,
+        let (regex, shape) = match kind {
+            MatchKind::Regex | MatchKind::NotRegex => {
+                (Some(regex::Regex::new(&format!("^(?s:{value})$"))?), regex_shape(value))
+            }
+            MatchKind::Equal | MatchKind::NotEqual => (None, RegexShape::General),
         };
-        Ok(Matcher { name: name.to_string(), kind, value: value.to_string(), regex })
+        Ok(Matcher { name: name.to_string(), kind, value: value.to_string(), regex, shape })
+    }
+
+    /// The shortcut a regex matcher's pattern allows ([`RegexShape::General`] for `=` and `!=`).
+    pub fn regex_shape(&self) -> &RegexShape {
+        &self.shape
     }
 
     /// True when `value` (empty for a missing label) satisfies the matcher.
@@ -225,6 +284,37 @@ mod tests {
         let not = Matcher::new(MatchKind::NotRegex, "job", "").unwrap();
         assert!(not.matches("x"));
         assert!(!not.matches(""));
+    }
+
+    #[test]
+    fn regex_shapes() {
+        #[track_caller]
+        fn check(pattern: &str, expected: RegexShape) {
+            let matcher = Matcher::new(MatchKind::Regex, "l", pattern).unwrap();
+            assert_eq!(matcher.regex_shape(), &expected, "{pattern}");
+            // The shape must agree with the regex on a few probes.
+            for probe in ["", "a", "b", "ab", "abc", "foo", "foobar", "x\ny", "c"] {
+                let by_shape = match &expected {
+                    RegexShape::Set(set) => set.iter().any(|member| member == probe),
+                    RegexShape::Prefix(prefix) => probe.starts_with(prefix.as_str()),
+                    RegexShape::Any => true,
+                    RegexShape::NonEmpty => !probe.is_empty(),
+                    RegexShape::General => continue,
+                };
+                assert_eq!(by_shape, matcher.matches(probe), "{pattern} on {probe:?}");
+            }
+        }
+        check("foo", RegexShape::Set(vec!["foo".to_string()]));
+        check("b|a|ab", RegexShape::Set(vec!["a".to_string(), "ab".to_string(), "b".to_string()]));
+        check("a|", RegexShape::Set(vec!["".to_string(), "a".to_string()]));
+        check("", RegexShape::Set(vec!["".to_string()]));
+        check("foo.*", RegexShape::Prefix("foo".to_string()));
+        check(".*", RegexShape::Any);
+        check(".+", RegexShape::NonEmpty);
+        check("a.c", RegexShape::General);
+        check("fo+", RegexShape::General);
+        check("(a|b)", RegexShape::General);
+        check("a\\.b", RegexShape::General);
     }
 
     #[test]

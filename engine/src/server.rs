@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub engine: EngineOptions,
     /// Runtime limits.
     pub limits: RuntimeLimits,
+    /// Storage settings (the commit observer below overrides the one in here).
+    pub storage: DbOptions,
     /// Called after every storage commit (the simulator's durability checker).
     pub commit_observer: Option<CommitObserver>,
 }
@@ -41,6 +43,7 @@ impl ServerOptions {
             listen_address,
             engine: EngineOptions::default(),
             limits: RuntimeLimits::default(),
+            storage: DbOptions::default(),
             commit_observer: None,
         }
     }
@@ -64,8 +67,8 @@ pub enum ServerError {
 
 /// Opens storage, starts scraping and serves the API until cancelled.
 pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
-    let db_options = DbOptions { commit_observer: options.commit_observer.clone(), ..DbOptions::default() };
-    let db = Db::open(env.fs.clone(), &options.storage_path, db_options)?;
+    let db_options = DbOptions { commit_observer: options.commit_observer.clone(), ..options.storage.clone() };
+    let db = Db::open(env.fs.clone(), env.spawner.as_ref(), &options.storage_path, db_options)?;
     let stats = db.stats();
     tracing::info!(
         series = stats.series_count,

@@ -12,10 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use engine::io::TokioSpawner;
 use engine::io::{FileSystem, MemFileSystem, RealFileSystem};
 use engine::model::{Labels, Sample, STALE_NAN_BITS};
 use engine::promql::{Engine, EngineOptions, QueryError, Value};
-use engine::tsdb::{Appendable, Db, DbOptions};
+use engine::storage::Appendable;
+use engine::tsdb::{Db, DbOptions};
 use promql_parser::parser::{parse, Expr};
 
 /// Evals of selector-level features that pass today; raise it as PromQL grows.
@@ -350,15 +352,22 @@ fn load(db: &Db, header: &str, body: &[&str]) {
         let mut appender = db.appender();
         for (index, value) in values.iter().enumerate() {
             if let Some(value) = value {
-                let _ = appender.append(&labels, index as i64 * interval_ms, *value);
+                let _ = appender.append(None, &labels, index as i64 * interval_ms, *value);
             }
         }
-        appender.commit().unwrap();
+        runtime().block_on(appender.commit()).unwrap();
     }
 }
 
+/// The runtime that serves every test database's WAL writer; queries need none.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().build().expect("build a tokio runtime"))
+}
+
 fn new_db() -> Db {
-    Db::open(Arc::new(MemFileSystem::default()), Path::new("/db"), DbOptions::default()).unwrap()
+    let _entered = runtime().enter();
+    Db::open(Arc::new(MemFileSystem::default()), &TokioSpawner, Path::new("/db"), DbOptions::default()).unwrap()
 }
 
 #[test]

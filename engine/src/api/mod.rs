@@ -103,7 +103,15 @@ impl Api {
                 }
             }
             "/-/healthy" if readable => respond(StatusCode::OK, "text/plain", "Engine is Healthy.\n".to_string()),
-            "/-/ready" if readable => respond(StatusCode::OK, "text/plain", "Engine is Ready.\n".to_string()),
+            // Queries keep working while writes are refused (a full disk, say): not ready for writes.
+            "/-/ready" if readable && self.db.stats().ready_for_writes => {
+                respond(StatusCode::OK, "text/plain", "Engine is Ready.\n".to_string())
+            }
+            "/-/ready" if readable => respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "Engine is not ready for writes: the last WAL write failed.\n".to_string(),
+            ),
             "/metrics" if readable => {
                 respond(StatusCode::OK, TEXT_FORMAT_CONTENT_TYPE, self.metrics.render(&self.db.stats()))
             }

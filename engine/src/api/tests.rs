@@ -9,11 +9,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 
 use super::Api;
+use crate::io::TokioSpawner;
 use crate::io::{Clock, MemFileSystem};
 use crate::metrics::SelfMetrics;
 use crate::model::Labels;
 use crate::promql::{Engine, EngineOptions};
-use crate::tsdb::{Appendable, Db, DbOptions};
+use crate::storage::Appendable;
+use crate::tsdb::{Db, DbOptions};
 
 struct FixedClock(i64);
 
@@ -23,16 +25,17 @@ impl Clock for FixedClock {
     }
 }
 
-fn api() -> Api {
-    let db = Db::open(Arc::new(MemFileSystem::default()), Path::new("/db"), DbOptions::default()).unwrap();
+async fn api() -> Api {
+    let db =
+        Db::open(Arc::new(MemFileSystem::default()), &TokioSpawner, Path::new("/db"), DbOptions::default()).unwrap();
     let mut appender = db.appender();
     for (job, value) in [("a", 1.0), ("b", 0.0)] {
         let labels = Labels::from_pairs([("__name__", "up"), ("job", job), ("instance", "h:1")]);
         for step in 0..5 {
-            appender.append(&labels, 1_000_000 + step * 15_000, value).unwrap();
+            appender.append(None, &labels, 1_000_000 + step * 15_000, value).unwrap();
         }
     }
-    appender.commit().unwrap();
+    appender.commit().await.unwrap();
     let engine = Engine::new(Arc::new(db.clone()), EngineOptions::default());
     Api::new(engine, Arc::new(FixedClock(1_060_000)), db, Arc::new(SelfMetrics::default()), 1024)
 }
@@ -54,7 +57,7 @@ async fn call(api: &Api, method: Method, uri: &str, form: Option<&str>) -> (Stat
 #[tokio::test]
 async fn instant_query_get_defaults_to_now() {
     let (status, content_type, body) =
-        call(&api(), Method::GET, "/api/v1/query?query=up%7Bjob%3D%22a%22%7D", None).await;
+        call(&api().await, Method::GET, "/api/v1/query?query=up%7Bjob%3D%22a%22%7D", None).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/json"));
     assert_eq!(
         body,
@@ -65,7 +68,7 @@ async fn instant_query_get_defaults_to_now() {
 #[tokio::test]
 async fn instant_query_form_post_with_rfc3339_time() {
     let form = "query=up&time=1970-01-01T00:16:45Z";
-    let (status, _, body) = call(&api(), Method::POST, "/api/v1/query", Some(form)).await;
+    let (status, _, body) = call(&api().await, Method::POST, "/api/v1/query", Some(form)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains(r#""job":"a"},"value":[1005,"1"]"#), "{body}");
     assert!(body.contains(r#""job":"b"},"value":[1005,"0"]"#), "{body}");
@@ -74,7 +77,7 @@ async fn instant_query_form_post_with_rfc3339_time() {
 #[tokio::test]
 async fn range_query_returns_matrix() {
     let uri = "/api/v1/query_range?query=up%7Bjob%3D%22b%22%7D&start=1000&end=1030&step=15s";
-    let (status, _, body) = call(&api(), Method::GET, uri, None).await;
+    let (status, _, body) = call(&api().await, Method::GET, uri, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
@@ -84,7 +87,7 @@ async fn range_query_returns_matrix() {
 
 #[tokio::test]
 async fn bad_requests_are_bad_data_400() {
-    let api = api();
+    let api = api().await;
     for (uri, message) in [
         ("/api/v1/query", r#"invalid parameter \"query\": missing value"#),
         (
@@ -106,7 +109,7 @@ async fn bad_requests_are_bad_data_400() {
 
 #[tokio::test]
 async fn unsupported_expressions_are_execution_422() {
-    let (status, _, body) = call(&api(), Method::GET, "/api/v1/query?query=sum(up)", None).await;
+    let (status, _, body) = call(&api().await, Method::GET, "/api/v1/query?query=sum(up)", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body.contains(r#""errorType":"execution""#) && body.contains("not supported yet"), "{body}");
 }
@@ -114,21 +117,22 @@ async fn unsupported_expressions_are_execution_422() {
 #[tokio::test]
 async fn oversized_form_body_is_rejected() {
     let form = format!("query={}", "x".repeat(4096));
-    let (status, _, body) = call(&api(), Method::POST, "/api/v1/query", Some(&form)).await;
+    let (status, _, body) = call(&api().await, Method::POST, "/api/v1/query", Some(&form)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("limit 1024 bytes"), "{body}");
 }
 
 #[tokio::test]
 async fn probes_metrics_and_unknown_routes() {
-    let api = api();
+    let api = api().await;
     assert_eq!(call(&api, Method::GET, "/-/healthy", None).await.0, StatusCode::OK);
     assert_eq!(call(&api, Method::GET, "/-/ready", None).await.2, "Engine is Ready.\n");
     assert_eq!(call(&api, Method::GET, "/nope", None).await.0, StatusCode::NOT_FOUND);
     assert_eq!(call(&api, Method::DELETE, "/api/v1/query", None).await.0, StatusCode::METHOD_NOT_ALLOWED);
     let (status, content_type, body) = call(&api, Method::GET, "/metrics", None).await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, super::TEXT_FORMAT_CONTENT_TYPE));
-    assert!(body.contains("engine_tsdb_head_series 2\n"), "{body}");
+    assert!(body.contains("prometheus_tsdb_head_series 2\n"), "{body}");
+    assert!(body.contains("prometheus_tsdb_head_samples_appended_total 10\n"), "{body}");
     assert!(body.contains("engine_http_requests_total{handler=\"/-/healthy\"} 1\n"), "{body}");
     // The engine's own exposition must parse with its own scraper.
     let exposition = crate::scrape::parse::parse(body.as_bytes()).unwrap();

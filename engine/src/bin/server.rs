@@ -15,6 +15,9 @@ const USAGE: &str = "usage: server [flags]
   --config.file=FILE            Prometheus-format YAML config (default: embedded self-scrape config)
   --storage.tsdb.path=DIR       data directory (default: data/)
   --web.listen-address=ADDR     listen address (default: 0.0.0.0:9090)
+  --storage.tsdb.wal-sync=WHEN  when commits are fsynced: commit (default; nothing committed is lost on
+                                power failure), interval:DUR (e.g. interval:100ms), segment (at segment
+                                rollover only, as Prometheus)
   --query.lookback-delta=DUR    lookback for instant selectors (default: 5m)
   --query.max-samples=N         most samples one query may load (default: 50000000)
   --log.level=LEVEL             error, warn, info, debug (default: info)
@@ -24,6 +27,7 @@ const USAGE: &str = "usage: server [flags]
 struct Flags {
     config_file: Option<PathBuf>,
     storage_path: PathBuf,
+    wal_sync: Option<String>,
     listen_address: String,
     lookback_delta: Option<String>,
     query_samples_max: Option<usize>,
@@ -34,6 +38,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
     let mut flags = Flags {
         config_file: None,
         storage_path: PathBuf::from("data/"),
+        wal_sync: None,
         listen_address: "0.0.0.0:9090".to_string(),
         lookback_delta: None,
         query_samples_max: None,
@@ -62,6 +67,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         match name.as_str() {
             "--config.file" => flags.config_file = Some(PathBuf::from(value()?)),
             "--storage.tsdb.path" => flags.storage_path = PathBuf::from(value()?),
+            "--storage.tsdb.wal-sync" => flags.wal_sync = Some(value()?),
             "--web.listen-address" => flags.listen_address = value()?,
             "--query.lookback-delta" => flags.lookback_delta = Some(value()?),
             "--query.max-samples" => {
@@ -115,6 +121,10 @@ fn run() -> anyhow::Result<()> {
     if let Some(text) = &flags.lookback_delta {
         options.engine.lookback_delta_ms =
             config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("--query.lookback-delta: {error}"))?;
+    }
+    if let Some(text) = &flags.wal_sync {
+        options.storage.sync_policy =
+            text.parse().map_err(|error: String| anyhow::anyhow!("--storage.tsdb.wal-sync: {error}"))?;
     }
     if let Some(count) = flags.query_samples_max {
         options.engine.query_samples_max = count;

@@ -16,7 +16,7 @@ use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, VectorSele
 
 use super::{EngineOptions, InstantSample, QueryError, RangeSeries, Value};
 use crate::model::{is_stale_nan, Labels, MatchKind, Matcher, Sample, METRIC_NAME_LABEL};
-use crate::tsdb::{Queryable, Series};
+use crate::storage::{Queryable, Series};
 
 /// The evaluation steps: `start_ms`, `start_ms + step_ms`, ... up to `end_ms` inclusive.
 /// `step_ms` is 0 for an instant query (one step).
@@ -177,7 +177,8 @@ impl<'a> Evaluator<'a> {
         min_time_ms: i64,
         max_time_ms: i64,
     ) -> Result<Vec<Series>, QueryError> {
-        let querier = self.queryable.querier(min_time_ms, max_time_ms);
+        let storage_error = |error: crate::storage::StorageError| QueryError::Execution(error.to_string());
+        let querier = self.queryable.querier(min_time_ms, max_time_ms).map_err(storage_error)?;
         let groups: Vec<&Vec<ParserMatcher>> = if selector.matchers.or_matchers.is_empty() {
             vec![&selector.matchers.matchers]
         } else {
@@ -189,16 +190,21 @@ impl<'a> Evaluator<'a> {
             if let Some(name) = &selector.name {
                 matchers.push(convert(MatchKind::Equal, METRIC_NAME_LABEL, name)?);
             }
-            for series in querier.select(&matchers) {
-                by_labels.entry(series.labels.clone()).or_insert(series);
+            // Samples are counted as series stream in, so a huge selection fails before it is
+            // all in memory.
+            for series in querier.select(None, &matchers) {
+                let series = series.map_err(storage_error)?;
+                if by_labels.contains_key(&series.labels) {
+                    continue;
+                }
+                self.samples_loaded_count += series.samples.len();
+                if self.samples_loaded_count > self.options.query_samples_max {
+                    return Err(QueryError::Execution(
+                        "query processing would load too many samples into memory in query execution".to_string(),
+                    ));
+                }
+                by_labels.insert(series.labels.clone(), series);
             }
-        }
-        let loaded_count: usize = by_labels.values().map(|series| series.samples.len()).sum();
-        self.samples_loaded_count += loaded_count;
-        if self.samples_loaded_count > self.options.query_samples_max {
-            return Err(QueryError::Execution(
-                "query processing would load too many samples into memory in query execution".to_string(),
-            ));
         }
         Ok(by_labels.into_values().collect())
     }

@@ -12,7 +12,7 @@ mod value;
 
 use std::sync::Arc;
 
-use crate::tsdb::Queryable;
+use crate::storage::Queryable;
 
 pub use value::{InstantSample, RangeSeries, Value};
 
@@ -107,18 +107,25 @@ fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
 mod tests {
     use super::*;
     use crate::io::MemFileSystem;
+    use crate::io::TokioSpawner;
     use crate::model::Labels;
-    use crate::tsdb::{Appendable, Db, DbOptions};
+    use crate::storage::Appendable;
+    use crate::tsdb::{Db, DbOptions};
 
     fn engine() -> Engine {
-        let db =
-            Db::open(Arc::new(MemFileSystem::default()), std::path::Path::new("/db"), DbOptions::default()).unwrap();
-        let mut appender = db.appender();
-        let labels = Labels::from_pairs([("__name__", "m")]);
-        for index in 0..10 {
-            appender.append(&labels, index * 10_000, index as f64).unwrap();
-        }
-        appender.commit().unwrap();
+        // The writer task lives as long as this runtime; queries need no runtime.
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let db = runtime.block_on(async {
+            let fs = Arc::new(MemFileSystem::default());
+            let db = Db::open(fs, &TokioSpawner, std::path::Path::new("/db"), DbOptions::default()).unwrap();
+            let mut appender = db.appender();
+            let labels = Labels::from_pairs([("__name__", "m")]);
+            for index in 0..10 {
+                appender.append(None, &labels, index * 10_000, index as f64).unwrap();
+            }
+            appender.commit().await.unwrap();
+            db
+        });
         Engine::new(Arc::new(db), EngineOptions::default())
     }
 

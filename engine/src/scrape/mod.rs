@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::io::Env;
 use crate::metrics::SelfMetrics;
-use crate::tsdb::Appendable;
+use crate::storage::Appendable;
 
 pub use target::Target;
 

@@ -15,7 +15,7 @@ use super::{fetch, parse, ScrapeError, Target};
 use crate::io::Env;
 use crate::metrics::SelfMetrics;
 use crate::model::{Labels, STALE_NAN_BITS};
-use crate::tsdb::Appendable;
+use crate::storage::Appendable;
 
 /// Everything one target's loop needs.
 pub struct ScrapeLoop {
@@ -80,7 +80,10 @@ impl ScrapeLoop {
         .await
         .unwrap_or(Err(ScrapeError::Timeout { timeout_ms: self.timeout_ms }));
         let duration_seconds = started.elapsed().as_secs_f64();
-        let result = fetched.and_then(|body| self.append_body(&body, scrape_ms, previous_series));
+        let result = match fetched {
+            Ok(body) => self.append_body(&body, scrape_ms, previous_series).await,
+            Err(error) => Err(error),
+        };
         let scraped_count = match &result {
             Ok(scraped) => scraped.sample_count,
             Err(error) => {
@@ -91,15 +94,15 @@ impl ScrapeLoop {
                     %error,
                     "scrape failed"
                 );
-                self.mark_stale(scrape_ms, previous_series);
+                self.mark_stale(scrape_ms, previous_series).await;
                 0
             }
         };
         let up = if result.is_ok() { 1.0 } else { 0.0 };
-        self.report(scrape_ms, up, duration_seconds, scraped_count);
+        self.report(scrape_ms, up, duration_seconds, scraped_count).await;
     }
 
-    fn append_body(
+    async fn append_body(
         &self,
         body: &[u8],
         scrape_ms: i64,
@@ -123,36 +126,36 @@ impl ScrapeLoop {
                     scrape_ms
                 }
             };
-            if let Err(error) = appender.append(&labels, timestamp_ms, sample.value) {
+            if let Err(error) = appender.append(None, &labels, timestamp_ms, sample.value) {
                 rejected_count += 1;
                 tracing::debug!(%error, "sample rejected");
             }
         }
         for gone in previous_series.difference(&current_series) {
             // A marker that lands behind a newer sample is rejected; that is harmless.
-            let _ = appender.append(gone, scrape_ms, f64::from_bits(STALE_NAN_BITS));
+            let _ = appender.append(None, gone, scrape_ms, f64::from_bits(STALE_NAN_BITS));
         }
-        appender.commit().map_err(|error| ScrapeError::Commit(error.to_string()))?;
+        appender.commit().await.map_err(|error| ScrapeError::Commit(error.to_string()))?;
         self.metrics.scrape_samples_rejected_total.fetch_add(rejected_count, Ordering::Relaxed);
         *previous_series = current_series;
         Ok(Scraped { sample_count })
     }
 
-    fn mark_stale(&self, scrape_ms: i64, previous_series: &mut BTreeSet<Labels>) {
+    async fn mark_stale(&self, scrape_ms: i64, previous_series: &mut BTreeSet<Labels>) {
         if previous_series.is_empty() {
             return;
         }
         let mut appender = self.appendable.appender();
         for gone in previous_series.iter() {
-            let _ = appender.append(gone, scrape_ms, f64::from_bits(STALE_NAN_BITS));
+            let _ = appender.append(None, gone, scrape_ms, f64::from_bits(STALE_NAN_BITS));
         }
-        match appender.commit() {
+        match appender.commit().await {
             Ok(_) => previous_series.clear(),
             Err(error) => tracing::warn!(%error, "commit staleness markers"),
         }
     }
 
-    fn report(&self, scrape_ms: i64, up: f64, duration_seconds: f64, scraped_count: u64) {
+    async fn report(&self, scrape_ms: i64, up: f64, duration_seconds: f64, scraped_count: u64) {
         let mut appender = self.appendable.appender();
         let report_series = [
             ("up", up),
@@ -162,11 +165,11 @@ impl ScrapeLoop {
         for (name, value) in report_series {
             let mut labels = self.target.labels.clone();
             labels.set(crate::model::METRIC_NAME_LABEL, name);
-            if let Err(error) = appender.append(&labels, scrape_ms, value) {
+            if let Err(error) = appender.append(None, &labels, scrape_ms, value) {
                 tracing::warn!(%error, series = name, "append report sample");
             }
         }
-        if let Err(error) = appender.commit() {
+        if let Err(error) = appender.commit().await {
             tracing::warn!(%error, "commit report samples");
         }
     }

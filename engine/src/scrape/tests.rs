@@ -21,7 +21,8 @@ use crate::io::net::BoxFuture;
 use crate::io::{BoxConnection, Clock, Env, Listener, MemFileSystem, Network, RandomStreams, TokioSpawner};
 use crate::metrics::SelfMetrics;
 use crate::model::{is_stale_nan, Labels, MatchKind, Matcher};
-use crate::tsdb::{Db, DbOptions, Queryable};
+use crate::storage::Queryable;
+use crate::tsdb::{Db, DbOptions};
 
 #[derive(Default)]
 struct TestClock(AtomicI64);
@@ -86,7 +87,7 @@ fn fixture(configure: impl FnOnce(&mut ScrapeLoop)) -> Fixture {
         spawner: Arc::new(TokioSpawner),
         random: RandomStreams::new(1),
     };
-    let db = Db::open(env.fs.clone(), Path::new("/db"), DbOptions::default()).unwrap();
+    let db = Db::open(env.fs.clone(), env.spawner.as_ref(), Path::new("/db"), DbOptions::default()).unwrap();
     let mut scrape_loop = ScrapeLoop {
         env,
         target: Target {
@@ -118,7 +119,8 @@ impl Fixture {
     fn samples(&self, name: &str) -> Vec<(String, i64, f64)> {
         let matcher = Matcher::new(MatchKind::Equal, "__name__", name).unwrap();
         let mut out = Vec::new();
-        for series in self.db.querier(i64::MIN, i64::MAX).select(&[matcher]) {
+        for series in self.db.querier(i64::MIN, i64::MAX).unwrap().select(None, &[matcher]) {
+            let series = series.unwrap();
             for sample in series.samples {
                 out.push((series.labels.to_string(), sample.timestamp_ms, sample.value));
             }

@@ -1,17 +1,21 @@
-//! Time-series storage: an in-memory head behind a write-ahead log.
+//! Time-series storage: an in-memory head behind a write-ahead log, served through the
+//! [`crate::storage`] seams.
 //!
-//! Seams (STYLE §1): scrape writes through [`Appendable`]/[`Appender`] (append, then commit or
-//! rollback); PromQL reads through [`Queryable`]/[`Querier`]. Nothing outside this module sees
-//! the head.
+//! Write path: an appender checks samples against the head and creates new series at once
+//! (`head::append`); its commit encodes the WAL records on the caller's task and queues them for
+//! the WAL writer task (`commit`), which groups waiting commits into one write and one fsync and
+//! then applies them to the head in order. Read path: a querier plans postings for the matchers
+//! and streams series sorted by labels (`head::read`). Open: the WAL is replayed segment by
+//! segment into the head, repairing damage (`wal`), before the writer starts.
 //!
-//! Commit protocol: under the database lock, assign references to new series, encode the batch
-//! as WAL records (series first, then samples), write and sync them, and only then apply the
-//! batch to the head. So a commit that returned `Ok` survives a crash, and a commit that failed
-//! left nothing visible. Concurrency: one `Mutex` guards head and WAL; appenders buffer without
-//! holding it; no lock is held across an `.await` (there are none here).
+//! Concurrency: [`Db`] is a cheap handle shared by scrape loops, the API and the writer; the head
+//! is sharded (see `head`), the WAL belongs to the writer task alone.
 
 pub mod chunk;
+pub mod commit;
 pub mod head;
+pub mod postings;
+pub mod symbols;
 pub mod wal;
 
 #[cfg(test)]
@@ -19,63 +23,38 @@ mod tests;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use crate::io::FileSystem;
-use crate::limits::{CHUNK_SAMPLE_COUNT_MAX_DEFAULT, WAL_RECORD_SAMPLE_COUNT_MAX, WAL_SEGMENT_SIZE_MAX_DEFAULT};
-use crate::model::{Labels, Matcher, Sample, SeriesRef, METRIC_NAME_LABEL};
-use head::{appendability, Appendability, Head};
-use wal::{Record, Wal};
+use tokio::sync::mpsc;
 
-/// Buffers samples and commits them atomically.
-pub trait Appender: Send {
-    /// Buffers a sample after checking it against the head and the batch so far.
-    fn append(&mut self, labels: &Labels, timestamp_ms: i64, value: f64) -> Result<(), AppendError>;
-    /// Logs the batch to the WAL (synced), then makes it visible. Returns the samples committed.
-    fn commit(self: Box<Self>) -> Result<usize, TsdbError>;
-    /// Drops the batch.
-    fn rollback(self: Box<Self>);
-}
-
-/// Hands out appenders.
-pub trait Appendable: Send + Sync {
-    /// A new, empty batch.
-    fn appender(&self) -> Box<dyn Appender>;
-}
-
-/// One series with samples, as returned by a query.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Series {
-    /// Labels.
-    pub labels: Labels,
-    /// Samples in time order.
-    pub samples: Vec<Sample>,
-}
-
-/// Reads series over a fixed time range.
-pub trait Querier {
-    /// Series matching all matchers, sorted by labels, with their samples in the querier's
-    /// `[min_time_ms, max_time_ms]`; series with no samples in range are omitted.
-    fn select(&self, matchers: &[Matcher]) -> Vec<Series>;
-}
-
-/// Hands out queriers.
-pub trait Queryable: Send + Sync {
-    /// A querier over `[min_time_ms, max_time_ms]`.
-    fn querier(&self, min_time_ms: i64, max_time_ms: i64) -> Box<dyn Querier>;
-}
+use crate::io::{FileSystem, Spawner};
+use crate::limits::{
+    BLOCK_RANGE_MS_DEFAULT, CHUNK_SAMPLE_COUNT_MAX_DEFAULT, COMMIT_QUEUE_CAPACITY, SERIES_COUNT_MAX_DEFAULT,
+};
+use crate::model::{Labels, Sample};
+use crate::storage::{Appendable, Appender, Querier, Queryable, StorageError};
+use commit::{CommitCounters, CommitRequest, SyncPolicy, Writer};
+use head::{Appendability, Head, HeadOptions, Replayed};
+use wal::{Record, ReplayItem, Wal, WalOptions};
 
 /// Called after each successful commit with the committed samples (the simulator's durability
-/// checker); runs outside the database lock.
+/// checker); runs on the WAL writer task, after the samples are durable and visible.
 pub type CommitObserver = Arc<dyn Fn(&[(Labels, Sample)]) + Send + Sync>;
 
 /// Storage settings.
 #[derive(Clone)]
 pub struct DbOptions {
-    /// Largest WAL segment, bytes.
-    pub wal_segment_size_max: u64,
+    /// WAL settings.
+    pub wal: WalOptions,
+    /// When commits are synced.
+    pub sync_policy: SyncPolicy,
     /// Samples per chunk before a new one is cut.
     pub chunk_sample_count_max: usize,
+    /// Block range; head chunks never span a multiple of it.
+    pub block_range_ms: i64,
+    /// Most series the head holds (`storage.tsdb.max_series`).
+    pub series_count_max: u64,
     /// Optional commit hook.
     pub commit_observer: Option<CommitObserver>,
 }
@@ -83,36 +62,57 @@ pub struct DbOptions {
 impl Default for DbOptions {
     fn default() -> Self {
         DbOptions {
-            wal_segment_size_max: WAL_SEGMENT_SIZE_MAX_DEFAULT,
+            wal: WalOptions::default(),
+            sync_policy: SyncPolicy::Commit,
             chunk_sample_count_max: CHUNK_SAMPLE_COUNT_MAX_DEFAULT,
+            block_range_ms: BLOCK_RANGE_MS_DEFAULT,
+            series_count_max: SERIES_COUNT_MAX_DEFAULT,
             commit_observer: None,
         }
     }
 }
 
 /// Counters and gauges for `/metrics`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DbStats {
     /// Series in the head.
     pub series_count: u64,
+    /// Series created since start (replay included).
+    pub series_created_total: u64,
+    /// New series refused by the series limit.
+    pub series_limit_refusals_total: u64,
+    /// Chunks in the head.
+    pub chunk_count: u64,
+    /// Oldest and newest sample in the head.
+    pub time_range_ms: Option<(i64, i64)>,
+    /// Commits made durable and visible.
+    pub commits_total: u64,
     /// Samples appended since start (replay excluded).
     pub samples_appended_total: u64,
-    /// Samples rejected as out of order or with a duplicate timestamp.
+    /// Samples dropped at commit as out of order or with a duplicate timestamp.
     pub out_of_order_samples_total: u64,
+    /// WAL writes (each one or more grouped commits).
+    pub wal_writes_total: u64,
+    /// WAL writes that failed.
+    pub wal_write_failures_total: u64,
+    /// WAL fsyncs.
+    pub wal_fsyncs_total: u64,
+    /// Time spent in WAL fsyncs, seconds.
+    pub wal_fsync_duration_seconds_total: f64,
+    /// Segment being written.
+    pub wal_segment_index: u32,
     /// WAL records replayed at start.
     pub wal_records_replayed: u64,
     /// Samples replayed at start.
     pub wal_samples_replayed: u64,
-    /// WAL corruptions repaired at start.
+    /// WAL corruptions found and repaired at start.
     pub wal_corruptions_repaired_total: u64,
-    /// Bytes cut off the WAL by repair.
+    /// Bytes dropped from the WAL by repair.
     pub wal_bytes_truncated_total: u64,
     /// Samples in the WAL whose series was unknown (skipped at replay).
     pub wal_unknown_series_samples_total: u64,
-    /// Segment being written.
-    pub wal_segment_index: u32,
-    /// Chunks in the head.
-    pub chunk_count: u64,
+    /// False after a failed WAL write until one succeeds again.
+    pub ready_for_writes: bool,
 }
 
 /// Storage failures.
@@ -142,54 +142,78 @@ pub enum TsdbError {
     },
 }
 
-/// A sample the head will not take.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum AppendError {
-    /// Older than the newest sample of its series.
-    #[error("out of order sample for {labels}: {timestamp_ms} is before {last_timestamp_ms}")]
-    OutOfOrder {
-        /// Series.
-        labels: String,
-        /// Rejected timestamp.
-        timestamp_ms: i64,
-        /// Newest stored timestamp.
-        last_timestamp_ms: i64,
-    },
-    /// Same timestamp as the newest sample, different value.
-    #[error("duplicate sample for timestamp {timestamp_ms} with a different value for {labels}")]
-    DuplicateTimestamp {
-        /// Series.
-        labels: String,
-        /// Timestamp.
-        timestamp_ms: i64,
-    },
-    /// No labels at all.
-    #[error("empty label set")]
-    EmptyLabels,
-    /// No `__name__` label.
-    #[error("series {labels} has no metric name")]
-    MissingMetricName {
-        /// Series.
-        labels: String,
-    },
+/// What replay tallied.
+#[derive(Default)]
+struct ReplayTally {
+    // Lookup only; never iterated.
+    aliases: HashMap<u32, u32>,
+    samples_replayed: u64,
+    unknown_series_samples: u64,
+    /// Newest sample timestamp replayed before the most recent damage, to report the gap.
+    newest_before_damage_ms: Option<i64>,
+    damage_pending: bool,
+    newest_ms: Option<i64>,
 }
 
-struct State {
-    head: Head,
-    wal: Wal,
-    stats: DbStats,
+impl ReplayTally {
+    fn apply(&mut self, head: &Head, item: ReplayItem) {
+        match item {
+            ReplayItem::Record(Record::Series(series)) => {
+                for (series_ref, labels) in series {
+                    let Ok(head_ref) = u32::try_from(series_ref.0) else {
+                        tracing::warn!(series_ref = series_ref.0, "wal series reference beyond 2^32; ignoring");
+                        continue;
+                    };
+                    match head.replay_series(head_ref, &labels) {
+                        Replayed::Created | Replayed::AlreadyKnown => {}
+                        Replayed::Alias { from, to } => {
+                            self.aliases.insert(from, to);
+                        }
+                        Replayed::Conflict => {
+                            tracing::warn!(series_ref = head_ref, %labels, "wal reuses a series reference; ignoring");
+                        }
+                    }
+                }
+            }
+            ReplayItem::Record(Record::Samples(samples)) => {
+                for sample in samples {
+                    let Ok(head_ref) = u32::try_from(sample.series_ref.0) else {
+                        self.unknown_series_samples += 1;
+                        continue;
+                    };
+                    let head_ref = self.aliases.get(&head_ref).copied().unwrap_or(head_ref);
+                    if self.damage_pending {
+                        self.damage_pending = false;
+                        tracing::warn!(
+                            newest_before_ms = self.newest_before_damage_ms,
+                            first_after_ms = sample.timestamp_ms,
+                            "wal damage: samples between these times may be missing"
+                        );
+                    }
+                    match head.append(head_ref, sample.timestamp_ms, sample.value) {
+                        // Prometheus counts and skips these too (head_wal.go).
+                        None => self.unknown_series_samples += 1,
+                        Some(Appendability::Append) => {
+                            self.samples_replayed += 1;
+                            self.newest_ms = self.newest_ms.max(Some(sample.timestamp_ms));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            ReplayItem::Corruption(_) => {
+                self.newest_before_damage_ms = self.newest_ms;
+                self.damage_pending = true;
+            }
+        }
+    }
 }
 
 struct Inner {
-    state: Mutex<State>,
-    observer: Option<CommitObserver>,
-}
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock is a bug already reported; keep serving.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+    head: Arc<Head>,
+    queue: mpsc::Sender<CommitRequest>,
+    counters: Arc<CommitCounters>,
+    replay: DbStats,
 }
 
 /// The database: a cheap, cloneable handle.
@@ -197,201 +221,81 @@ impl Inner {
 pub struct Db(Arc<Inner>);
 
 impl Db {
-    /// Opens (or creates) the database in `dir`, replaying and repairing its WAL.
-    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: DbOptions) -> Result<Db, TsdbError> {
-        let (wal, replay) = Wal::open(fs, &dir.join("wal"), options.wal_segment_size_max)?;
-        let mut head = Head::new(options.chunk_sample_count_max);
-        let mut stats = DbStats {
-            wal_records_replayed: replay.records.len() as u64,
-            wal_corruptions_repaired_total: replay.corruption_count,
-            wal_bytes_truncated_total: replay.truncated_size,
+    /// Opens (or creates) the database in `dir`, replaying and repairing its WAL, and starts the
+    /// WAL writer task on `spawner` (so it must be called inside the runtime that will serve it).
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        spawner: &dyn Spawner,
+        dir: &Path,
+        options: DbOptions,
+    ) -> Result<Db, TsdbError> {
+        let head = Arc::new(Head::new(HeadOptions {
+            chunk_sample_count_max: options.chunk_sample_count_max,
+            chunk_range_ms: options.block_range_ms,
+            series_count_max: options.series_count_max,
+        }));
+        let mut tally = ReplayTally::default();
+        let (wal, report) = Wal::open(fs, &dir.join("wal"), options.wal.clone(), &mut |item| tally.apply(&head, item))?;
+        if tally.unknown_series_samples > 0 {
+            tracing::warn!(count = tally.unknown_series_samples, "wal samples for unknown series skipped");
+        }
+        let replay = DbStats {
+            wal_records_replayed: report.record_count,
+            wal_samples_replayed: tally.samples_replayed,
+            wal_corruptions_repaired_total: report.corruptions.len() as u64,
+            wal_bytes_truncated_total: report.bytes_dropped,
+            wal_unknown_series_samples_total: tally.unknown_series_samples,
             ..DbStats::default()
         };
-        // A failed commit can leave a series record behind; the labels' next commit logs them again
-        // under a new reference. Both references replay into one series.
-        let mut aliases: HashMap<SeriesRef, SeriesRef> = HashMap::new();
-        for record in replay.records {
-            match record {
-                Record::Series(series) => {
-                    for (series_ref, labels) in series {
-                        match head.series_ref(&labels) {
-                            Some(existing) if existing != series_ref => {
-                                aliases.insert(series_ref, existing);
-                                head.skip_refs_through(series_ref);
-                            }
-                            Some(_) => {}
-                            None if head.contains(series_ref) => {
-                                tracing::warn!(series_ref = series_ref.0, "wal reuses a series reference; ignoring");
-                            }
-                            None => head.create_series(series_ref, labels),
-                        }
-                    }
-                }
-                Record::Samples(samples) => {
-                    for (series_ref, timestamp_ms, value) in samples {
-                        let series_ref = aliases.get(&series_ref).copied().unwrap_or(series_ref);
-                        if !head.contains(series_ref) {
-                            // Prometheus counts and skips these too (head_wal.go).
-                            stats.wal_unknown_series_samples_total += 1;
-                            continue;
-                        }
-                        if appendability(head.last_sample(series_ref), timestamp_ms, value) == Appendability::Append {
-                            head.append(series_ref, timestamp_ms, value);
-                            stats.wal_samples_replayed += 1;
-                        }
-                    }
-                }
-            }
-        }
-        if stats.wal_unknown_series_samples_total > 0 {
-            tracing::warn!(count = stats.wal_unknown_series_samples_total, "wal samples for unknown series skipped");
-        }
-        let state = State { head, wal, stats };
-        Ok(Db(Arc::new(Inner { state: Mutex::new(state), observer: options.commit_observer })))
+        let counters = Arc::new(CommitCounters::default());
+        counters.ready_for_writes.store(true, Ordering::Relaxed);
+        counters.wal_segment_index.store(u64::from(wal.segment_index()), Ordering::Relaxed);
+        let (queue, receiver) = mpsc::channel(COMMIT_QUEUE_CAPACITY);
+        let writer = Writer {
+            wal,
+            head: head.clone(),
+            receiver,
+            policy: options.sync_policy,
+            observer: options.commit_observer,
+            counters: counters.clone(),
+        };
+        spawner.spawn("tsdb-wal-writer", Box::pin(writer.run()));
+        Ok(Db(Arc::new(Inner { head, queue, counters, replay })))
     }
 
     /// Current statistics.
     pub fn stats(&self) -> DbStats {
-        let state = self.0.lock();
+        let Inner { head, counters, replay, .. } = &*self.0;
+        let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let head_counters = &head.counters;
         DbStats {
-            series_count: state.head.series_count(),
-            chunk_count: state.head.chunk_count(),
-            wal_segment_index: state.wal.segment_index(),
-            ..state.stats.clone()
+            series_count: head.series_count(),
+            series_created_total: load(&head_counters.series_created_total),
+            series_limit_refusals_total: load(&head_counters.series_limit_refusals_total),
+            chunk_count: head.chunk_count(),
+            time_range_ms: head.time_range_ms(),
+            commits_total: load(&counters.commits_total),
+            samples_appended_total: load(&counters.samples_appended_total),
+            out_of_order_samples_total: load(&counters.out_of_order_samples_total),
+            wal_writes_total: load(&counters.wal_writes_total),
+            wal_write_failures_total: load(&counters.wal_write_failures_total),
+            wal_fsyncs_total: load(&counters.wal_fsyncs_total),
+            wal_fsync_duration_seconds_total: load(&counters.wal_fsync_duration_ns_total) as f64 / 1e9,
+            wal_segment_index: load(&counters.wal_segment_index) as u32,
+            ready_for_writes: counters.ready_for_writes.load(Ordering::Relaxed),
+            ..replay.clone()
         }
     }
 }
 
 impl Appendable for Db {
     fn appender(&self) -> Box<dyn Appender> {
-        Box::new(HeadAppender { db: self.0.clone(), pending: Vec::new(), batch_last: HashMap::new() })
+        Box::new(head::append::HeadAppender::new(self.0.head.clone(), self.0.queue.clone()))
     }
 }
 
 impl Queryable for Db {
-    fn querier(&self, min_time_ms: i64, max_time_ms: i64) -> Box<dyn Querier> {
-        Box::new(HeadQuerier { db: self.0.clone(), min_time_ms, max_time_ms })
+    fn querier(&self, min_time_ms: i64, max_time_ms: i64) -> Result<Box<dyn Querier>, StorageError> {
+        Ok(Box::new(head::read::HeadQuerier::new(self.0.head.clone(), min_time_ms, max_time_ms)))
     }
-}
-
-struct HeadQuerier {
-    db: Arc<Inner>,
-    min_time_ms: i64,
-    max_time_ms: i64,
-}
-
-impl Querier for HeadQuerier {
-    fn select(&self, matchers: &[Matcher]) -> Vec<Series> {
-        self.db.lock().head.select(matchers, self.min_time_ms, self.max_time_ms)
-    }
-}
-
-struct HeadAppender {
-    db: Arc<Inner>,
-    pending: Vec<(Labels, Sample)>,
-    // Newest sample per series within this batch; lookup only, never iterated.
-    batch_last: HashMap<Labels, (i64, u64)>,
-}
-
-fn check(labels: &Labels, last: Option<(i64, u64)>, timestamp_ms: i64, value: f64) -> Result<bool, AppendError> {
-    match appendability(last, timestamp_ms, value) {
-        Appendability::Append => Ok(true),
-        Appendability::Duplicate => Ok(false),
-        Appendability::OutOfOrder { last_timestamp_ms } => {
-            Err(AppendError::OutOfOrder { labels: labels.to_string(), timestamp_ms, last_timestamp_ms })
-        }
-        Appendability::DuplicateTimestamp => {
-            Err(AppendError::DuplicateTimestamp { labels: labels.to_string(), timestamp_ms })
-        }
-    }
-}
-
-impl Appender for HeadAppender {
-    fn append(&mut self, labels: &Labels, timestamp_ms: i64, value: f64) -> Result<(), AppendError> {
-        if labels.is_empty() {
-            return Err(AppendError::EmptyLabels);
-        }
-        if labels.get(METRIC_NAME_LABEL).is_none() {
-            return Err(AppendError::MissingMetricName { labels: labels.to_string() });
-        }
-        let last = match self.batch_last.get(labels) {
-            Some(last) => Some(*last),
-            None => {
-                let state = self.db.lock();
-                state.head.series_ref(labels).and_then(|series_ref| state.head.last_sample(series_ref))
-            }
-        };
-        if check(labels, last, timestamp_ms, value)? {
-            self.batch_last.insert(labels.clone(), (timestamp_ms, value.to_bits()));
-            self.pending.push((labels.clone(), Sample { timestamp_ms, value }));
-        }
-        Ok(())
-    }
-
-    fn commit(self: Box<Self>) -> Result<usize, TsdbError> {
-        if self.pending.is_empty() {
-            return Ok(0);
-        }
-        let mut state = self.db.lock();
-        let State { head, wal, stats } = &mut *state;
-        // Resolve references; new series get consecutive refs from the head's counter.
-        let mut new_series: Vec<(SeriesRef, &Labels)> = Vec::new();
-        let mut new_refs: HashMap<&Labels, SeriesRef> = HashMap::new();
-        let mut accepted: Vec<(SeriesRef, usize)> = Vec::with_capacity(self.pending.len());
-        let mut head_last: HashMap<SeriesRef, Option<(i64, u64)>> = HashMap::new();
-        for (index, (labels, sample)) in self.pending.iter().enumerate() {
-            let series_ref = match head.series_ref(labels).or_else(|| new_refs.get(labels).copied()) {
-                Some(series_ref) => series_ref,
-                None => {
-                    let series_ref = SeriesRef(head.next_ref().0 + new_series.len() as u64);
-                    new_series.push((series_ref, labels));
-                    new_refs.insert(labels, series_ref);
-                    series_ref
-                }
-            };
-            // Another appender may have committed newer samples since `append` checked.
-            let last = *head_last.entry(series_ref).or_insert_with(|| head.last_sample(series_ref));
-            match appendability(last, sample.timestamp_ms, sample.value) {
-                Appendability::Append => {
-                    head_last.insert(series_ref, Some((sample.timestamp_ms, sample.value.to_bits())));
-                    accepted.push((series_ref, index));
-                }
-                Appendability::Duplicate => {}
-                Appendability::OutOfOrder { .. } | Appendability::DuplicateTimestamp => {
-                    stats.out_of_order_samples_total += 1;
-                }
-            }
-        }
-        let mut encoded = Vec::new();
-        if !new_series.is_empty() {
-            wal::encode_series(&mut encoded, &new_series)?;
-        }
-        let wal_samples: Vec<(SeriesRef, i64, f64)> = accepted
-            .iter()
-            .map(|(series_ref, index)| (*series_ref, self.pending[*index].1.timestamp_ms, self.pending[*index].1.value))
-            .collect();
-        for batch in wal_samples.chunks(WAL_RECORD_SAMPLE_COUNT_MAX) {
-            wal::encode_samples(&mut encoded, batch)?;
-        }
-        if let Err(error) = wal.log(&encoded) {
-            head.skip_refs(new_series.len() as u64);
-            return Err(error);
-        }
-        for (series_ref, labels) in &new_series {
-            head.create_series(*series_ref, (*labels).clone());
-        }
-        for (series_ref, timestamp_ms, value) in &wal_samples {
-            head.append(*series_ref, *timestamp_ms, *value);
-        }
-        stats.samples_appended_total += wal_samples.len() as u64;
-        drop(state);
-        if let Some(observer) = &self.db.observer {
-            let committed: Vec<(Labels, Sample)> =
-                accepted.iter().map(|(_, index)| self.pending[*index].clone()).collect();
-            observer(&committed);
-        }
-        Ok(accepted.len())
-    }
-
-    fn rollback(self: Box<Self>) {}
 }

@@ -20,7 +20,7 @@
 //! leaves a torn tail behind only when a write failed and could not be truncated away, and then
 //! it moves on to a new segment whose commits succeeded.
 //!
-//! Concurrency: a [`Wal`] is owned by the database state and used under its lock.
+//! Concurrency: a [`Wal`] is owned by the commit writer task (`tsdb::commit`); nothing else writes it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,24 +35,74 @@ const RECORD_TYPE_SERIES: u8 = 1;
 const RECORD_TYPE_SAMPLES: u8 = 2;
 const SAMPLE_ENTRY_SIZE: usize = 24;
 
+/// One sample of a samples record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefSample {
+    /// Series.
+    pub series_ref: SeriesRef,
+    /// Unix ms.
+    pub timestamp_ms: i64,
+    /// Value.
+    pub value: f64,
+}
+
 /// A decoded WAL record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     /// New series and their references.
     Series(Vec<(SeriesRef, Labels)>),
-    /// Samples by series reference: (ref, timestamp ms, value).
-    Samples(Vec<(SeriesRef, i64, f64)>),
+    /// Samples by series reference.
+    Samples(Vec<RefSample>),
+}
+
+/// WAL settings.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// Largest segment, bytes.
+    pub segment_size_max: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions { segment_size_max: crate::limits::WAL_SEGMENT_SIZE_MAX_DEFAULT }
+    }
+}
+
+/// A damaged region replay skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorruptionReport {
+    /// Segment.
+    pub segment_index: u32,
+    /// Byte offset of the damage.
+    pub offset: u64,
+    /// Bytes dropped.
+    pub size: u64,
+    /// Fragments (records) lost, where known.
+    pub fragments_lost_count: u64,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// Items replay hands to its visitor, in log order.
+#[derive(Debug)]
+pub enum ReplayItem {
+    /// A valid record.
+    Record(Record),
+    /// A damaged region.
+    Corruption(CorruptionReport),
 }
 
 /// What replay found.
 #[derive(Debug, Default)]
-pub struct Replay {
-    /// Records in order.
-    pub records: Vec<Record>,
-    /// Corruptions repaired (0 or 1: replay stops at the first).
-    pub corruption_count: u64,
+pub struct ReplayReport {
+    /// Segments read.
+    pub segment_count: u32,
+    /// Records replayed.
+    pub record_count: u64,
+    /// Damage found and repaired.
+    pub corruptions: Vec<CorruptionReport>,
     /// Bytes cut off by repair, including removed segments.
-    pub truncated_size: u64,
+    pub bytes_dropped: u64,
 }
 
 /// The open log.
@@ -75,7 +125,13 @@ fn io_error(context: String) -> impl FnOnce(std::io::Error) -> TsdbError {
 
 impl Wal {
     /// Opens `dir` (created if missing), replays and repairs it, and prepares for appends.
-    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, segment_size_max: u64) -> Result<(Wal, Replay), TsdbError> {
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: WalOptions,
+        visit: &mut dyn FnMut(ReplayItem),
+    ) -> Result<(Wal, ReplayReport), TsdbError> {
+        let segment_size_max = options.segment_size_max;
         fs.create_dir_all(dir).map_err(io_error(format!("create wal directory {}", dir.display())))?;
         let mut segments: Vec<u32> = Vec::new();
         for name in fs.list_dir(dir).map_err(io_error(format!("list wal directory {}", dir.display())))? {
@@ -85,17 +141,32 @@ impl Wal {
             }
         }
         segments.sort_unstable();
-        let mut replay = Replay::default();
+        let mut replay = ReplayReport::default();
         let mut last_good: Option<(u32, u64)> = None;
         for (position, &index) in segments.iter().enumerate() {
             let path = dir.join(segment_name(index));
             let bytes = fs.read(&path).map_err(io_error(format!("read wal segment {}", path.display())))?;
-            let (good_size, failure) = decode_segment(&bytes, &mut replay.records);
+            // One segment's records at a time: replay memory is bounded by the segment size.
+            let mut records = Vec::new();
+            let (good_size, failure) = decode_segment(&bytes, &mut records);
+            replay.segment_count += 1;
+            replay.record_count += records.len() as u64;
+            for record in records {
+                visit(ReplayItem::Record(record));
+            }
             last_good = Some((index, good_size as u64));
             if let Some(SegmentEnd { reason, torn }) = failure {
                 tracing::warn!(segment_index = index, offset = good_size, %reason, "wal corruption, truncating");
-                replay.corruption_count += 1;
-                replay.truncated_size += (bytes.len() - good_size) as u64;
+                let report = CorruptionReport {
+                    segment_index: index,
+                    offset: good_size as u64,
+                    size: (bytes.len() - good_size) as u64,
+                    fragments_lost_count: 0,
+                    reason,
+                };
+                replay.bytes_dropped += report.size;
+                replay.corruptions.push(report.clone());
+                visit(ReplayItem::Corruption(report));
                 fs.truncate(&path, good_size as u64)
                     .map_err(io_error(format!("truncate wal segment {}", path.display())))?;
                 if torn {
@@ -104,7 +175,7 @@ impl Wal {
                 for &later in &segments[position + 1..] {
                     let later_path = dir.join(segment_name(later));
                     let later_size = fs.read(&later_path).map(|bytes| bytes.len() as u64).unwrap_or(0);
-                    replay.truncated_size += later_size;
+                    replay.bytes_dropped += later_size;
                     fs.remove_file(&later_path)
                         .map_err(io_error(format!("remove wal segment {}", later_path.display())))?;
                 }
@@ -136,18 +207,33 @@ impl Wal {
         Ok(())
     }
 
-    /// Appends encoded records and syncs them. On failure, makes sure no later record can land
-    /// behind a torn one: truncate back to the last good size, or move to a new segment.
-    pub fn log(&mut self, encoded: &[u8]) -> Result<(), TsdbError> {
+    /// Syncs everything written so far.
+    pub fn sync(&mut self) -> Result<(), TsdbError> {
+        match self.file.as_mut() {
+            Some(file) => file.sync().map_err(io_error(format!("sync wal segment {}", self.segment_index))),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends encoded records in one write, synced when `sync`. On failure, makes sure no later
+    /// record can land behind a torn one: truncate back to the last good size, or move to a new
+    /// segment.
+    pub fn log(&mut self, records: &[&[u8]], sync: bool) -> Result<(), TsdbError> {
+        let encoded: Vec<u8> = records.concat();
+        let encoded = encoded.as_slice();
         if self.file.is_none() {
             // An earlier failure left no usable segment: start a new one (retried every commit).
             self.open_segment(self.segment_index + 1, 0)?;
         } else if self.segment_size > 0 && self.segment_size + encoded.len() as u64 > self.segment_size_max {
+            if let Some(file) = self.file.as_mut() {
+                // Rolling over makes the finished segment durable (the `segment` sync policy).
+                file.sync().map_err(io_error(format!("sync wal segment {}", self.segment_index)))?;
+            }
             self.open_segment(self.segment_index + 1, 0)?;
         }
         let path = self.dir.join(segment_name(self.segment_index));
         let result = match self.file.as_mut() {
-            Some(file) => file.write_all(encoded).and_then(|()| file.sync()),
+            Some(file) => file.write_all(encoded).and_then(|()| if sync { file.sync() } else { Ok(()) }),
             None => unreachable!("a wal segment was opened above"),
         };
         match result {
@@ -173,7 +259,7 @@ impl Wal {
 }
 
 /// Encodes a series record into `out`.
-pub fn encode_series(out: &mut Vec<u8>, series: &[(SeriesRef, &Labels)]) -> Result<(), TsdbError> {
+pub fn encode_series(series: &[(SeriesRef, &Labels)], out: &mut Vec<u8>) -> Result<(), TsdbError> {
     let mut payload = vec![RECORD_TYPE_SERIES];
     for (series_ref, labels) in series {
         payload.extend_from_slice(&series_ref.0.to_le_bytes());
@@ -190,13 +276,13 @@ pub fn encode_series(out: &mut Vec<u8>, series: &[(SeriesRef, &Labels)]) -> Resu
 }
 
 /// Encodes a samples record into `out`.
-pub fn encode_samples(out: &mut Vec<u8>, samples: &[(SeriesRef, i64, f64)]) -> Result<(), TsdbError> {
+pub fn encode_samples(samples: &[RefSample], out: &mut Vec<u8>) -> Result<(), TsdbError> {
     let mut payload = Vec::with_capacity(1 + samples.len() * SAMPLE_ENTRY_SIZE);
     payload.push(RECORD_TYPE_SAMPLES);
-    for (series_ref, timestamp_ms, value) in samples {
-        payload.extend_from_slice(&series_ref.0.to_le_bytes());
-        payload.extend_from_slice(&timestamp_ms.to_le_bytes());
-        payload.extend_from_slice(&value.to_bits().to_le_bytes());
+    for sample in samples {
+        payload.extend_from_slice(&sample.series_ref.0.to_le_bytes());
+        payload.extend_from_slice(&sample.timestamp_ms.to_le_bytes());
+        payload.extend_from_slice(&sample.value.to_bits().to_le_bytes());
     }
     frame(out, &payload)
 }
@@ -286,7 +372,7 @@ fn decode_payload(payload: &[u8]) -> Result<Record, String> {
                 let series_ref = SeriesRef(reader.u64()?);
                 let timestamp_ms = reader.u64()? as i64;
                 let value = f64::from_bits(reader.u64()?);
-                samples.push((series_ref, timestamp_ms, value));
+                samples.push(RefSample { series_ref, timestamp_ms, value });
             }
             Ok(Record::Samples(samples))
         }
@@ -337,13 +423,14 @@ mod tests {
     fn sample_records() -> (Vec<u8>, Vec<Record>) {
         let labels = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
         let mut bytes = Vec::new();
-        encode_series(&mut bytes, &[(SeriesRef(1), &labels)]).unwrap();
-        encode_samples(&mut bytes, &[(SeriesRef(1), 1000, 1.0), (SeriesRef(1), 2000, f64::NAN)]).unwrap();
-        encode_samples(&mut bytes, &[(SeriesRef(1), 3000, -2.5)]).unwrap();
+        let sample = |timestamp_ms, value| RefSample { series_ref: SeriesRef(1), timestamp_ms, value };
+        encode_series(&[(SeriesRef(1), &labels)], &mut bytes).unwrap();
+        encode_samples(&[sample(1000, 1.0), sample(2000, f64::NAN)], &mut bytes).unwrap();
+        encode_samples(&[sample(3000, -2.5)], &mut bytes).unwrap();
         let records = vec![
             Record::Series(vec![(SeriesRef(1), labels)]),
-            Record::Samples(vec![(SeriesRef(1), 1000, 1.0), (SeriesRef(1), 2000, f64::NAN)]),
-            Record::Samples(vec![(SeriesRef(1), 3000, -2.5)]),
+            Record::Samples(vec![sample(1000, 1.0), sample(2000, f64::NAN)]),
+            Record::Samples(vec![sample(3000, -2.5)]),
         ];
         (bytes, records)
     }

@@ -1,0 +1,144 @@
+//! The head's appender (Prometheus tsdb/head_append.go `headAppender`): checks each sample
+//! against its series and the batch so far, creates new series at once (so their references are
+//! stable for the caller's cache), and at commit encodes the batch's WAL records outside every
+//! lock and hands them to the WAL writer (`tsdb::commit`), which makes them durable and then
+//! visible.
+//!
+//! A series created by a commit that then failed stays in the head without samples; its series
+//! record is logged by the next commit that uses it (the `logged` flag), so a later sample never
+//! replays under an unknown reference. Concurrency: one task per appender; the head's locks are
+//! taken per call and never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{appendability, Appendability, Head};
+use crate::limits::WAL_RECORD_SAMPLE_COUNT_MAX;
+use crate::model::{Labels, SeriesRef, METRIC_NAME_LABEL};
+use crate::storage::{AppendError, Appender, CommitFuture, CommitStats, StorageError};
+use crate::tsdb::commit::CommitRequest;
+use crate::tsdb::wal::{self, RefSample};
+
+/// A batch for the head.
+pub struct HeadAppender {
+    head: Arc<Head>,
+    queue: mpsc::Sender<CommitRequest>,
+    samples: Vec<RefSample>,
+    /// Series whose record this batch logs.
+    series_to_log: Vec<u32>,
+    // Newest sample per series within this batch; lookup only, never iterated.
+    batch_last: HashMap<u32, (i64, u64)>,
+}
+
+impl HeadAppender {
+    pub(crate) fn new(head: Arc<Head>, queue: mpsc::Sender<CommitRequest>) -> Self {
+        HeadAppender { head, queue, samples: Vec::new(), series_to_log: Vec::new(), batch_last: HashMap::new() }
+    }
+
+    fn rejected(&self, series_ref: u32, verdict: Appendability, timestamp_ms: i64) -> AppendError {
+        let labels = self.head.labels(series_ref).map(|labels| labels.to_string()).unwrap_or_default();
+        match verdict {
+            Appendability::OutOfOrder { last_timestamp_ms } => {
+                AppendError::OutOfOrder { labels, timestamp_ms, last_timestamp_ms }
+            }
+            _ => AppendError::DuplicateTimestamp { labels, timestamp_ms },
+        }
+    }
+}
+
+fn validate(labels: &Labels) -> Result<(), AppendError> {
+    if labels.is_empty() {
+        return Err(AppendError::EmptyLabels);
+    }
+    if labels.get(METRIC_NAME_LABEL).is_none() {
+        return Err(AppendError::MissingMetricName { labels: labels.to_string() });
+    }
+    Ok(())
+}
+
+impl Appender for HeadAppender {
+    fn append(
+        &mut self,
+        series_ref: Option<SeriesRef>,
+        labels: &Labels,
+        timestamp_ms: i64,
+        value: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        if let Some(hint) = series_ref {
+            match self.append_by_ref(hint, timestamp_ms, value) {
+                Err(AppendError::UnknownSeriesRef { .. }) => {}
+                other => return other.map(|()| hint),
+            }
+        }
+        validate(labels)?;
+        let (found, _created) = self.head.get_or_create(labels)?;
+        let found = SeriesRef(u64::from(found));
+        self.append_by_ref(found, timestamp_ms, value)?;
+        Ok(found)
+    }
+
+    fn append_by_ref(&mut self, series_ref: SeriesRef, timestamp_ms: i64, value: f64) -> Result<(), AppendError> {
+        let unknown = || AppendError::UnknownSeriesRef { series_ref: series_ref.0 };
+        let head_ref = u32::try_from(series_ref.0).map_err(|_| unknown())?;
+        let (head_last, logged) = self.head.append_state(head_ref).ok_or_else(unknown)?;
+        let last = self.batch_last.get(&head_ref).copied().or(head_last);
+        match appendability(last, timestamp_ms, value) {
+            Appendability::Append => {}
+            Appendability::Duplicate => return Ok(()),
+            verdict => return Err(self.rejected(head_ref, verdict, timestamp_ms)),
+        }
+        if !logged && !self.series_to_log.contains(&head_ref) {
+            self.series_to_log.push(head_ref);
+        }
+        self.batch_last.insert(head_ref, (timestamp_ms, value.to_bits()));
+        self.samples.push(RefSample { series_ref, timestamp_ms, value });
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> CommitFuture {
+        let HeadAppender { head, queue, samples, series_to_log, .. } = *self;
+        if samples.is_empty() && series_to_log.is_empty() {
+            return Box::pin(async { Ok(CommitStats::default()) });
+        }
+        // Encoding happens here, on the appender's task, outside every lock.
+        let mut records: Vec<Vec<u8>> = Vec::with_capacity(2);
+        if !series_to_log.is_empty() {
+            let labels: Vec<(SeriesRef, Labels)> = series_to_log
+                .iter()
+                .filter_map(|&series_ref| {
+                    head.labels(series_ref).map(|labels| (SeriesRef(u64::from(series_ref)), labels))
+                })
+                .collect();
+            let borrowed: Vec<(SeriesRef, &Labels)> =
+                labels.iter().map(|(series_ref, labels)| (*series_ref, labels)).collect();
+            let mut record = Vec::new();
+            if let Err(error) = wal::encode_series(&borrowed, &mut record) {
+                return Box::pin(async move {
+                    Err(StorageError::Write { context: "encode series record", source: error.into() })
+                });
+            }
+            records.push(record);
+        }
+        // One samples record per commit keeps the commit atomic at replay, up to the record limit.
+        for batch in samples.chunks(WAL_RECORD_SAMPLE_COUNT_MAX) {
+            let mut record = Vec::new();
+            if let Err(error) = wal::encode_samples(batch, &mut record) {
+                return Box::pin(async move {
+                    Err(StorageError::Write { context: "encode samples record", source: error.into() })
+                });
+            }
+            records.push(record);
+        }
+        Box::pin(async move {
+            let closed = || StorageError::NotReady { reason: "storage is shut down".to_string() };
+            let (reply, replied) = oneshot::channel();
+            let request = CommitRequest { records, new_series: series_to_log, samples, reply };
+            queue.send(request).await.map_err(|_| closed())?;
+            replied.await.map_err(|_| closed())?
+        })
+    }
+
+    fn rollback(self: Box<Self>) {}
+}
