@@ -106,5 +106,74 @@ fn bench_commit_and_query(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_parse, bench_chunk, bench_commit_and_query);
+/// The head alone: appends of known series by reference (no WAL), the storage's share of a
+/// scrape once the scrape cache knows every series.
+fn bench_head_append(c: &mut Criterion) {
+    use engine::tsdb::head::{Head, HeadOptions};
+    let head =
+        Head::new(HeadOptions { chunk_sample_count_max: 120, chunk_range_ms: 7_200_000, series_count_max: 1_000_000 });
+    let refs: Vec<u32> = (0..10_000)
+        .map(|index| {
+            let labels = Labels::from_pairs([("__name__", "bench_metric"), ("series", &index.to_string())]);
+            head.get_or_create(&labels).unwrap().0
+        })
+        .collect();
+    let mut timestamp_ms = 0_i64;
+    let mut group = c.benchmark_group("head");
+    group.throughput(Throughput::Elements(refs.len() as u64));
+    group.bench_function("append_by_ref_10000_series", |b| {
+        b.iter(|| {
+            timestamp_ms += 1000;
+            for (index, &series_ref) in refs.iter().enumerate() {
+                head.append(series_ref, timestamp_ms, (timestamp_ms / 1000 + index as i64) as f64);
+            }
+        })
+    });
+    group.finish();
+}
+
+/// The whole commit path on an in-memory disk: appender by reference, WAL encode, writer task,
+/// head apply; and replay of the WAL it leaves.
+fn bench_commit_and_replay(c: &mut Criterion) {
+    use engine::io::MemFileSystem;
+    use engine::model::SeriesRef;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let fs = MemFileSystem::default();
+    let open = |fs: &MemFileSystem| {
+        let _entered = runtime.enter();
+        Db::open(Arc::new(fs.clone()), &TokioSpawner, std::path::Path::new("/db"), DbOptions::default()).unwrap()
+    };
+    let db = open(&fs);
+    let series: Vec<Labels> = (0..10_000)
+        .map(|index| Labels::from_pairs([("__name__", "bench_metric"), ("series", &index.to_string())]))
+        .collect();
+    let mut appender = db.appender();
+    let refs: Vec<SeriesRef> = series.iter().map(|labels| appender.append(None, labels, 0, 0.0).unwrap()).collect();
+    runtime.block_on(appender.commit()).unwrap();
+    let mut timestamp_ms = 0_i64;
+    let mut group = c.benchmark_group("commit");
+    group.throughput(Throughput::Elements(refs.len() as u64));
+    group.bench_function("append_by_ref_and_commit_10000_mem_fs", |b| {
+        b.iter(|| {
+            timestamp_ms += 1000;
+            let mut appender = db.appender();
+            for (index, series_ref) in refs.iter().enumerate() {
+                appender.append_by_ref(*series_ref, timestamp_ms, (index as i64 + timestamp_ms) as f64).unwrap();
+            }
+            runtime.block_on(appender.commit()).unwrap()
+        })
+    });
+    group.finish();
+    drop(db);
+    // The WAL now holds 10,000 series and every sample appended above.
+    let replayed = open(&fs).stats().wal_samples_replayed;
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Elements(replayed));
+    group.sample_size(10);
+    group.bench_function("open_and_replay_wal", |b| b.iter(|| open(&fs).stats().series_count));
+    group.finish();
+    println!("replay: {replayed} samples per open");
+}
+
+criterion_group!(benches, bench_parse, bench_chunk, bench_commit_and_query, bench_head_append, bench_commit_and_replay);
 criterion_main!(benches);

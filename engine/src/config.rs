@@ -27,6 +27,17 @@ pub struct Config {
     pub global: GlobalConfig,
     /// Scrape jobs.
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// The `storage.tsdb` section (the design documents' keys); unset keys keep the flags' values.
+    pub storage: StorageConfig,
+}
+
+/// The `storage.tsdb` section.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StorageConfig {
+    /// Largest WAL segment, bytes (`wal_segment_size: 64MB`).
+    pub wal_segment_size_max: Option<u64>,
+    /// Most series in the head (`max_series`).
+    pub series_count_max: Option<u64>,
 }
 
 /// The `global` section.
@@ -121,6 +132,8 @@ pub fn parse(yaml: &str) -> Result<Config, ConfigError> {
     };
     reject_unsupported(yaml, &raw.unsupported_keys())?;
     reject_unsupported(yaml, &raw.global.unsupported_keys())?;
+    reject_unsupported(yaml, &raw.storage.unsupported_keys())?;
+    reject_unsupported(yaml, &raw.storage.tsdb.unsupported_keys())?;
     for job in &raw.scrape_configs {
         reject_unsupported(yaml, &job.unsupported_keys())?;
     }
@@ -237,7 +250,18 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
                 .collect(),
         });
     }
-    Ok(Config { global, scrape_configs })
+    let tsdb = raw.storage.tsdb;
+    if tsdb.max_series == Some(0) {
+        return Err(ConfigError::Invalid {
+            path: "storage.tsdb".to_string(),
+            message: "max_series must be positive".to_string(),
+        });
+    }
+    let storage = StorageConfig {
+        wal_segment_size_max: tsdb.wal_segment_size.map(|size| size.0),
+        series_count_max: tsdb.max_series,
+    };
+    Ok(Config { global, scrape_configs, storage })
 }
 
 /// Parses a Prometheus duration (`1h30m`, `500ms`, `0`) into milliseconds
@@ -313,6 +337,36 @@ pub fn format_duration_ms(duration_ms: i64) -> String {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct DurationMs(i64);
+
+/// A size such as `64MB` (Prometheus `units.Base2Bytes`: B, KB, MB, GB, TB, PB, EB; powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SizeBytes(u64);
+
+impl<'de> Deserialize<'de> for SizeBytes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_str(CheckedStr { expecting: "a size such as 64MB", check: parse_size_bytes })
+            .map(SizeBytes)
+    }
+}
+
+/// Parses `64MB`-style sizes into bytes (units are powers of 1024, as Prometheus' flags).
+pub fn parse_size_bytes(text: &str) -> Result<u64, String> {
+    let digits_end = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits_end);
+    let number: u64 = number.parse().map_err(|_| format!("not a size: {text:?}"))?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "KB" | "KiB" => 10,
+        "MB" | "MiB" => 20,
+        "GB" | "GiB" => 30,
+        "TB" | "TiB" => 40,
+        "PB" | "PiB" => 50,
+        "EB" | "EiB" => 60,
+        _ => return Err(format!("unknown size unit {unit:?} in {text:?}")),
+    };
+    number.checked_mul(1_u64 << shift).ok_or_else(|| format!("size {text:?} is too large"))
+}
 
 impl<'de> Deserialize<'de> for DurationMs {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -423,8 +477,22 @@ macro_rules! raw_section {
 raw_section!(RawConfig {
     global: RawGlobal,
     scrape_configs: Vec<RawScrapeConfig>,
+    storage: RawStorage,
 } unsupported {
-    rule_files, scrape_config_files, alerting, remote_write, remote_read, storage, tracing, otlp, runtime,
+    rule_files, scrape_config_files, alerting, remote_write, remote_read, tracing, otlp, runtime,
+});
+
+raw_section!(RawStorage {
+    tsdb: RawTsdb,
+} unsupported {
+    exemplars,
+});
+
+raw_section!(RawTsdb {
+    wal_segment_size: Option<SizeBytes>,
+    max_series: Option<u64>,
+} unsupported {
+    no_lockfile, retention, min_block_duration, max_block_duration, compression, out_of_order_time_window,
 });
 
 raw_section!(RawGlobal {
@@ -617,6 +685,23 @@ scrape_configs:
         let yaml = "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:9100']\n";
         let config = parse(yaml).unwrap();
         assert_eq!(config.scrape_configs[0].scrape_timeout_ms, 1000);
+    }
+
+    #[test]
+    fn storage_section_takes_the_design_documents_keys() {
+        let config = parse("storage:\n  tsdb:\n    wal_segment_size: 64MB\n    max_series: 2000000\n").unwrap();
+        assert_eq!(
+            config.storage,
+            StorageConfig { wal_segment_size_max: Some(64 << 20), series_count_max: Some(2_000_000) }
+        );
+        check_error("storage:\n  tsdb:\n    retention: 15d\n", 3, &["`retention` is not supported yet"]);
+        check_error("storage:\n  tsdb:\n    wal_segment_size: 64XB\n", 3, &["unknown size unit"]);
+        check_error("storage:\n  tsdb:\n    colour: red\n", 3, &["unknown field `colour`"]);
+        check_invalid("storage:\n  tsdb:\n    max_series: 0\n", &["max_series must be positive"]);
+        assert_eq!(parse_size_bytes("128KB"), Ok(128 << 10));
+        assert_eq!(parse_size_bytes("7"), Ok(7));
+        assert!(parse_size_bytes("99999999EB").is_err());
+        assert!(parse_size_bytes("MB").is_err());
     }
 
     #[test]

@@ -67,7 +67,15 @@ pub enum ServerError {
 
 /// Opens storage, starts scraping and serves the API until cancelled.
 pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
-    let db_options = DbOptions { commit_observer: options.commit_observer.clone(), ..options.storage.clone() };
+    let mut db_options = DbOptions { commit_observer: options.commit_observer.clone(), ..options.storage.clone() };
+    // The config file's `storage.tsdb` keys, where set, win over the flags.
+    let storage_config = &options.config.storage;
+    if let Some(size) = storage_config.wal_segment_size_max {
+        db_options.wal.segment_size_max = size;
+    }
+    if let Some(count) = storage_config.series_count_max {
+        db_options.series_count_max = count;
+    }
     let db = Db::open(env.fs.clone(), env.spawner.as_ref(), &options.storage_path, db_options)?;
     let stats = db.stats();
     tracing::info!(

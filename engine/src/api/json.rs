@@ -60,6 +60,37 @@ pub fn success(value: &Value) -> String {
     out
 }
 
+/// `/api/v1/status/tsdb`'s envelope, with Prometheus' field names.
+pub fn tsdb_status(status: &crate::tsdb::TsdbStatus) -> String {
+    let mut out = String::with_capacity(1024);
+    let (min_time_ms, max_time_ms) = status.time_range_ms.unwrap_or((i64::MAX, i64::MIN));
+    let _ = write!(
+        out,
+        "{{\"status\":\"success\",\"data\":{{\"headStats\":{{\"numSeries\":{},\"numLabelPairs\":{},\"chunkCount\":{},\"minTime\":{},\"maxTime\":{}}}",
+        status.series_count, status.label_pair_count, status.chunk_count, min_time_ms, max_time_ms
+    );
+    let lists = [
+        ("seriesCountByMetricName", &status.series_count_by_metric_name),
+        ("labelValueCountByLabelName", &status.label_value_count_by_label_name),
+        ("memoryInBytesByLabelName", &status.memory_in_bytes_by_label_name),
+        ("seriesCountByLabelValuePair", &status.series_count_by_label_value_pair),
+    ];
+    for (key, entries) in lists {
+        let _ = write!(out, ",\"{key}\":[");
+        for (index, (name, value)) in entries.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"name\":");
+            write_string(&mut out, name);
+            let _ = write!(out, ",\"value\":{value}}}");
+        }
+        out.push(']');
+    }
+    out.push_str("}}");
+    out
+}
+
 /// `{"status":"error","errorType":...,"error":...}`.
 pub fn error(error_type: &str, message: &str) -> String {
     let mut out = String::from("{\"status\":\"error\",\"errorType\":");

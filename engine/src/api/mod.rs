@@ -102,6 +102,24 @@ impl Api {
                     }
                 }
             }
+            "/api/v1/status/tsdb" if readable => {
+                let limit = match self.params(request).await {
+                    Ok(params) => match params.get("limit").map(|text| text.parse::<usize>()) {
+                        None => Ok(10),
+                        Some(Ok(limit)) if limit > 0 => Ok(limit),
+                        Some(_) => Err(ApiError::bad_data("limit must be a positive number".to_string())),
+                    },
+                    Err(error) => Err(error),
+                };
+                match limit {
+                    Ok(limit) => {
+                        respond(StatusCode::OK, "application/json", json::tsdb_status(&self.db.tsdb_status(limit)))
+                    }
+                    Err(error) => {
+                        respond(error.status, "application/json", json::error(error.error_type, &error.message))
+                    }
+                }
+            }
             "/-/healthy" if readable => respond(StatusCode::OK, "text/plain", "Engine is Healthy.\n".to_string()),
             // Queries keep working while writes are refused (a full disk, say): not ready for writes.
             "/-/ready" if readable && self.db.stats().ready_for_writes => {
@@ -115,9 +133,12 @@ impl Api {
             "/metrics" if readable => {
                 respond(StatusCode::OK, TEXT_FORMAT_CONTENT_TYPE, self.metrics.render(&self.db.stats()))
             }
-            "/api/v1/query" | "/api/v1/query_range" | "/-/healthy" | "/-/ready" | "/metrics" => {
-                respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Method Not Allowed\n".to_string())
-            }
+            "/api/v1/query"
+            | "/api/v1/query_range"
+            | "/api/v1/status/tsdb"
+            | "/-/healthy"
+            | "/-/ready"
+            | "/metrics" => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Method Not Allowed\n".to_string()),
             _ => respond(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n".to_string()),
         }
     }

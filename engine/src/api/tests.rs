@@ -138,3 +138,23 @@ async fn probes_metrics_and_unknown_routes() {
     let exposition = crate::scrape::parse::parse(body.as_bytes()).unwrap();
     assert!(exposition.samples.len() > 10);
 }
+
+#[tokio::test]
+async fn tsdb_status_reports_head_cardinality() {
+    let api = api().await;
+    let (status, content_type, body) = call(&api, Method::GET, "/api/v1/status/tsdb?limit=2", None).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "application/json"));
+    assert_eq!(
+        body,
+        concat!(
+            r#"{"status":"success","data":{"headStats":{"numSeries":2,"numLabelPairs":4,"chunkCount":2,"#,
+            r#""minTime":1000000,"maxTime":1060000},"#,
+            r#""seriesCountByMetricName":[{"name":"up","value":2}],"#,
+            r#""labelValueCountByLabelName":[{"name":"job","value":2},{"name":"__name__","value":1}],"#,
+            r#""memoryInBytesByLabelName":[{"name":"instance","value":6},{"name":"__name__","value":4}],"#,
+            r#""seriesCountByLabelValuePair":[{"name":"__name__=up","value":2},{"name":"instance=h:1","value":2}]}}"#
+        )
+    );
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/status/tsdb?limit=x", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -299,3 +299,71 @@ impl Queryable for Db {
         Ok(Box::new(head::read::HeadQuerier::new(self.0.head.clone(), min_time_ms, max_time_ms)))
     }
 }
+
+/// `/api/v1/status/tsdb`'s figures (Prometheus `tsdb.Stats` / `index.PostingsStats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TsdbStatus {
+    /// Series in the head.
+    pub series_count: u64,
+    /// Distinct label pairs.
+    pub label_pair_count: u64,
+    /// Chunks in the head.
+    pub chunk_count: u64,
+    /// Oldest and newest sample in the head.
+    pub time_range_ms: Option<(i64, i64)>,
+    /// Top metric names by series count.
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    /// Top label names by distinct value count.
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    /// Top label names by bytes of their values over all series.
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    /// Top `name=value` pairs by series count.
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
+/// The `limit` largest entries, largest first, ties by name (a stable, deterministic order).
+fn top(mut entries: Vec<(String, u64)>, limit: usize) -> Vec<(String, u64)> {
+    entries.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    entries.truncate(limit);
+    entries
+}
+
+impl Db {
+    /// Cardinality statistics of the head, each list cut to its `limit` largest entries.
+    pub fn tsdb_status(&self, limit: usize) -> TsdbStatus {
+        let head = &self.0.head;
+        let (pairs, by_metric, value_counts, memory, by_pair) = head.with_postings(|postings, symbols| {
+            let mut by_metric = Vec::new();
+            let mut value_counts = Vec::new();
+            let mut memory = Vec::new();
+            let mut by_pair = Vec::new();
+            for name_id in postings.name_ids() {
+                let name = symbols.get(name_id);
+                let mut value_count = 0_u64;
+                let mut bytes = 0_u64;
+                for (value_id, list) in postings.values(name_id) {
+                    let value = symbols.get(value_id);
+                    value_count += 1;
+                    bytes += (value.len() * list.len()) as u64;
+                    by_pair.push((format!("{name}={value}"), list.len() as u64));
+                    if name == crate::model::METRIC_NAME_LABEL {
+                        by_metric.push((value.to_string(), list.len() as u64));
+                    }
+                }
+                value_counts.push((name.to_string(), value_count));
+                memory.push((name.to_string(), bytes));
+            }
+            (postings.pair_count() as u64, by_metric, value_counts, memory, by_pair)
+        });
+        TsdbStatus {
+            series_count: head.series_count(),
+            label_pair_count: pairs,
+            chunk_count: head.chunk_count(),
+            time_range_ms: head.time_range_ms(),
+            series_count_by_metric_name: top(by_metric, limit),
+            label_value_count_by_label_name: top(value_counts, limit),
+            memory_in_bytes_by_label_name: top(memory, limit),
+            series_count_by_label_value_pair: top(by_pair, limit),
+        }
+    }
+}
