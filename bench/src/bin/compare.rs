@@ -100,14 +100,14 @@ impl System {
     /// Where its samples-appended counter may live, first match wins.
     fn samples_metrics(self) -> &'static [(&'static str, &'static [(&'static str, &'static str)])] {
         match self {
-            System::Engine => {
-                &[("prometheus_tsdb_head_samples_appended_total", &[]), ("engine_tsdb_head_samples_appended_total", &[])]
-            }
-            System::Prometheus => &[("prometheus_tsdb_head_samples_appended_total", &[])],
-            System::VictoriaMetrics => &[
-                ("vm_rows_inserted_total", &[("type", "promscrape")]),
-                ("vm_rows_added_to_storage_total", &[]),
+            System::Engine => &[
+                ("prometheus_tsdb_head_samples_appended_total", &[]),
+                ("engine_tsdb_head_samples_appended_total", &[]),
             ],
+            System::Prometheus => &[("prometheus_tsdb_head_samples_appended_total", &[])],
+            System::VictoriaMetrics => {
+                &[("vm_rows_inserted_total", &[("type", "promscrape")]), ("vm_rows_added_to_storage_total", &[])]
+            }
         }
     }
 
@@ -142,8 +142,7 @@ struct Options {
 }
 
 fn parse_duration(flag: &str, text: &str) -> anyhow::Result<u64> {
-    let duration_ms =
-        engine::config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("{flag}: {error}"))?;
+    let duration_ms = engine::config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("{flag}: {error}"))?;
     if duration_ms <= 0 {
         bail!("{flag}: must be positive, got {text:?}");
     }
@@ -207,7 +206,9 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
             "--systems" => {
                 options.systems = value
                     .split(',')
-                    .map(|name| System::parse(name.trim()).ok_or_else(|| anyhow::anyhow!("--systems: unknown system {name:?}")))
+                    .map(|name| {
+                        System::parse(name.trim()).ok_or_else(|| anyhow::anyhow!("--systems: unknown system {name:?}"))
+                    })
                     .collect::<anyhow::Result<_>>()?
             }
             "--engine-bin" => options.engine_bin = PathBuf::from(value),
@@ -226,10 +227,12 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
         bail!("--series: expected 1..={SERIES_COUNT_MAX}, got {}", options.series_count);
     }
     let last_port = options.target_port_base as usize + options.target_count - 1;
-    if last_port > u16::MAX as usize
-        || (options.target_port_base..=last_port as u16).contains(&options.system_port)
-    {
-        bail!("--target-port-base {} with {} targets overflows or overlaps --system-port", options.target_port_base, options.target_count);
+    if last_port > u16::MAX as usize || (options.target_port_base..=last_port as u16).contains(&options.system_port) {
+        bail!(
+            "--target-port-base {} with {} targets overflows or overlaps --system-port",
+            options.target_port_base,
+            options.target_count
+        );
     }
     if options.systems.is_empty() {
         bail!("--systems: name at least one system");
@@ -358,7 +361,10 @@ impl SystemProcess {
                 ],
             ),
         };
-        let child = Command::new(binary)
+        // The child runs in its work directory, so a relative binary path is resolved here.
+        let binary = std::fs::canonicalize(binary)
+            .with_context(|| format!("find {} binary {}", system.name(), binary.display()))?;
+        let child = Command::new(&binary)
             .args(&arguments)
             .current_dir(&work_dir)
             .stdin(Stdio::null())
@@ -393,7 +399,11 @@ impl SystemProcess {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                bail!("{} did not serve /metrics within {STARTUP_MS_MAX} ms; log tail:\n{}", self.system.name(), self.log_tail());
+                bail!(
+                    "{} did not serve /metrics within {STARTUP_MS_MAX} ms; log tail:\n{}",
+                    self.system.name(),
+                    self.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -515,7 +525,10 @@ fn version(system: System, options: &Options) -> String {
         System::Engine => command_output(&options.engine_bin.to_string_lossy(), &["--version"]),
         System::Prometheus => command_output(&options.prometheus_bin.to_string_lossy(), &["--version"]),
         System::VictoriaMetrics => command_output(&options.victoria_metrics_bin.to_string_lossy(), &["-version"])
-            .or_else(|| command_output("dpkg-query", &["-W", "-f=${Version}", "victoria-metrics"]).map(|v| format!("victoria-metrics {v} (Debian package)"))),
+            .or_else(|| {
+                command_output("dpkg-query", &["-W", "-f=${Version}", "victoria-metrics"])
+                    .map(|v| format!("victoria-metrics {v} (Debian package)"))
+            }),
     };
     found.unwrap_or_else(|| "unknown".to_string()).replace('|', "/")
 }
@@ -550,7 +563,11 @@ struct Sampling {
     load_average: String,
 }
 
-async fn sample(process: &mut SystemProcess, generator: &Generator, clock_ticks_per_s: u64) -> anyhow::Result<Sampling> {
+async fn sample(
+    process: &mut SystemProcess,
+    generator: &Generator,
+    clock_ticks_per_s: u64,
+) -> anyhow::Result<Sampling> {
     process.check_running()?;
     let pid = process.child.id().to_string();
     let body = fetch_metrics(process.port).await?;
@@ -608,7 +625,11 @@ fn machine_description() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|text| text.lines().find(|line| line.starts_with("MemTotal:")).map(|line| line["MemTotal:".len()..].trim().to_string()))
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .map(|line| line["MemTotal:".len()..].trim().to_string())
+        })
         .unwrap_or_default();
     format!("{cpu_count} CPUs, Linux {kernel}, {memory} RAM (shared with other jobs)")
 }
@@ -670,7 +691,8 @@ fn main() -> std::process::ExitCode {
         let Some(options) = parse_options(&arguments)? else {
             return Ok(());
         };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start tokio runtime")?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("start tokio runtime")?;
         runtime.block_on(async move {
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .context("install SIGTERM handler")?;

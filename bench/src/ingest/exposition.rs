@@ -11,7 +11,7 @@ pub struct Sample {
     /// Metric name.
     pub name: String,
     /// Labels in the order written.
-    pub labels: Vec<(String, String)>,
+    pub labels: LabelPairs,
     /// The line's text before the value (`name{labels}`), as a series identity.
     pub series: String,
     /// The value.
@@ -31,7 +31,10 @@ pub enum ExpositionError {
     },
 }
 
-fn parse_labels(text: &str) -> Result<(Vec<(String, String)>, &str), &'static str> {
+/// Label pairs in the order written.
+pub type LabelPairs = Vec<(String, String)>;
+
+fn parse_labels(text: &str) -> Result<(LabelPairs, &str), &'static str> {
     // `text` starts just after `{`.
     let mut labels = Vec::new();
     let mut rest = text;

@@ -20,7 +20,8 @@ pub enum ProcError {
 
 /// `utime + stime` of a `/proc/<pid>/stat` line, in clock ticks (fields 14 and 15 of proc(5)).
 pub fn cpu_ticks(stat: &str) -> Result<u64, ProcError> {
-    let after_command = stat.rfind(')').map(|index| &stat[index + 1..]).ok_or(ProcError::Field { file: "stat", field: "comm" })?;
+    let after_command =
+        stat.rfind(')').map(|index| &stat[index + 1..]).ok_or(ProcError::Field { file: "stat", field: "comm" })?;
     // After the command come fields 3 (state), 4, ...: utime is field 14, stime field 15.
     let fields: Vec<&str> = after_command.split_whitespace().collect();
     let field = |index: usize, field: &'static str| {
@@ -33,7 +34,8 @@ pub fn cpu_ticks(stat: &str) -> Result<u64, ProcError> {
 pub fn rss_bytes(status: &str) -> Result<u64, ProcError> {
     let missing = ProcError::Field { file: "status", field: "VmRSS" };
     let line = status.lines().find_map(|line| line.strip_prefix("VmRSS:")).ok_or(missing.clone())?;
-    let kibibytes = line.trim().strip_suffix("kB").ok_or(missing.clone())?.trim().parse::<u64>().map_err(|_| missing)?;
+    let kibibytes =
+        line.trim().strip_suffix("kB").ok_or(missing.clone())?.trim().parse::<u64>().map_err(|_| missing)?;
     Ok(kibibytes * 1024)
 }
 

@@ -144,7 +144,8 @@ impl Figures {
 /// ULIDs) are `blocks`, `chunks_head` is `head chunks`, VictoriaMetrics' `data` and `indexdb`
 /// are `data parts` and `index`; anything else keeps its name.
 pub fn disk_part_name(entry_name: &str) -> String {
-    let is_ulid = entry_name.len() == 26 && entry_name.bytes().all(|byte| byte.is_ascii_digit() || byte.is_ascii_uppercase());
+    let is_ulid =
+        entry_name.len() == 26 && entry_name.bytes().all(|byte| byte.is_ascii_digit() || byte.is_ascii_uppercase());
     match entry_name {
         _ if is_ulid => "blocks".to_string(),
         "wal" => "wal".to_string(),
@@ -182,7 +183,8 @@ fn mebibytes(size: u64) -> String {
 
 /// The report in Markdown.
 pub fn render(parameters: &RunParameters, outcomes: &[Outcome]) -> String {
-    let expected_per_s = (parameters.target_count * parameters.series_count) as f64 / (parameters.interval_ms as f64 / 1000.0);
+    let expected_per_s =
+        (parameters.target_count * parameters.series_count) as f64 / (parameters.interval_ms as f64 / 1000.0);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -225,7 +227,11 @@ pub fn render(parameters: &RunParameters, outcomes: &[Outcome]) -> String {
                 measured.push((measurement, figures));
             }
             Outcome::Failed { system, error } => {
-                let _ = writeln!(out, "| {system} | failed: {} | | | | | | | | | |", error.replace('|', "/").replace('\n', " "));
+                let _ = writeln!(
+                    out,
+                    "| {system} | failed: {} | | | | | | | | | |",
+                    error.replace('|', "/").replace('\n', " ")
+                );
             }
         }
     }
@@ -401,7 +407,12 @@ mod tests {
             Outcome::Failed { system: "victoria-metrics".to_string(), error: "did not start | gone".to_string() },
         ];
         let report = render(&parameters, &outcomes);
-        assert!(report.contains("| engine | 100000 | 100000 | 100.0 % | yes | 2.00 | 476.8 MiB | 100000 | 5000 | 38.1 MiB | 2.00 |"), "{report}");
+        assert!(
+            report.contains(
+                "| engine | 100000 | 100000 | 100.0 % | yes | 2.00 | 476.8 MiB | 100000 | 5000 | 38.1 MiB | 2.00 |"
+            ),
+            "{report}"
+        );
         assert!(report.contains("| prometheus | 2.00 | 5.00 | 2.00 |"), "{report}");
         assert!(report.contains("| victoria-metrics | failed: did not start / gone |"), "{report}");
         assert_eq!(report, render(&parameters, &outcomes), "pure function of its inputs");

@@ -17,7 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Upper bounds of one classic histogram, in seconds; the last one is `+Inf`.
-const BUCKET_BOUNDS: [&str; 12] = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"];
+const BUCKET_BOUNDS: [&str; 12] =
+    ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"];
 /// Share of a realistic histogram's observations at or below each bound (cumulative, ends at 1).
 const BUCKET_FRACTIONS: [f64; 12] = [0.02, 0.05, 0.12, 0.25, 0.45, 0.65, 0.8, 0.9, 0.96, 0.99, 0.998, 1.0];
 /// Series one histogram label set produces: its buckets, `_sum` and `_count`.
@@ -175,7 +176,8 @@ impl Template {
             let family_index = histogram_index / HISTOGRAM_FAMILY_SIZE;
             let member_index = histogram_index % HISTOGRAM_FAMILY_SIZE;
             let name = format!("app{family_index}_request_duration_seconds");
-            let labels = format!("handler=\"/api/v1/h{member_index}\",method=\"{}\"", METHODS[member_index % METHODS.len()]);
+            let labels =
+                format!("handler=\"/api/v1/h{member_index}\",method=\"{}\"", METHODS[member_index % METHODS.len()]);
             for (bucket_index, bound) in BUCKET_BOUNDS.iter().enumerate() {
                 let mut prefix = String::new();
                 if member_index == 0 && bucket_index == 0 {
@@ -268,7 +270,14 @@ impl Workload {
         base + scrape_index * rate + jitter
     }
 
-    fn write_realistic(&self, out: &mut String, kind: SeriesKind, target_index: u64, series_index: u64, scrape_index: u64) {
+    fn write_realistic(
+        &self,
+        out: &mut String,
+        kind: SeriesKind,
+        target_index: u64,
+        series_index: u64,
+        scrape_index: u64,
+    ) {
         match kind {
             SeriesKind::Counter { constant: true } => {
                 let _ = write!(out, "{}", 1 + hash(self.seed, &[3, target_index, series_index]) % 16);
