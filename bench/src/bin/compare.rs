@@ -324,6 +324,20 @@ impl SystemProcess {
         if work_dir.exists() {
             std::fs::remove_dir_all(&work_dir).with_context(|| format!("remove stale {}", work_dir.display()))?;
         }
+        // Until the guard exists, a failure must clean up the directory itself.
+        let result = SystemProcess::spawn_in(system, options, config_yaml, work_dir.clone());
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&work_dir);
+        }
+        result
+    }
+
+    fn spawn_in(
+        system: System,
+        options: &Options,
+        config_yaml: &str,
+        work_dir: PathBuf,
+    ) -> anyhow::Result<SystemProcess> {
         let data_dir = work_dir.join("data");
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let config_path = work_dir.join("scrape.yml");
