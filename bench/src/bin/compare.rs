@@ -1,0 +1,791 @@
+//! `compare ingest`: the engine's ingest cost next to Prometheus' and VictoriaMetrics' on
+//! identical data, from one run on one machine. The command serves a synthetic exporter fleet on
+//! `127.0.0.1:<target-port-base + i>`, runs each system in turn (never two at once) with its own
+//! temporary data directory and loopback port, lets it scrape every target at `--interval`, and
+//! after a warm-up reads over the window: CPU seconds of the process (`/proc/<pid>/stat`), the
+//! system's own samples-appended counter and active-series gauge (its `/metrics`), resident
+//! memory (`/proc/<pid>/status`) and the data directory's size. The report goes to stdout and,
+//! with `--out`, to a Markdown file.
+//!
+//! Invariants: every process this command starts is stopped (SIGTERM, then SIGKILL after
+//! [`STOP_GRACE_MS`]) and its directory removed when its guard drops: on success, on error, on
+//! Ctrl-C or SIGTERM; every wait is bounded. The generator's bodies are a pure function of
+//! (seed, data kind, target, scrape number seen by that target), and the scrape numbers restart at
+//! zero for each system, so every system sees the same sequence.
+//!
+//! Concurrency: one current-thread tokio runtime runs the generator's listeners and the
+//! measurement, so the generator never takes more than one core; its CPU is reported.
+//!
+//! This tool sits outside the engine and talks to the OS directly (processes, sockets, files,
+//! wall time), which the engine's determinism lints forbid elsewhere.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bench::ingest::exposition;
+use bench::ingest::procfs;
+use bench::ingest::report::{self, DiskPart, Measurement, Outcome, RunParameters};
+use bench::ingest::workload::{DataKind, Workload, SERIES_COUNT_MAX};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+const USAGE: &str = "usage: compare ingest [flags]
+
+  --targets N                 targets the generator serves (default 100, at most 1000)
+  --series N                  series per target (default 1000)
+  --interval DUR              scrape interval (default 1s)
+  --warmup DUR                time each system runs before the window (default 30s)
+  --measure DUR               measurement window (default 120s)
+  --data random|realistic     values: seeded random f64, or exporter-like (default random)
+  --seed N                    seed of the values (default 1)
+  --systems LIST              comma-separated: engine,prometheus,victoria-metrics (default all)
+  --engine-bin PATH           engine server binary (default target/release/server)
+  --prometheus-bin PATH       default /usr/bin/prometheus
+  --victoria-metrics-bin PATH default /usr/bin/victoria-metrics
+  --target-port-base PORT     first generator port (default 20000)
+  --system-port PORT          port each system listens on, one at a time (default 29090)
+  --out FILE                  also write the Markdown report here";
+
+/// Most targets: bounds the listeners and the ports used.
+const TARGET_COUNT_MAX: usize = 1000;
+/// Longest a system may take to answer its first `/metrics`.
+const STARTUP_MS_MAX: u64 = 60_000;
+/// Longest a system gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE_MS: u64 = 10_000;
+/// Longest one request to a system's `/metrics` may take.
+const METRICS_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Largest `/metrics` page read from a system.
+const METRICS_BODY_SIZE_MAX: usize = 16 * 1024 * 1024;
+/// Pause between two systems, so one's exit does not bleed into the next's window.
+const COOL_DOWN_MS: u64 = 5_000;
+/// Log lines quoted when a system fails.
+const LOG_TAIL_LINE_COUNT: usize = 15;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Engine,
+    Prometheus,
+    VictoriaMetrics,
+}
+
+impl System {
+    fn parse(text: &str) -> Option<System> {
+        match text {
+            "engine" => Some(System::Engine),
+            "prometheus" => Some(System::Prometheus),
+            "victoria-metrics" => Some(System::VictoriaMetrics),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            System::Engine => "engine",
+            System::Prometheus => "prometheus",
+            System::VictoriaMetrics => "victoria-metrics",
+        }
+    }
+
+    /// Where its samples-appended counter may live, first match wins.
+    fn samples_metrics(self) -> &'static [(&'static str, &'static [(&'static str, &'static str)])] {
+        match self {
+            System::Engine => &[
+                ("prometheus_tsdb_head_samples_appended_total", &[]),
+                ("engine_tsdb_head_samples_appended_total", &[]),
+            ],
+            System::Prometheus => &[("prometheus_tsdb_head_samples_appended_total", &[])],
+            System::VictoriaMetrics => {
+                &[("vm_rows_inserted_total", &[("type", "promscrape")]), ("vm_rows_added_to_storage_total", &[])]
+            }
+        }
+    }
+
+    /// Where its active-series gauge may live, first match wins.
+    fn series_metrics(self) -> &'static [(&'static str, &'static [(&'static str, &'static str)])] {
+        match self {
+            System::Engine => &[("prometheus_tsdb_head_series", &[]), ("engine_tsdb_head_series", &[])],
+            System::Prometheus => &[("prometheus_tsdb_head_series", &[])],
+            System::VictoriaMetrics => &[
+                ("vm_cache_entries", &[("type", "storage/hour_metric_ids")]),
+                ("vm_cache_entries", &[("type", "storage/tsid")]),
+            ],
+        }
+    }
+}
+
+struct Options {
+    target_count: usize,
+    series_count: usize,
+    interval_ms: u64,
+    warmup_ms: u64,
+    measure_ms: u64,
+    data_kind: DataKind,
+    seed: u64,
+    systems: Vec<System>,
+    engine_bin: PathBuf,
+    prometheus_bin: PathBuf,
+    victoria_metrics_bin: PathBuf,
+    target_port_base: u16,
+    system_port: u16,
+    out: Option<PathBuf>,
+}
+
+fn parse_duration(flag: &str, text: &str) -> anyhow::Result<u64> {
+    let duration_ms = engine::config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("{flag}: {error}"))?;
+    if duration_ms <= 0 {
+        bail!("{flag}: must be positive, got {text:?}");
+    }
+    Ok(duration_ms as u64)
+}
+
+fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> anyhow::Result<T> {
+    text.parse().map_err(|_| anyhow::anyhow!("{flag}: not a number: {text:?}"))
+}
+
+fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
+    let mut options = Options {
+        target_count: 100,
+        series_count: 1000,
+        interval_ms: 1000,
+        warmup_ms: 30_000,
+        measure_ms: 120_000,
+        data_kind: DataKind::Random,
+        seed: 1,
+        systems: vec![System::Engine, System::Prometheus, System::VictoriaMetrics],
+        engine_bin: PathBuf::from("target/release/server"),
+        prometheus_bin: PathBuf::from("/usr/bin/prometheus"),
+        victoria_metrics_bin: PathBuf::from("/usr/bin/victoria-metrics"),
+        target_port_base: 20_000,
+        system_port: 29_090,
+        out: None,
+    };
+    let mut arguments = arguments.iter();
+    match arguments.next().map(String::as_str) {
+        Some("ingest") => {}
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
+    }
+    while let Some(argument) = arguments.next() {
+        if argument == "-h" || argument == "--help" {
+            println!("{USAGE}");
+            return Ok(None);
+        }
+        let (flag, inline_value) = match argument.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_string())),
+            None => (argument.as_str(), None),
+        };
+        let value = match inline_value.or_else(|| arguments.next().cloned()) {
+            Some(value) => value,
+            None => bail!("flag {flag} needs a value\n\n{USAGE}"),
+        };
+        match flag {
+            "--targets" => options.target_count = parse_number(flag, &value)?,
+            "--series" => options.series_count = parse_number(flag, &value)?,
+            "--interval" => options.interval_ms = parse_duration(flag, &value)?,
+            "--warmup" => options.warmup_ms = parse_duration(flag, &value)?,
+            "--measure" => options.measure_ms = parse_duration(flag, &value)?,
+            "--data" => {
+                options.data_kind = DataKind::parse(&value)
+                    .ok_or_else(|| anyhow::anyhow!("--data: expected random or realistic, got {value:?}"))?
+            }
+            "--seed" => options.seed = parse_number(flag, &value)?,
+            "--systems" => {
+                options.systems = value
+                    .split(',')
+                    .map(|name| {
+                        System::parse(name.trim()).ok_or_else(|| anyhow::anyhow!("--systems: unknown system {name:?}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--engine-bin" => options.engine_bin = PathBuf::from(value),
+            "--prometheus-bin" => options.prometheus_bin = PathBuf::from(value),
+            "--victoria-metrics-bin" => options.victoria_metrics_bin = PathBuf::from(value),
+            "--target-port-base" => options.target_port_base = parse_number(flag, &value)?,
+            "--system-port" => options.system_port = parse_number(flag, &value)?,
+            "--out" => options.out = Some(PathBuf::from(value)),
+            _ => bail!("unknown flag {argument:?}\n\n{USAGE}"),
+        }
+    }
+    if options.target_count == 0 || options.target_count > TARGET_COUNT_MAX {
+        bail!("--targets: expected 1..={TARGET_COUNT_MAX}, got {}", options.target_count);
+    }
+    if options.series_count == 0 || options.series_count > SERIES_COUNT_MAX {
+        bail!("--series: expected 1..={SERIES_COUNT_MAX}, got {}", options.series_count);
+    }
+    let last_port = options.target_port_base as usize + options.target_count - 1;
+    if last_port > u16::MAX as usize || (options.target_port_base..=last_port as u16).contains(&options.system_port) {
+        bail!(
+            "--target-port-base {} with {} targets overflows or overlaps --system-port",
+            options.target_port_base,
+            options.target_count
+        );
+    }
+    if options.systems.is_empty() {
+        bail!("--systems: name at least one system");
+    }
+    Ok(Some(options))
+}
+
+/// The exporter fleet: one listener per target, each counting the scrapes it served.
+struct Generator {
+    scrape_counts: Arc<Vec<AtomicU64>>,
+    listener_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Generator {
+    async fn start(workload: Arc<Workload>, target_count: usize, port_base: u16) -> anyhow::Result<Generator> {
+        let scrape_counts: Arc<Vec<AtomicU64>> = Arc::new((0..target_count).map(|_| AtomicU64::new(0)).collect());
+        let mut listener_tasks = Vec::with_capacity(target_count);
+        for target_index in 0..target_count {
+            let port = port_base + target_index as u16;
+            let listener = TcpListener::bind(("127.0.0.1", port))
+                .await
+                .with_context(|| format!("bind generator target {target_index} on 127.0.0.1:{port}"))?;
+            let workload = workload.clone();
+            let scrape_counts = scrape_counts.clone();
+            listener_tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    let workload = workload.clone();
+                    let scrape_counts = scrape_counts.clone();
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let response = if request.uri().path() == "/metrics" {
+                            let scrape_index = scrape_counts[target_index].fetch_add(1, Ordering::Relaxed);
+                            let body = workload.render(target_index as u64, scrape_index);
+                            Response::builder()
+                                .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                                .body(Full::new(Bytes::from(body)))
+                        } else {
+                            Response::builder().status(StatusCode::NOT_FOUND).body(Full::new(Bytes::new()))
+                        };
+                        async move { Ok::<_, Infallible>(response.expect("static response parts are valid")) }
+                    });
+                    tokio::spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }));
+        }
+        Ok(Generator { scrape_counts, listener_tasks })
+    }
+
+    /// Restarts every target's scrape numbering at zero.
+    fn reset(&self) {
+        for count in self.scrape_counts.iter() {
+            count.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn scrapes_served_count(&self) -> u64 {
+        self.scrape_counts.iter().map(|count| count.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        for task in &self.listener_tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A running system; dropping it stops the process and removes its directory.
+struct SystemProcess {
+    system: System,
+    child: Child,
+    work_dir: PathBuf,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    port: u16,
+}
+
+impl SystemProcess {
+    fn spawn(system: System, options: &Options, config_yaml: &str) -> anyhow::Result<SystemProcess> {
+        let work_dir = std::env::temp_dir().join(format!("compare-{}-{}", system.name(), std::process::id()));
+        if work_dir.exists() {
+            std::fs::remove_dir_all(&work_dir).with_context(|| format!("remove stale {}", work_dir.display()))?;
+        }
+        // Until the guard exists, a failure must clean up the directory itself.
+        let result = SystemProcess::spawn_in(system, options, config_yaml, work_dir.clone());
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&work_dir);
+        }
+        result
+    }
+
+    fn spawn_in(
+        system: System,
+        options: &Options,
+        config_yaml: &str,
+        work_dir: PathBuf,
+    ) -> anyhow::Result<SystemProcess> {
+        let data_dir = work_dir.join("data");
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+        let config_path = work_dir.join("scrape.yml");
+        std::fs::write(&config_path, config_yaml).with_context(|| format!("write {}", config_path.display()))?;
+        let log_path = work_dir.join("log.txt");
+        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let address = format!("127.0.0.1:{}", options.system_port);
+        let (config, data) = (config_path.display(), data_dir.display());
+        let (binary, arguments): (&Path, Vec<String>) = match system {
+            System::Engine => (
+                &options.engine_bin,
+                vec![
+                    format!("--config.file={config}"),
+                    format!("--storage.tsdb.path={data}"),
+                    format!("--web.listen-address={address}"),
+                    "--log.level=warn".to_string(),
+                ],
+            ),
+            System::Prometheus => (
+                &options.prometheus_bin,
+                vec![
+                    format!("--config.file={config}"),
+                    format!("--storage.tsdb.path={data}"),
+                    format!("--web.listen-address={address}"),
+                    "--log.level=warn".to_string(),
+                ],
+            ),
+            System::VictoriaMetrics => (
+                &options.victoria_metrics_bin,
+                vec![
+                    format!("-promscrape.config={config}"),
+                    format!("-storageDataPath={data}"),
+                    format!("-httpListenAddr={address}"),
+                    "-loggerLevel=WARN".to_string(),
+                ],
+            ),
+        };
+        // The child runs in its work directory, so a relative binary path is resolved here.
+        let binary = std::fs::canonicalize(binary)
+            .with_context(|| format!("find {} binary {}", system.name(), binary.display()))?;
+        let child = Command::new(&binary)
+            .args(&arguments)
+            .current_dir(&work_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("duplicate log handle")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {} ({})", system.name(), binary.display()))?;
+        Ok(SystemProcess { system, child, work_dir, data_dir, log_path, port: options.system_port })
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINE_COUNT)..].join("\n")
+    }
+
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait().context("poll child")? {
+            bail!("{} exited with {status}; log tail:\n{}", self.system.name(), self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// Waits until `/metrics` answers with the samples counter.
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(STARTUP_MS_MAX);
+        loop {
+            self.check_running()?;
+            if let Ok(body) = fetch_metrics(self.port).await {
+                if find_metric(&body, self.system.samples_metrics()).is_ok() {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "{} did not serve /metrics within {STARTUP_MS_MAX} ms; log tail:\n{}",
+                    self.system.name(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for SystemProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+            let attempt_count = STOP_GRACE_MS / 100;
+            let mut exited = false;
+            for _ in 0..attempt_count {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    exited = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !exited {
+                eprintln!("{} ignored SIGTERM for {STOP_GRACE_MS} ms; sending SIGKILL", self.system.name());
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+    }
+}
+
+/// GET `http://127.0.0.1:<port>/metrics`, bounded in time and size.
+async fn fetch_metrics(port: u16) -> anyhow::Result<String> {
+    let request = async {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.context("connect")?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("handshake")?;
+        tokio::spawn(connection);
+        let request = Request::get("/metrics")
+            .header("host", format!("127.0.0.1:{port}"))
+            .body(Empty::<Bytes>::new())
+            .context("build request")?;
+        let response = sender.send_request(request).await.context("send request")?;
+        if response.status() != StatusCode::OK {
+            bail!("status {}", response.status());
+        }
+        let body = http_body_util::Limited::new(response.into_body(), METRICS_BODY_SIZE_MAX)
+            .collect()
+            .await
+            .map_err(|error| anyhow::anyhow!("read body: {error}"))?
+            .to_bytes();
+        String::from_utf8(body.to_vec()).context("body is not UTF-8")
+    };
+    tokio::time::timeout(Duration::from_millis(METRICS_REQUEST_TIMEOUT_MS), request)
+        .await
+        .with_context(|| format!("GET 127.0.0.1:{port}/metrics timed out"))?
+        .with_context(|| format!("GET 127.0.0.1:{port}/metrics"))
+}
+
+/// The first candidate metric present in `body`: its value and its `name{labels}`.
+fn find_metric(body: &str, candidates: &[(&str, &[(&str, &str)])]) -> anyhow::Result<(f64, String)> {
+    let samples = exposition::parse(body).context("parse /metrics")?;
+    for (name, labels) in candidates {
+        if let Some(value) = exposition::sum(&samples, name, labels) {
+            let selector: Vec<String> = labels.iter().map(|(key, value)| format!("{key}=\"{value}\"")).collect();
+            return Ok((value, format!("{name}{{{}}}", selector.join(","))));
+        }
+    }
+    let names: Vec<&str> = candidates.iter().map(|(name, _)| *name).collect();
+    bail!("none of {names:?} in /metrics")
+}
+
+fn read_proc(pid: &str, file: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).with_context(|| format!("read /proc/{pid}/{file}"))
+}
+
+fn cpu_ms(pid: &str, clock_ticks_per_s: u64) -> anyhow::Result<u64> {
+    Ok(procfs::cpu_ticks(&read_proc(pid, "stat")?)? * 1000 / clock_ticks_per_s)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+/// Apparent size of every file under `path`; entries that vanish mid-walk count as empty.
+fn tree_size(path: &Path) -> u64 {
+    let Ok(metadata) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !metadata.is_dir() {
+        return metadata.len();
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries.filter_map(Result::ok).map(|entry| tree_size(&entry.path())).sum()
+}
+
+fn disk_parts(data_dir: &Path) -> anyhow::Result<Vec<DiskPart>> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(data_dir).with_context(|| format!("list {}", data_dir.display()))? {
+        let entry = entry.context("read directory entry")?;
+        entries.push((entry.file_name().to_string_lossy().into_owned(), tree_size(&entry.path())));
+    }
+    entries.sort();
+    Ok(report::group_disk_parts(&entries))
+}
+
+fn command_output(program: &str, arguments: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(arguments).stdin(Stdio::null()).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let line = text.lines().map(str::trim).find(|line| !line.is_empty())?.to_string();
+    Some(line)
+}
+
+fn version(system: System, options: &Options) -> String {
+    let found = match system {
+        System::Engine => command_output(&options.engine_bin.to_string_lossy(), &["--version"]),
+        System::Prometheus => command_output(&options.prometheus_bin.to_string_lossy(), &["--version"]),
+        System::VictoriaMetrics => command_output(&options.victoria_metrics_bin.to_string_lossy(), &["-version"])
+            .or_else(|| {
+                command_output("dpkg-query", &["-W", "-f=${Version}", "victoria-metrics"])
+                    .map(|v| format!("victoria-metrics {v} (Debian package)"))
+            }),
+    };
+    found.unwrap_or_else(|| "unknown".to_string()).replace('|', "/")
+}
+
+fn duration_text(duration_ms: u64) -> String {
+    if duration_ms % 1000 == 0 {
+        format!("{}s", duration_ms / 1000)
+    } else {
+        format!("{duration_ms}ms")
+    }
+}
+
+/// One scrape job over every target, understood by all three systems.
+fn scrape_config_yaml(options: &Options) -> String {
+    let interval = duration_text(options.interval_ms);
+    let mut yaml = format!(
+        "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\nscrape_configs:\n  - job_name: generator\n    static_configs:\n      - targets:\n"
+    );
+    for target_index in 0..options.target_count {
+        let _ = writeln!(yaml, "          - 127.0.0.1:{}", options.target_port_base as usize + target_index);
+    }
+    yaml
+}
+
+struct Sampling {
+    samples_appended_count: f64,
+    samples_metric: String,
+    cpu_ms: u64,
+    generator_cpu_ms: u64,
+    scrapes_served_count: u64,
+    at: tokio::time::Instant,
+    load_average: String,
+}
+
+async fn sample(
+    process: &mut SystemProcess,
+    generator: &Generator,
+    clock_ticks_per_s: u64,
+) -> anyhow::Result<Sampling> {
+    process.check_running()?;
+    let pid = process.child.id().to_string();
+    let body = fetch_metrics(process.port).await?;
+    let (samples_appended_count, samples_metric) = find_metric(&body, process.system.samples_metrics())?;
+    Ok(Sampling {
+        samples_appended_count,
+        samples_metric,
+        cpu_ms: cpu_ms(&pid, clock_ticks_per_s)?,
+        generator_cpu_ms: cpu_ms("self", clock_ticks_per_s)?,
+        scrapes_served_count: generator.scrapes_served_count(),
+        at: tokio::time::Instant::now(),
+        load_average: load_average(),
+    })
+}
+
+async fn measure(
+    system: System,
+    options: &Options,
+    generator: &Generator,
+    clock_ticks_per_s: u64,
+) -> anyhow::Result<Measurement> {
+    generator.reset();
+    let mut process = SystemProcess::spawn(system, options, &scrape_config_yaml(options))?;
+    process.wait_ready().await?;
+    eprintln!("{}: up (pid {}), warming up for {} ms", system.name(), process.child.id(), options.warmup_ms);
+    tokio::time::sleep(Duration::from_millis(options.warmup_ms)).await;
+    let start = sample(&mut process, generator, clock_ticks_per_s).await?;
+    eprintln!("{}: measuring for {} ms", system.name(), options.measure_ms);
+    tokio::time::sleep(Duration::from_millis(options.measure_ms)).await;
+    let end = sample(&mut process, generator, clock_ticks_per_s).await?;
+    let body = fetch_metrics(process.port).await?;
+    let (active_series_count, series_metric) = find_metric(&body, system.series_metrics())?;
+    let rss_size = procfs::rss_bytes(&read_proc(&process.child.id().to_string(), "status")?)?;
+    let disk_parts = disk_parts(&process.data_dir)?;
+    Ok(Measurement {
+        system: system.name().to_string(),
+        version: version(system, options),
+        samples_metric: end.samples_metric,
+        series_metric,
+        window_ms: end.at.duration_since(start.at).as_millis() as u64,
+        samples_appended_window_count: end.samples_appended_count - start.samples_appended_count,
+        samples_appended_total_count: end.samples_appended_count,
+        scrapes_served_window_count: end.scrapes_served_count - start.scrapes_served_count,
+        cpu_ms: end.cpu_ms - start.cpu_ms,
+        generator_cpu_ms: end.generator_cpu_ms - start.generator_cpu_ms,
+        active_series_count,
+        rss_size,
+        disk_parts,
+        load_average: (start.load_average, end.load_average),
+    })
+}
+
+fn machine_description() -> String {
+    let cpu_count = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("MemTotal:"))
+                .map(|line| line["MemTotal:".len()..].trim().to_string())
+        })
+        .unwrap_or_default();
+    format!("{cpu_count} CPUs, Linux {kernel}, {memory} RAM (shared with other jobs)")
+}
+
+async fn run(options: Options, command_line: String) -> anyhow::Result<()> {
+    let clock_ticks_per_s = command_output("getconf", &["CLK_TCK"]).and_then(|text| text.parse().ok()).unwrap_or(100);
+    let started_at = command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]).unwrap_or_default();
+    let workload = Arc::new(Workload::new(options.seed, options.data_kind, options.series_count));
+    let generator = Generator::start(workload, options.target_count, options.target_port_base).await?;
+    eprintln!(
+        "generator: {} targets x {} series on 127.0.0.1:{}..",
+        options.target_count, options.series_count, options.target_port_base
+    );
+    let phase_ms_max = STARTUP_MS_MAX + options.warmup_ms + options.measure_ms + 4 * METRICS_REQUEST_TIMEOUT_MS;
+    let mut outcomes = Vec::new();
+    for (index, &system) in options.systems.iter().enumerate() {
+        if index > 0 {
+            tokio::time::sleep(Duration::from_millis(COOL_DOWN_MS)).await;
+        }
+        let result = tokio::time::timeout(
+            Duration::from_millis(phase_ms_max),
+            measure(system, &options, &generator, clock_ticks_per_s),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("did not finish within {phase_ms_max} ms")));
+        match result {
+            Ok(measurement) => outcomes.push(Outcome::Measured(measurement)),
+            Err(error) => {
+                eprintln!("{}: failed: {error:#}", system.name());
+                outcomes.push(Outcome::Failed { system: system.name().to_string(), error: format!("{error:#}") });
+            }
+        }
+    }
+    let parameters = RunParameters {
+        target_count: options.target_count,
+        series_count: options.series_count,
+        interval_ms: options.interval_ms,
+        warmup_ms: options.warmup_ms,
+        measure_ms: options.measure_ms,
+        data_kind: options.data_kind.name(),
+        seed: options.seed,
+        command_line,
+        started_at,
+        machine: machine_description(),
+    };
+    let markdown = report::render(&parameters, &outcomes);
+    println!("{markdown}");
+    if let Some(path) = &options.out {
+        std::fs::write(path, &markdown).with_context(|| format!("write report {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let command_line = format!("cargo run --release -p bench --bin compare -- {}", arguments.join(" "));
+    let result = (|| -> anyhow::Result<()> {
+        let Some(options) = parse_options(&arguments)? else {
+            return Ok(());
+        };
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("start tokio runtime")?;
+        runtime.block_on(async move {
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("install SIGTERM handler")?;
+            // Dropping `run` on a signal drops its SystemProcess guard, which stops the child.
+            tokio::select! {
+                biased;
+                _ = tokio::signal::ctrl_c() => bail!("interrupted (SIGINT); stopped every system started"),
+                _ = terminate.recv() => bail!("terminated (SIGTERM); stopped every system started"),
+                result = run(options, command_line) => result,
+            }
+        })
+    })();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[track_caller]
+    fn check_error(text: &str, expected: &str) {
+        let error = parse_options(&arguments(text)).err().expect("rejected");
+        assert!(format!("{error:#}").contains(expected), "{error:#} should contain {expected:?}");
+    }
+
+    #[test]
+    fn options_parse() {
+        let options = parse_options(&arguments(
+            "ingest --targets 3 --series=50 --interval 500ms --warmup 2s --measure 1m --data realistic --systems prometheus,engine --out r.md",
+        ))
+        .expect("parses")
+        .expect("runs");
+        assert_eq!((options.target_count, options.series_count), (3, 50));
+        assert_eq!((options.interval_ms, options.warmup_ms, options.measure_ms), (500, 2000, 60_000));
+        assert_eq!(options.data_kind, DataKind::Realistic);
+        assert_eq!(options.systems, vec![System::Prometheus, System::Engine]);
+        assert_eq!(options.out, Some(PathBuf::from("r.md")));
+        check_error("ingest --targets 0", "--targets");
+        check_error("ingest --targets 2000", "--targets");
+        check_error("ingest --interval 0", "--interval");
+        check_error("ingest --systems engine,graphite", "graphite");
+        check_error("ingest --data zipf", "--data");
+        check_error("ingest --series", "needs a value");
+        check_error("ingest --target-port-base 29000 --targets 100", "overlaps");
+        check_error("query", "unknown command");
+    }
+
+    #[test]
+    fn scrape_config_lists_every_target() {
+        let options = parse_options(&arguments("ingest --targets 2 --interval 1500ms")).expect("parses").expect("runs");
+        let yaml = scrape_config_yaml(&options);
+        assert_eq!(
+            yaml,
+            "global:\n  scrape_interval: 1500ms\n  scrape_timeout: 1500ms\nscrape_configs:\n  - job_name: generator\n    static_configs:\n      - targets:\n          - 127.0.0.1:20000\n          - 127.0.0.1:20001\n"
+        );
+        engine::config::parse(&yaml).expect("the engine accepts the generated config");
+    }
+
+    #[test]
+    fn metric_lookup_takes_the_first_candidate_present() {
+        let body = "engine_tsdb_head_samples_appended_total 42\nvm_cache_entries{type=\"storage/tsid\"} 7\n";
+        assert_eq!(
+            find_metric(body, System::Engine.samples_metrics()).expect("found"),
+            (42.0, "engine_tsdb_head_samples_appended_total{}".to_string())
+        );
+        assert_eq!(
+            find_metric(body, System::VictoriaMetrics.series_metrics()).expect("found"),
+            (7.0, "vm_cache_entries{type=\"storage/tsid\"}".to_string())
+        );
+        assert!(find_metric(body, System::Prometheus.series_metrics()).is_err());
+    }
+}
