@@ -25,7 +25,7 @@ use crate::io::FileSystem;
 use crate::limits::{CHUNK_SAMPLE_COUNT_MAX_DEFAULT, WAL_RECORD_SAMPLE_COUNT_MAX, WAL_SEGMENT_SIZE_MAX_DEFAULT};
 use crate::model::{Labels, Matcher, Sample, SeriesRef, METRIC_NAME_LABEL};
 use head::{appendability, Appendability, Head};
-use wal::{Record, Wal};
+use wal::{Record, RefSample, ReplayItem, Wal, WalOptions};
 
 /// Buffers samples and commits them atomically.
 pub trait Appender: Send {
@@ -134,6 +134,12 @@ pub enum TsdbError {
         /// Limit.
         size_max: usize,
     },
+    /// The write-ahead log failed (other than I/O or record size).
+    #[error("wal: {source}")]
+    Wal {
+        /// Cause.
+        source: wal::WalError,
+    },
     /// A label name or value is longer than the WAL can frame.
     #[error("label of {length} bytes exceeds 65535 bytes")]
     LabelTooLong {
@@ -199,18 +205,25 @@ pub struct Db(Arc<Inner>);
 impl Db {
     /// Opens (or creates) the database in `dir`, replaying and repairing its WAL.
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: DbOptions) -> Result<Db, TsdbError> {
-        let (wal, replay) = Wal::open(fs, &dir.join("wal"), options.wal_segment_size_max)?;
+        let wal_options = WalOptions { segment_size_max: options.wal_segment_size_max, ..WalOptions::default() };
+        let mut records = Vec::new();
+        let mut visit = |item: ReplayItem| {
+            if let ReplayItem::Record(record) = item {
+                records.push(record);
+            }
+        };
+        let (wal, replay) = Wal::open(fs, &dir.join("wal"), wal_options, &mut visit)?;
         let mut head = Head::new(options.chunk_sample_count_max);
         let mut stats = DbStats {
-            wal_records_replayed: replay.records.len() as u64,
-            wal_corruptions_repaired_total: replay.corruption_count,
-            wal_bytes_truncated_total: replay.truncated_size,
+            wal_records_replayed: replay.record_count,
+            wal_corruptions_repaired_total: replay.corruptions.len() as u64,
+            wal_bytes_truncated_total: replay.bytes_dropped,
             ..DbStats::default()
         };
         // A failed commit can leave a series record behind; the labels' next commit logs them again
         // under a new reference. Both references replay into one series.
         let mut aliases: HashMap<SeriesRef, SeriesRef> = HashMap::new();
-        for record in replay.records {
+        for record in records {
             match record {
                 Record::Series(series) => {
                     for (series_ref, labels) in series {
@@ -228,7 +241,7 @@ impl Db {
                     }
                 }
                 Record::Samples(samples) => {
-                    for (series_ref, timestamp_ms, value) in samples {
+                    for RefSample { series_ref, timestamp_ms, value } in samples {
                         let series_ref = aliases.get(&series_ref).copied().unwrap_or(series_ref);
                         if !head.contains(series_ref) {
                             // Prometheus counts and skips these too (head_wal.go).
@@ -241,6 +254,8 @@ impl Db {
                         }
                     }
                 }
+                // The head has no deletion yet; the engine never writes tombstones.
+                Record::Tombstones(_) => {}
             }
         }
         if stats.wal_unknown_series_samples_total > 0 {
@@ -362,26 +377,35 @@ impl Appender for HeadAppender {
                 }
             }
         }
-        let mut encoded = Vec::new();
+        let mut encoded: Vec<Vec<u8>> = Vec::new();
         if !new_series.is_empty() {
-            wal::encode_series(&mut encoded, &new_series)?;
+            let mut record = Vec::new();
+            wal::encode_series(&new_series, &mut record);
+            encoded.push(record);
         }
-        let wal_samples: Vec<(SeriesRef, i64, f64)> = accepted
+        let wal_samples: Vec<RefSample> = accepted
             .iter()
-            .map(|(series_ref, index)| (*series_ref, self.pending[*index].1.timestamp_ms, self.pending[*index].1.value))
+            .map(|(series_ref, index)| RefSample {
+                series_ref: *series_ref,
+                timestamp_ms: self.pending[*index].1.timestamp_ms,
+                value: self.pending[*index].1.value,
+            })
             .collect();
         for batch in wal_samples.chunks(WAL_RECORD_SAMPLE_COUNT_MAX) {
-            wal::encode_samples(&mut encoded, batch)?;
+            let mut record = Vec::new();
+            wal::encode_samples(batch, &mut record);
+            encoded.push(record);
         }
-        if let Err(error) = wal.log(&encoded) {
+        let records: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+        if let Err(error) = wal.log(&records, true) {
             head.skip_refs(new_series.len() as u64);
-            return Err(error);
+            return Err(error.into());
         }
         for (series_ref, labels) in &new_series {
             head.create_series(*series_ref, (*labels).clone());
         }
-        for (series_ref, timestamp_ms, value) in &wal_samples {
-            head.append(*series_ref, *timestamp_ms, *value);
+        for sample in &wal_samples {
+            head.append(sample.series_ref, sample.timestamp_ms, sample.value);
         }
         stats.samples_appended_total += wal_samples.len() as u64;
         drop(state);

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::io::{FileSystem, MemFileSystem as MemFs};
+use crate::io::MemFileSystem as MemFs;
 use crate::model::MatchKind;
 
 /// Path of WAL segment `index` of the database at `/db`.
@@ -183,65 +183,7 @@ fn rollback_discards_and_observer_sees_commits() {
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
-/// The frozen segment's contents: two series, three commits, including NaN and a staleness marker.
-fn frozen_segment_batches() -> Vec<Vec<(Labels, i64, f64)>> {
-    let up = Labels::from_pairs([("__name__", "up"), ("instance", "localhost:9090"), ("job", "engine")]);
-    let temperature = Labels::from_pairs([("__name__", "temperature_celsius"), ("room", "b\"1\"\n")]);
-    vec![
-        vec![(up.clone(), 1_700_000_000_000, 1.0), (temperature.clone(), 1_700_000_000_000, -3.25)],
-        vec![(up.clone(), 1_700_000_015_000, 0.0), (temperature.clone(), 1_700_000_015_000, f64::NAN)],
-        vec![
-            (up, 1_700_000_030_000, 1.0),
-            (temperature, 1_700_000_030_000, f64::from_bits(crate::model::STALE_NAN_BITS)),
-        ],
-    ]
-}
-
-/// A WAL segment written by the first version of the format must replay unchanged: a change to
-/// the format has to keep reading it (or migrate it), never silently drop old data.
-#[test]
-fn frozen_wal_segment_replays() {
-    let frozen = include_bytes!("testdata/wal-v1-00000000");
-    let fs = MemFs::default();
-    fs.create_dir_all(Path::new("/db/wal")).unwrap();
-    let mut file = fs.open_append(&segment(0)).unwrap();
-    file.write_all(frozen).unwrap();
-    file.sync().unwrap();
-    let db = open(&fs, DbOptions::default());
-    assert_eq!(db.stats().wal_corruptions_repaired_total, 0);
-    let mut expected: Vec<(String, Vec<(i64, u64)>)> = Vec::new();
-    for batch in frozen_segment_batches() {
-        for (labels, timestamp_ms, value) in batch {
-            match expected.iter_mut().find(|(text, _)| *text == labels.to_string()) {
-                Some((_, samples)) => samples.push((timestamp_ms, value.to_bits())),
-                None => expected.push((labels.to_string(), vec![(timestamp_ms, value.to_bits())])),
-            }
-        }
-    }
-    expected.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut got = everything(&db);
-    got.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(got, expected);
-}
-
-/// Writes the frozen segment; run once per format version with
-/// `cargo test -p engine --lib write_frozen_wal_segment -- --ignored`.
-#[test]
-#[ignore = "regenerates test data"]
-fn write_frozen_wal_segment() {
-    let fs = MemFs::default();
-    let db = open(&fs, DbOptions::default());
-    for batch in frozen_segment_batches() {
-        let samples: Vec<(&Labels, i64, f64)> = batch.iter().map(|(labels, t, v)| (labels, *t, *v)).collect();
-        commit(&db, &samples).unwrap();
-    }
-    let bytes = fs.read(&segment(0)).unwrap();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tsdb/testdata/wal-v1-00000000");
-    let _ = crate::io::RealFileSystem.remove_file(&path);
-    let mut file = crate::io::RealFileSystem.open_append(&path).unwrap();
-    file.write_all(&bytes).unwrap();
-    file.sync().unwrap();
-}
+// The frozen-segment format tests live with the WAL (wal/tests.rs, testdata/wal-v2-00000000).
 
 /// A write that tears and then cannot be truncated away: the writer moves to a new segment. The
 /// torn batch's complete series record must neither lend its reference to a later series nor
