@@ -143,13 +143,15 @@ pub fn decompress(flags: u8, stored: &[u8], out: &mut Vec<u8>) -> Result<(), Dec
             let size = snap::raw::decompress_len(stored).map_err(|error| codec("snappy")(error.to_string()))?;
             check_size(size)?;
             out.resize(size, 0);
-            let written =
-                snap::raw::Decoder::new().decompress(stored, out).map_err(|error| codec("snappy")(error.to_string()))?;
+            let written = snap::raw::Decoder::new()
+                .decompress(stored, out)
+                .map_err(|error| codec("snappy")(error.to_string()))?;
             out.truncate(written);
             Ok(())
         }
         FLAG_ZSTD => {
-            let decoder = ruzstd::decoding::StreamingDecoder::new(stored).map_err(|error| codec("zstd")(error.to_string()))?;
+            let decoder =
+                ruzstd::decoding::StreamingDecoder::new(stored).map_err(|error| codec("zstd")(error.to_string()))?;
             let limit = WAL_RECORD_SIZE_MAX as u64 + 1;
             decoder.take(limit).read_to_end(out).map_err(|error| codec("zstd")(error.to_string()))?;
             check_size(out.len())
@@ -203,9 +205,12 @@ mod tests {
     #[test]
     fn compressible_records_shrink_and_carry_their_flag() {
         let record = b"up{job=\"prometheus\"} ".repeat(100);
-        for (compression, flag) in
-            [(Compression::None, 0), (Compression::Snappy, FLAG_SNAPPY), (Compression::Zstd, FLAG_ZSTD), (Compression::Lz4, FLAG_LZ4)]
-        {
+        for (compression, flag) in [
+            (Compression::None, 0),
+            (Compression::Snappy, FLAG_SNAPPY),
+            (Compression::Zstd, FLAG_ZSTD),
+            (Compression::Lz4, FLAG_LZ4),
+        ] {
             let mut scratch = Vec::new();
             let (stored, got_flag) = compress(compression, &record, &mut scratch);
             assert_eq!(got_flag, flag, "{compression:?}");
@@ -223,8 +228,14 @@ mod tests {
         assert_eq!(decompress(0x40, b"x", &mut out), Err(DecompressError::BadFlags { flags: 0x40 }));
         let huge = [0xff, 0xff, 0xff, 0x7f];
         assert!(matches!(decompress(FLAG_LZ4, &huge, &mut out), Err(DecompressError::TooLarge { .. })));
-        assert!(matches!(decompress(FLAG_SNAPPY, &[0xff, 0xff, 0xff, 0x7f], &mut out), Err(DecompressError::TooLarge { .. })));
-        assert!(matches!(decompress(FLAG_ZSTD, b"not zstd", &mut out), Err(DecompressError::Codec { codec: "zstd", .. })));
+        assert!(matches!(
+            decompress(FLAG_SNAPPY, &[0xff, 0xff, 0xff, 0x7f], &mut out),
+            Err(DecompressError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decompress(FLAG_ZSTD, b"not zstd", &mut out),
+            Err(DecompressError::Codec { codec: "zstd", .. })
+        ));
     }
 
     proptest! {

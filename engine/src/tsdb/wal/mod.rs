@@ -50,7 +50,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use compression::{Compression, CompressionParseError};
-pub use record::{decode_record, encode_samples, encode_series, encode_tombstones, Record, RecordError, RefSample, Stone};
+pub use record::{
+    decode_record, encode_samples, encode_series, encode_tombstones, Record, RecordError, RefSample, Stone,
+};
 
 use crate::io::{AppendFile, FileSystem};
 use crate::limits::{WAL_RECORD_SIZE_MAX, WAL_SEGMENT_SIZE_MAX_DEFAULT};
@@ -292,7 +294,12 @@ impl Wal {
         result
     }
 
-    fn write_batch(&mut self, stored: &[(Vec<u8>, u8)], sync: bool, touched: &mut Vec<(u32, u64)>) -> Result<(), WalError> {
+    fn write_batch(
+        &mut self,
+        stored: &[(Vec<u8>, u8)],
+        sync: bool,
+        touched: &mut Vec<(u32, u64)>,
+    ) -> Result<(), WalError> {
         let mut end = self.segment_size;
         let fits = stored.iter().all(|(bytes, _)| {
             let fits = bytes.len() as u64 <= space_left(end, self.page_count);

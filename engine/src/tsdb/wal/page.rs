@@ -201,7 +201,12 @@ fn parse_fragment(bytes: &[u8], position: usize) -> Result<Fragment<'_>, HeaderP
             bytes.len() - data_start
         )));
     };
-    Ok(Fragment { kind: header[0] & KIND_MASK, flags: header[0] & !KIND_MASK, data, crc_ok: crc32c::crc32c(data) == crc })
+    Ok(Fragment {
+        kind: header[0] & KIND_MASK,
+        flags: header[0] & !KIND_MASK,
+        data,
+        crc_ok: crc32c::crc32c(data) == crc,
+    })
 }
 
 fn flags_valid(flags: u8) -> bool {
@@ -252,7 +257,9 @@ impl<'a> Scanner<'a> {
             return self.bytes[position..page_end].iter().all(|&byte| byte == 0);
         }
         match parse_fragment(self.bytes, position) {
-            Ok(fragment) => fragment.crc_ok && (KIND_FULL..=KIND_LAST).contains(&fragment.kind) && flags_valid(fragment.flags),
+            Ok(fragment) => {
+                fragment.crc_ok && (KIND_FULL..=KIND_LAST).contains(&fragment.kind) && flags_valid(fragment.flags)
+            }
             Err(_) => false,
         }
     }

@@ -278,7 +278,8 @@ impl<'a> Reader<'a> {
         let length = usize::try_from(length)
             .map_err(|_| RecordError::Truncated { record_type: self.record_type, offset: start })?;
         let bytes = self.take(length)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::BadUtf8 { record_type: self.record_type, offset: start })
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| RecordError::BadUtf8 { record_type: self.record_type, offset: start })
     }
 }
 
@@ -293,7 +294,9 @@ mod tests {
             (Record::Samples(a), Record::Samples(b)) => {
                 a.len() == b.len()
                     && a.iter().zip(b).all(|(x, y)| {
-                        x.series_ref == y.series_ref && x.timestamp_ms == y.timestamp_ms && x.value.to_bits() == y.value.to_bits()
+                        x.series_ref == y.series_ref
+                            && x.timestamp_ms == y.timestamp_ms
+                            && x.value.to_bits() == y.value.to_bits()
                     })
             }
             _ => a == b,
@@ -325,11 +328,15 @@ mod tests {
         let mut stones = vec![RECORD_TYPE_TOMBSTONES];
         stones.extend_from_slice(&3_u64.to_be_bytes());
         stones.extend_from_slice(&[3, 4]); // -2, 2
-        let sample = |series_ref, timestamp_ms, value| RefSample { series_ref: SeriesRef(series_ref), timestamp_ms, value };
+        let sample =
+            |series_ref, timestamp_ms, value| RefSample { series_ref: SeriesRef(series_ref), timestamp_ms, value };
         check(&samples, Ok(Record::Samples(vec![sample(7, 1000, 1.0), sample(6, 2000, 2.5)])));
         check(&[RECORD_TYPE_SAMPLES], Ok(Record::Samples(vec![])));
         check(&series, Ok(Record::Series(vec![(SeriesRef(3), Labels::from_pairs([("job", "a")]))])));
-        check(&stones, Ok(Record::Tombstones(vec![Stone { series_ref: SeriesRef(3), min_time_ms: -2, max_time_ms: 2 }])));
+        check(
+            &stones,
+            Ok(Record::Tombstones(vec![Stone { series_ref: SeriesRef(3), min_time_ms: -2, max_time_ms: 2 }])),
+        );
         check(&[], Err(RecordError::Empty));
         check(&[4, 1, 2], Err(RecordError::UnknownType { record_type: 4 }));
         check(&samples[..20], Err(RecordError::Truncated { record_type: 2, offset: 19 }));

@@ -76,8 +76,11 @@ pub(super) fn replay(
         replay_segment(fs, dir, index, &name, &mut report, visit)?;
         if index != expected || name != segment_name(expected) {
             let (from, to) = (dir.join(&name), dir.join(segment_name(expected)));
-            fs.rename(&from, &to)
-                .map_err(io_error(format!("rename wal segment {} to {}", from.display(), to.display())))?;
+            fs.rename(&from, &to).map_err(io_error(format!(
+                "rename wal segment {} to {}",
+                from.display(),
+                to.display()
+            )))?;
             renamed = true;
         }
         next_index = Some(expected + 1);
@@ -215,7 +218,10 @@ fn replace_file(fs: &dyn FileSystem, dir: &Path, name: &str, bytes: &[u8]) -> Re
     file.write_all(bytes).map_err(io_error(format!("write wal rewrite {}", temporary.display())))?;
     file.sync().map_err(io_error(format!("sync wal rewrite {}", temporary.display())))?;
     drop(file);
-    fs.rename(&temporary, &path)
-        .map_err(io_error(format!("rename {} over {}", temporary.display(), path.display())))?;
+    fs.rename(&temporary, &path).map_err(io_error(format!(
+        "rename {} over {}",
+        temporary.display(),
+        path.display()
+    )))?;
     fs.sync_dir(dir).map_err(io_error(format!("sync wal directory {}", dir.display())))
 }

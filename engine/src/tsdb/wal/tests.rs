@@ -148,7 +148,11 @@ fn page_end(offset: u64) -> u64 {
 
 /// Ids of the records in `segment_index` that have a byte in `from..to`.
 fn intersecting(placements: &[Placement], segment_index: u32, from: u64, to: u64) -> BTreeSet<u64> {
-    placements.iter().filter(|p| p.segment_index == segment_index && p.offset < to && p.end > from).map(|p| p.id).collect()
+    placements
+        .iter()
+        .filter(|p| p.segment_index == segment_index && p.offset < to && p.end > from)
+        .map(|p| p.id)
+        .collect()
 }
 
 /// What a row expects to lose.
@@ -201,7 +205,11 @@ fn flip(fs: &MemFileSystem, segment_index: u32, offset: u64, mask: u8) {
 }
 
 fn only(placement: Placement, reason: &'static str) -> Expected {
-    Expected { lost: BTreeSet::from([placement.id]), reports: vec![(placement.segment_index, placement.offset)], reason }
+    Expected {
+        lost: BTreeSet::from([placement.id]),
+        reports: vec![(placement.segment_index, placement.offset)],
+        reason,
+    }
 }
 
 const COMPRESSIONS: [Compression; 4] = [Compression::None, Compression::Snappy, Compression::Zstd, Compression::Lz4];
@@ -448,8 +456,15 @@ fn frozen_records() -> Vec<Record> {
         Record::Series(vec![(SeriesRef(1), up), (SeriesRef(2), temperature)]),
         Record::Samples(vec![sample(1, 1_700_000_000_000, 1.0), sample(2, 1_700_000_000_000, -3.25)]),
         Record::Samples(vec![sample(2, 1_700_000_015_000, f64::NAN), sample(1, 1_699_999_999_000, 0.0)]),
-        Record::Samples(vec![sample(1, 1_700_000_030_000, 1.0), sample(2, 1_700_000_030_000, f64::from_bits(crate::model::STALE_NAN_BITS))]),
-        Record::Tombstones(vec![Stone { series_ref: SeriesRef(2), min_time_ms: 1_700_000_000_000, max_time_ms: 1_700_000_015_000 }]),
+        Record::Samples(vec![
+            sample(1, 1_700_000_030_000, 1.0),
+            sample(2, 1_700_000_030_000, f64::from_bits(crate::model::STALE_NAN_BITS)),
+        ]),
+        Record::Tombstones(vec![Stone {
+            series_ref: SeriesRef(2),
+            min_time_ms: 1_700_000_000_000,
+            max_time_ms: 1_700_000_015_000,
+        }]),
     ]
 }
 
@@ -508,7 +523,11 @@ fn replay_speed() {
     let mut record = Vec::new();
     for scrape in 0..1000_i64 {
         let samples: Vec<RefSample> = (0..series_count)
-            .map(|series| RefSample { series_ref: SeriesRef(series), timestamp_ms: scrape * 15_000, value: (scrape as f64).sin() })
+            .map(|series| RefSample {
+                series_ref: SeriesRef(series),
+                timestamp_ms: scrape * 15_000,
+                value: (scrape as f64).sin(),
+            })
             .collect();
         record.clear();
         encode_samples(&samples, &mut record);
