@@ -416,7 +416,7 @@ mod tests {
     fn fragments_follow_upstream_layout() {
         // A record of exactly one page of data fills the page: first fragment, then a last one.
         let record = vec![7_u8; FRAGMENT_DATA_SIZE_MAX + 10];
-        let bytes = frame_all(&[record.clone()], FLAG_SNAPPY);
+        let bytes = frame_all(std::slice::from_ref(&record), FLAG_SNAPPY);
         assert_eq!(bytes[0], KIND_FIRST | FLAG_SNAPPY);
         assert_eq!(u16::from_be_bytes([bytes[1], bytes[2]]) as usize, FRAGMENT_DATA_SIZE_MAX);
         assert_eq!(bytes[PAGE_SIZE], KIND_LAST | FLAG_SNAPPY);
