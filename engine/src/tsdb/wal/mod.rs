@@ -259,8 +259,12 @@ impl Wal {
         let path = self.segment_path(self.segment_index);
         match self.file.as_mut() {
             Some(file) => file.sync().map_err(io_error(format!("sync wal segment {}", path.display()))),
-            // The last call failed and was rolled back; nothing logged since needs syncing.
-            None => Ok(()),
+            // A failed call could not reopen the segment; earlier unsynced calls still need it.
+            None => self
+                .fs
+                .open_append(&path)
+                .and_then(|mut file| file.sync())
+                .map_err(io_error(format!("sync wal segment {}", path.display()))),
         }
     }
 
