@@ -14,6 +14,12 @@
 //! stored plain with no flag. At most one flag may be set. Decompression is bounded by
 //! [`WAL_RECORD_SIZE_MAX`]: a size claim above it is corruption, not an allocation.
 //!
+//! Crates: `snap` (Rust's snappy, byte-compatible with Go's), `ruzstd` and `lz4_flex` (pure
+//! Rust, no C toolchain). Measured by `tests::replay_speed` on 1M samples in 1000-sample
+//! records: none 10.96 B/sample, snappy 7.26, lz4 7.22, zstd 5.41; writing snappy 27 M samples/s,
+//! lz4 22 M, zstd 3 M (ruzstd's encoder is its slow side); replay 38-44 M samples/s for none,
+//! snappy and lz4, 9 M for zstd. Snappy stays the default.
+//!
 //! Concurrency: pure functions; the codecs keep no state between calls.
 
 use std::io::Read;

@@ -514,41 +514,52 @@ fn write_frozen_wal_segment() {
     file.sync().unwrap();
 }
 
-/// Replay speed: samples decoded per second through `Wal::open` (printed, not asserted).
+/// Replay speed per compression: samples decoded per second through `Wal::open`, and the
+/// bytes on disk (printed, not asserted: `cargo test --release -p engine --lib replay_speed --
+/// --nocapture`).
 #[test]
 fn replay_speed() {
-    let fs = MemFileSystem::default();
     let series_count = 1000_u64;
-    let mut wal = Wal::open(Arc::new(fs.clone()), Path::new(DIR), WalOptions::default(), &mut |_| {}).unwrap().0;
-    let mut record = Vec::new();
-    for scrape in 0..1000_i64 {
-        let samples: Vec<RefSample> = (0..series_count)
-            .map(|series| RefSample {
-                series_ref: SeriesRef(series),
-                timestamp_ms: scrape * 15_000,
-                value: (scrape as f64).sin(),
-            })
-            .collect();
-        record.clear();
-        encode_samples(&samples, &mut record);
-        wal.log(&[&record], false).unwrap();
-    }
-    wal.sync().unwrap();
-    drop(wal);
-    let mut sample_count = 0_u64;
-    let started = tokio::time::Instant::now();
-    let mut visit = |item: ReplayItem| {
-        if let ReplayItem::Record(Record::Samples(samples)) = item {
-            sample_count += samples.len() as u64;
+    let scrape_count = 1000_i64;
+    for compression in COMPRESSIONS {
+        let fs = MemFileSystem::default();
+        let options = WalOptions { compression, ..WalOptions::default() };
+        let mut wal = Wal::open(Arc::new(fs.clone()), Path::new(DIR), options, &mut |_| {}).unwrap().0;
+        let mut record = Vec::new();
+        let write_started = tokio::time::Instant::now();
+        for scrape in 0..scrape_count {
+            let samples: Vec<RefSample> = (0..series_count)
+                .map(|series| RefSample {
+                    series_ref: SeriesRef(series),
+                    timestamp_ms: 1_700_000_000_000 + scrape * 15_000 + (series % 7) as i64,
+                    value: ((scrape as u64 * series) % 1000) as f64,
+                })
+                .collect();
+            record.clear();
+            encode_samples(&samples, &mut record);
+            wal.log(&[&record], false).unwrap();
         }
-    };
-    Wal::open(Arc::new(fs), Path::new(DIR), WalOptions::default(), &mut visit).unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(sample_count, 1000 * series_count);
-    println!(
-        "wal replay: {sample_count} samples in {elapsed:?}: {:.1} M samples/s",
-        sample_count as f64 / elapsed.as_secs_f64() / 1e6
-    );
+        wal.sync().unwrap();
+        let write_elapsed = write_started.elapsed();
+        drop(wal);
+        let disk_size: usize = fs.paths().iter().map(|path| fs.read(path).unwrap().len()).sum();
+        let mut sample_count = 0_u64;
+        let started = tokio::time::Instant::now();
+        let mut visit = |item: ReplayItem| {
+            if let ReplayItem::Record(Record::Samples(samples)) = item {
+                sample_count += samples.len() as u64;
+            }
+        };
+        Wal::open(Arc::new(fs), Path::new(DIR), options, &mut visit).unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(sample_count, scrape_count as u64 * series_count);
+        println!(
+            "wal {compression:?}: {sample_count} samples, {:.2} bytes/sample on disk, write {:.1} M samples/s, replay {:.1} M samples/s",
+            disk_size as f64 / sample_count as f64,
+            sample_count as f64 / write_elapsed.as_secs_f64() / 1e6,
+            sample_count as f64 / elapsed.as_secs_f64() / 1e6
+        );
+    }
 }
 
 /// The first segment of a 22 s run of Prometheus 2.42 (Debian's build, scraping itself every
