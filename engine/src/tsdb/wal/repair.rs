@@ -139,7 +139,7 @@ fn replay_segment(
                     .map_err(|error| error.to_string())
                     .and_then(|()| match decode_record(&decompressed) {
                         Ok(record) => Ok(Some(record)),
-                        Err(RecordError::UnknownType { .. }) => Ok(None),
+                        Err(RecordError::UnknownType { .. } | RecordError::Empty) => Ok(None),
                         Err(error) => Err(error.to_string()),
                     });
                 match decoded {
@@ -149,7 +149,7 @@ fn replay_segment(
                                 report.record_count += 1;
                                 visit(ReplayItem::Record(record));
                             }
-                            // Exemplars, metadata, histograms: kept on disk for Prometheus.
+                            // Exemplars, metadata, histograms, empty records: kept on disk for Prometheus.
                             None => unknown_count += 1,
                         }
                         kept.push((scanned.flags, scanned.stored));
