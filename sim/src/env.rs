@@ -113,6 +113,10 @@ impl FileSystem for SimFileSystem {
         sim_fs::remove_file(path)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        sim_fs::rename(from, to)
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         sim_fs::sync_dir(path)
     }

@@ -4,7 +4,8 @@
 //! The interface is synchronous: every implementation is a local disk (real or simulated), and
 //! storage calls are short appends and whole-file reads. Durability contract: bytes written to
 //! an [`AppendFile`] survive a crash only after [`AppendFile::sync`] returns `Ok`; a newly created
-//! file's directory entry survives only after [`FileSystem::sync_dir`] on its parent.
+//! file's directory entry (and a rename or removal) survives only after [`FileSystem::sync_dir`]
+//! on its parent.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // The sanctioned entry to the OS filesystem.
 
@@ -33,6 +34,9 @@ pub trait FileSystem: Send + Sync {
     fn truncate(&self, path: &Path, size: u64) -> io::Result<()>;
     /// Removes the file at `path`.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames the file `from` to `to`, atomically replacing `to` if it exists; durable only
+    /// after [`FileSystem::sync_dir`] on the parent.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (created or removed files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 }
@@ -84,6 +88,10 @@ impl FileSystem for RealFileSystem {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! An in-memory filesystem for tests and tools. It models what durability depends on: bytes not
 //! yet synced are lost by [`MemFileSystem::crash`], and a write can be made to tear and fail.
-//! Directories are implicit (a file's parent path). Deterministic: files are kept in a BTreeMap.
+//! Directories are implicit (a file's parent path); renames and removals are durable at once.
+//! Deterministic: files are kept in a BTreeMap.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -20,6 +21,7 @@ struct MemState {
     files: BTreeMap<PathBuf, MemFile>,
     fail_next_write: bool,
     fail_next_truncate: bool,
+    fail_next_rename: bool,
 }
 
 /// A filesystem in memory. Cloning shares the same files.
@@ -56,6 +58,11 @@ impl MemFileSystem {
     /// Makes the next truncate fail (a repair attempt after a failed write, say).
     pub fn fail_next_truncate(&self) {
         self.state().fail_next_truncate = true;
+    }
+
+    /// Makes the next rename fail (a repair that cannot replace a segment).
+    pub fn fail_next_rename(&self) {
+        self.state().fail_next_rename = true;
     }
 
     /// Every file path, sorted.
@@ -132,6 +139,16 @@ impl FileSystem for MemFileSystem {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.state().files.remove(path).map(|_| ()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        if std::mem::take(&mut state.fail_next_rename) {
+            return Err(io::Error::other("injected rename failure"));
+        }
+        let file = state.files.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        state.files.insert(to.to_path_buf(), file);
+        Ok(())
     }
 
     fn sync_dir(&self, _path: &Path) -> io::Result<()> {

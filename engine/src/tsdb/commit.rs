@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::head::{Appendability, Head};
-use super::wal::{RefSample, Wal};
-use super::{CommitObserver, TsdbError};
+use super::wal::{RefSample, Wal, WalError};
+use super::CommitObserver;
 use crate::limits::{GROUP_COMMIT_COUNT_MAX, GROUP_COMMIT_SIZE_MAX};
 use crate::model::{Labels, Sample};
 use crate::storage::{CommitStats, StorageError};
@@ -193,7 +193,7 @@ impl Writer {
         }
     }
 
-    fn fail(&self, group: Vec<CommitRequest>, error: &TsdbError) {
+    fn fail(&self, group: Vec<CommitRequest>, error: &WalError) {
         self.counters.wal_write_failures_total.fetch_add(1, Ordering::Relaxed);
         self.counters.ready_for_writes.store(false, Ordering::Relaxed);
         tracing::error!(%error, commit_count = group.len(), "wal write failed; commits refused");

@@ -134,11 +134,11 @@ pub enum TsdbError {
         /// Limit.
         size_max: usize,
     },
-    /// A label name or value is longer than the WAL can frame.
-    #[error("label of {length} bytes exceeds 65535 bytes")]
-    LabelTooLong {
-        /// Length in bytes.
-        length: usize,
+    /// The write-ahead log failed (other than I/O or record size).
+    #[error("wal: {source}")]
+    Wal {
+        /// Cause.
+        source: wal::WalError,
     },
 }
 
@@ -200,6 +200,13 @@ impl ReplayTally {
                         Some(_) => {}
                     }
                 }
+            }
+            ReplayItem::Record(Record::Tombstones(stones)) => {
+                // Deletions (Prometheus' admin API) are not applied yet; say so rather than hide it.
+                tracing::warn!(
+                    count = stones.len(),
+                    "wal tombstones are not applied yet; deleted samples stay visible"
+                );
             }
             ReplayItem::Corruption(_) => {
                 self.newest_before_damage_ms = self.newest_ms;

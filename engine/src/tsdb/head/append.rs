@@ -114,21 +114,13 @@ impl Appender for HeadAppender {
             let borrowed: Vec<(SeriesRef, &Labels)> =
                 labels.iter().map(|(series_ref, labels)| (*series_ref, labels)).collect();
             let mut record = Vec::new();
-            if let Err(error) = wal::encode_series(&borrowed, &mut record) {
-                return Box::pin(async move {
-                    Err(StorageError::Write { context: "encode series record", source: error.into() })
-                });
-            }
+            wal::encode_series(&borrowed, &mut record);
             records.push(record);
         }
         // One samples record per commit keeps the commit atomic at replay, up to the record limit.
         for batch in samples.chunks(WAL_RECORD_SAMPLE_COUNT_MAX) {
             let mut record = Vec::new();
-            if let Err(error) = wal::encode_samples(batch, &mut record) {
-                return Box::pin(async move {
-                    Err(StorageError::Write { context: "encode samples record", source: error.into() })
-                });
-            }
+            wal::encode_samples(batch, &mut record);
             records.push(record);
         }
         Box::pin(async move {
