@@ -116,4 +116,13 @@ impl FileSystem for SimFileSystem {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         sim_fs::sync_dir(path)
     }
+
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        // turmoil's shim implements the real FileExt, so positional reads go through its disk.
+        std::os::unix::fs::FileExt::read_exact_at(&sim_fs::File::open(path)?, buf, offset)
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        Ok(sim_fs::metadata(path)?.len())
+    }
 }

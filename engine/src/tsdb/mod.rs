@@ -11,6 +11,7 @@
 //! holding it; no lock is held across an `.await` (there are none here).
 
 pub mod chunk;
+pub mod chunks_head;
 pub mod head;
 pub mod wal;
 

@@ -315,7 +315,12 @@ impl FrozenChunk {
 
 /// Decodes an encoded chunk (header and stream).
 pub fn decode(bytes: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
-    iter_bytes(bytes).collect()
+    let iterator = iter_bytes(bytes);
+    let mut samples = Vec::with_capacity(iterator.sample_count());
+    for item in iterator {
+        samples.push(item?);
+    }
+    Ok(samples)
 }
 
 /// A lazy decoder over an encoded chunk (header and stream); no allocation.
