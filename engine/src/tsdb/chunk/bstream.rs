@@ -70,15 +70,21 @@ impl BitWriter {
     }
 
     /// Writes the low `bit_count` (at most 64) bits of `value`, most significant first.
-    #[inline]
+    #[inline(always)]
     pub(super) fn write_bits(&mut self, value: u64, bit_count: u8) {
         assert!(bit_count <= 64, "write of {bit_count} bits, at most 64");
         if bit_count > 56 {
             // With up to 7 bits pending in the last byte, more than 56 do not fit one u64.
-            self.write_bits(value >> 32, bit_count - 32);
-            self.write_bits(value, 32);
-            return;
+            self.write_short_bits(value >> 32, bit_count - 32);
+            self.write_short_bits(value, 32);
+        } else {
+            self.write_short_bits(value, bit_count);
         }
+    }
+
+    /// [`BitWriter::write_bits`] of at most 56 bits.
+    #[inline(always)]
+    fn write_short_bits(&mut self, value: u64, bit_count: u8) {
         if bit_count == 0 {
             return;
         }
@@ -86,15 +92,15 @@ impl BitWriter {
         let value = value & (u64::MAX >> (64 - u32::from(bit_count)));
         let used_bit_count = u32::from(self.last_byte_bit_count);
         let total_bit_count = used_bit_count + u32::from(bit_count); // At most 63.
-        let word = (value << (64 - total_bit_count)).to_be_bytes();
-        let mut start = 0;
+        let mut word = value << (64 - total_bit_count);
         if used_bit_count > 0 {
-            let last = self.bytes.len() - 1;
-            self.bytes[last] |= word[0];
-            start = 1;
+            // The partial last byte joins the word (its unused low bits are zero).
+            word |= u64::from(self.bytes.pop().unwrap_or(0)) << 56;
         }
-        let end = total_bit_count.div_ceil(8) as usize;
-        self.bytes.extend_from_slice(&word[start..end]);
+        // A fixed 8-byte append compiles to one store; the length is then cut back.
+        let length = self.bytes.len() + total_bit_count.div_ceil(8) as usize;
+        self.bytes.extend_from_slice(&word.to_be_bytes());
+        self.bytes.truncate(length);
         self.last_byte_bit_count = (total_bit_count % 8) as u8;
     }
 
@@ -139,7 +145,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Loads the next (up to) 8 bytes; `false` at the end of the slice.
-    #[inline]
+    #[inline(never)]
     fn refill(&mut self) -> bool {
         let rest = &self.bytes[self.next_byte_index..];
         if let Some(word) = rest.first_chunk::<8>() {
@@ -158,7 +164,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads one bit; `None` at the end of the stream.
-    #[inline]
+    #[inline(always)]
     pub(super) fn read_bit(&mut self) -> Option<bool> {
         if self.buffer_bit_count == 0 && !self.refill() {
             return None;
@@ -167,15 +173,44 @@ impl<'a> BitReader<'a> {
         Some((self.buffer >> self.buffer_bit_count) & 1 == 1)
     }
 
+    /// Reads one bits up to and including the first zero bit, or `max_count` (at most 64) ones;
+    /// returns the number of ones (the delta-of-delta and XOR control prefixes).
+    #[inline(always)]
+    pub(super) fn read_ones(&mut self, max_count: u32) -> Option<u32> {
+        if max_count <= self.buffer_bit_count && max_count > 0 {
+            // The unread bits, top-aligned; consumed bits above them shift out.
+            let window = self.buffer << (64 - self.buffer_bit_count);
+            let one_count = window.leading_ones().min(max_count);
+            self.buffer_bit_count -= if one_count < max_count { one_count + 1 } else { max_count };
+            return Some(one_count);
+        }
+        let mut one_count = 0;
+        while one_count < max_count && self.read_bit()? {
+            one_count += 1;
+        }
+        Some(one_count)
+    }
+
     /// Reads `bit_count` (at most 64) bits, most significant first; `None` when the stream
     /// ends first (the reader's position is then unspecified).
-    #[inline]
+    #[inline(always)]
     pub(super) fn read_bits(&mut self, bit_count: u8) -> Option<u64> {
-        let bit_count = u32::from(bit_count).min(64);
+        let bit_count = u32::from(bit_count);
+        if bit_count <= self.buffer_bit_count && bit_count > 0 {
+            self.buffer_bit_count -= bit_count;
+            return Some((self.buffer >> self.buffer_bit_count) & (u64::MAX >> (64 - bit_count)));
+        }
+        self.read_bits_refilling(bit_count)
+    }
+
+    /// [`BitReader::read_bits`] when the buffer runs out (every 64 bits) or for zero bits.
+    #[inline(never)]
+    fn read_bits_refilling(&mut self, bit_count: u32) -> Option<u64> {
+        let bit_count = bit_count.min(64);
+        if bit_count == 0 {
+            return Some(0);
+        }
         if bit_count <= self.buffer_bit_count {
-            if bit_count == 0 {
-                return Some(0);
-            }
             self.buffer_bit_count -= bit_count;
             return Some((self.buffer >> self.buffer_bit_count) & low_mask(bit_count));
         }
@@ -258,6 +293,26 @@ mod tests {
         writer.push_empty_byte();
         writer.write_bits(0xcdef, 16);
         assert_eq!((&writer.bytes[..], writer.last_byte_bit_count), (&[0xab, 0xcd, 0xef][..], 0));
+    }
+
+    #[test]
+    fn prefixes_of_ones_are_counted_across_refills() {
+        // 1110 10 0 1111 | 0 ..., then a prefix straddling the 8-byte boundary.
+        let bytes = [0b1110_1001, 0b1110_0000, 0, 0, 0, 0, 0, 0b0000_0001, 0b1100_0000];
+        let mut reader = BitReader::new(&bytes);
+        assert_eq!(reader.read_ones(4), Some(3));
+        assert_eq!(reader.read_ones(4), Some(1));
+        assert_eq!(reader.read_ones(4), Some(0));
+        assert_eq!(reader.read_ones(4), Some(4));
+        assert_eq!(reader.read_bits(52), Some(0));
+        assert_eq!(reader.bit_position(), 63);
+        assert_eq!(reader.read_ones(4), Some(3));
+        assert_eq!(reader.read_ones(2), Some(0));
+        assert_eq!(reader.read_ones(4), Some(0));
+        assert_eq!(reader.read_ones(4), Some(0));
+        assert_eq!(reader.read_ones(4), Some(0));
+        assert_eq!(reader.read_ones(4), Some(0));
+        assert_eq!(reader.read_ones(1), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!           | `11` + 5 bits leading zeros (clamped to 31) + 6 bits length (64 as 0) + bits
 //! ```
 //! Forms: [`XorChunk`] is the open (appendable) chunk; [`XorChunk::freeze`] turns a full one into
-//! a [`FrozenChunk`], which costs its bytes plus three words. [`XorIterator`] decodes lazily
+//! a [`FrozenChunk`], which costs its bytes plus 32 bytes (boxed slice and time range). [`XorIterator`] decodes lazily
 //! without allocating; [`decode`] collects it.
 //!
 //! Invariants: samples are appended in strictly increasing timestamp order (asserted: the head
@@ -34,6 +34,9 @@ use bstream::{BitReader, BitWriter};
 
 /// Size of the sample-count header.
 const HEADER_SIZE: usize = 2;
+/// Initial capacity of an open chunk (upstream's `chunkAllocationSize`); a 120-sample chunk of
+/// regular scrapes fits without growing.
+const OPEN_CHUNK_CAPACITY: usize = 128;
 
 /// Why a chunk could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
@@ -79,6 +82,12 @@ pub struct XorChunk {
     min_time_ms: i64,
 }
 
+fn open_chunk_bytes() -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(OPEN_CHUNK_CAPACITY);
+    bytes.extend_from_slice(&[0; HEADER_SIZE]);
+    bytes
+}
+
 /// Marks "no previous XOR window" (as upstream's 0xff).
 const NO_WINDOW: u8 = 0xff;
 
@@ -92,7 +101,7 @@ impl XorChunk {
     /// An empty chunk.
     pub fn new() -> Self {
         XorChunk {
-            stream: BitWriter::new(vec![0; HEADER_SIZE], 0),
+            stream: BitWriter::new(open_chunk_bytes(), 0),
             count: 0,
             timestamp_ms: 0,
             timestamp_delta_ms: 0,
@@ -404,12 +413,9 @@ impl XorIterator<'_> {
     }
 
     /// Upstream's dod decoding in `xorIterator.Next`; `None` at the end of the stream.
-    #[inline]
+    #[inline(always)]
     fn read_delta_of_delta(&mut self) -> Option<()> {
-        let mut prefix_one_count = 0;
-        while prefix_one_count < 4 && self.reader.read_bit()? {
-            prefix_one_count += 1;
-        }
+        let prefix_one_count = self.reader.read_ones(4)? as usize;
         let delta_of_delta = match prefix_one_count {
             0 => 0,
             4 => self.reader.read_bits(64)? as i64,
@@ -429,7 +435,7 @@ impl XorIterator<'_> {
     }
 
     /// Upstream's `xorRead`; `None` at the end of the stream.
-    #[inline]
+    #[inline(always)]
     fn read_value(&mut self) -> Option<()> {
         if !self.reader.read_bit()? {
             return Some(());

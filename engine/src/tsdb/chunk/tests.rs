@@ -203,7 +203,7 @@ fn reopened_chunk_appends_as_from_scratch() {
 }
 
 #[test]
-fn frozen_chunk_is_its_bytes_plus_three_words() {
+fn frozen_chunk_is_its_bytes_plus_32_bytes() {
     assert_eq!(std::mem::size_of::<FrozenChunk>(), 32);
     let samples: Vec<(i64, f64)> = (0..120).map(|index| (5_000 + index * 15_000, (index % 7) as f64)).collect();
     let chunk = encode(&samples);
