@@ -247,7 +247,7 @@ impl HeadChunkWriter {
     ) -> Result<Self, ChunksHeadError> {
         assert!(
             file_size_max > HEAD_CHUNK_FILE_HEADER_SIZE && file_size_max <= HEAD_CHUNK_FILE_SIZE_MAX,
-            "head chunk file size limit {file_size_max} outside {HEAD_CHUNK_FILE_HEADER_SIZE}..={HEAD_CHUNK_FILE_SIZE_MAX}"
+            "head chunk file size limit {file_size_max} outside 9..={HEAD_CHUNK_FILE_SIZE_MAX}"
         );
         fs.create_dir_all(dir).map_err(io_error(format!("create head chunk directory {}", dir.display())))?;
         let file_index = list_file_indices(fs.as_ref(), dir)?.last().copied().unwrap_or(0);

@@ -19,8 +19,8 @@
 //!           | `11` + 5 bits leading zeros (clamped to 31) + 6 bits length (64 as 0) + bits
 //! ```
 //! Forms: [`XorChunk`] is the open (appendable) chunk; [`XorChunk::freeze`] turns a full one into
-//! a [`FrozenChunk`], which costs its bytes plus 32 bytes (boxed slice and time range). [`XorIterator`] decodes lazily
-//! without allocating; [`decode`] collects it.
+//! a [`FrozenChunk`], which costs its bytes plus 32 bytes (boxed slice and time range).
+//! [`XorIterator`] decodes lazily without allocating; [`decode`] collects it.
 //!
 //! Invariants: samples are appended in strictly increasing timestamp order (asserted: the head
 //! checks first); at most `u16::MAX` samples; decoding never panics on garbage, it returns
