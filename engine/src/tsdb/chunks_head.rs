@@ -28,7 +28,8 @@
 //! as upstream's `repairLastChunkFile` drops a torn last file. Any other damage (bad magic or
 //! version, bad length, CRC mismatch) stops replay: the file is truncated at the damaged chunk
 //! and every later file removed, as upstream's `DeleteCorrupted`, except that the good prefix
-//! of the damaged file is kept. Every chunk replay visited stays readable afterwards.
+//! of the damaged file is kept. Every chunk replay visited stays readable afterwards. Zeros
+//! where a chunk would start end a file's chunks, as upstream (it preallocates files).
 //!
 //! Concurrency: the writer is owned by the head and used under its lock; readers are
 //! independent values and only read files, through the [`FileSystem`] seam.
@@ -483,6 +484,18 @@ fn parse_chunk(bytes: &[u8]) -> Result<ParsedChunk, CorruptionKind> {
     })
 }
 
+/// Upstream's end-of-data marks in `IterateAllChunks`: files it preallocated are zero past the
+/// data, so a zero series ref, min time and max time (series refs start at 1), or a zero tail
+/// too short for a chunk, ends the file's chunks.
+fn is_end_of_data(rest: &[u8]) -> bool {
+    let marker = if rest.len() < CHUNK_META_SIZE + CHUNK_LENGTH_FIELD_SIZE_MAX + CRC_SIZE {
+        rest
+    } else {
+        &rest[..CHUNK_META_SIZE - 1]
+    };
+    marker.iter().all(|byte| *byte == 0)
+}
+
 /// Visits every chunk in `dir` in file and offset order with its series, time range and
 /// position, repairing damage as the module doc describes. Call it before opening a
 /// [`HeadChunkWriter`] on the same directory.
@@ -517,6 +530,9 @@ pub fn replay(
         }
         let mut offset = HEAD_CHUNK_FILE_HEADER_SIZE as usize;
         while stop.is_none() && offset < bytes.len() {
+            if is_end_of_data(&bytes[offset..]) {
+                break;
+            }
             match parse_chunk(&bytes[offset..]) {
                 Ok(chunk) => {
                     if chunk.encoding != ENCODING_XOR {
@@ -820,6 +836,38 @@ mod tests {
         assert_eq!(report.repairs.len(), 1);
         let refs: Vec<ChunkDiskRef> = visited.iter().map(|entry| entry.0).collect();
         assert_eq!(refs, [first, second, third]);
+    }
+
+    #[test]
+    fn zeros_end_a_file_as_upstream_preallocation() {
+        for zero_count in [1, 20, 33, 34, 100, 10_000] {
+            let fs = MemFileSystem::default();
+            let written = write_chunks(&fs, HEAD_CHUNK_FILE_SIZE_MAX, &[(1, vec![1; 10]), (2, vec![2; 10])]);
+            fs.mutate(&dir().join("000001"), |bytes| bytes.resize(bytes.len() + zero_count, 0));
+            let (report, _) = replay_all(&fs);
+            assert!(report.repairs.is_empty(), "{zero_count} zeros: {:?}", report.repairs);
+            assert_eq!(check_replay_consistent(&fs, &written).len(), 2, "{zero_count} zeros");
+        }
+    }
+
+    #[test]
+    fn round_trip_through_the_real_filesystem() {
+        let fs = crate::io::RealFileSystem;
+        let dir = std::env::temp_dir().join(format!("engine-chunks-head-{}", std::process::id()));
+        let chunk = xor_chunk(1_700_000_000_000, 120);
+        let mut writer = HeadChunkWriter::open(Arc::new(fs), &dir).unwrap();
+        let refs: Vec<ChunkDiskRef> =
+            (1..=3).map(|series| writer.write(SeriesRef(series), 1, 2, chunk.bytes()).unwrap()).collect();
+        writer.sync().unwrap();
+        let reader = HeadChunkReader::open(Arc::new(fs), &dir).unwrap();
+        for chunk_ref in &refs {
+            assert_eq!(reader.read(*chunk_ref).unwrap(), chunk.bytes());
+        }
+        let mut visited = Vec::new();
+        let report = replay(&fs, &dir, &mut |_, _, _, chunk_ref| visited.push(chunk_ref)).unwrap();
+        assert!(report.repairs.is_empty());
+        assert_eq!(visited, refs);
+        fs.remove_file(&dir.join("000001")).unwrap();
     }
 
     #[test]
