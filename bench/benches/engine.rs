@@ -62,6 +62,10 @@ fn bench_chunk(c: &mut Criterion) {
         chunk.append(*timestamp_ms, *value);
     }
     group.bench_function("decode_120", |b| b.iter(|| chunk.samples().unwrap()));
+    // The query path: lazy iteration, no Vec per chunk.
+    group.bench_function("iterate_120", |b| {
+        b.iter(|| chunk.iter().map(|item| item.map(|(_, value)| value)).sum::<Result<f64, _>>().unwrap())
+    });
     group.finish();
     println!("xor chunk: 120 samples in {} bytes ({:.2} bytes/sample)", chunk.size(), chunk.size() as f64 / 120.0);
 }

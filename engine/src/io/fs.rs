@@ -5,7 +5,8 @@
 //! storage calls are short appends and whole-file reads. Durability contract: bytes written to
 //! an [`AppendFile`] survive a crash only after [`AppendFile::sync`] returns `Ok`; a newly created
 //! file's directory entry (and a rename or removal) survives only after [`FileSystem::sync_dir`]
-//! on its parent.
+//! on its parent. Positional reads ([`FileSystem::read_at`]) serve head chunks by reference
+//! without reading whole files.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // The sanctioned entry to the OS filesystem.
 
@@ -39,6 +40,12 @@ pub trait FileSystem: Send + Sync {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory's entries (created or removed files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    // Positional reads (head chunk files): one contiguous block.
+    /// Fills `buf` with the bytes of the file at `path` starting at `offset`; fails with
+    /// `UnexpectedEof` when the file ends first. Sees bytes written but not yet synced.
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Current size of the file at `path` in bytes.
+    fn file_size(&self, path: &Path) -> io::Result<u64>;
 }
 
 /// The operating system's filesystem.
@@ -97,9 +104,53 @@ impl FileSystem for RealFileSystem {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         std::fs::File::open(path)?.sync_all()
     }
+
+    fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(path)?, buf, offset)
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
 }
 
 /// Joins a directory and a file name; a helper so callers do not build paths by hand.
 pub fn child(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemFileSystem;
+
+    /// Both filesystems read ranges alike: exact ranges, `UnexpectedEof` past the end,
+    /// `NotFound` for a missing file.
+    #[track_caller]
+    fn check_read_at(fs: &dyn FileSystem, dir: &Path) {
+        fs.create_dir_all(dir).unwrap();
+        let path = child(dir, "file");
+        let mut file = fs.open_append(&path).unwrap();
+        file.write_all(b"0123456789").unwrap();
+        assert_eq!(fs.file_size(&path).unwrap(), 10);
+        let mut buf = [0_u8; 4];
+        fs.read_at(&path, 3, &mut buf).unwrap();
+        assert_eq!(&buf, b"3456");
+        fs.read_at(&path, 6, &mut buf).unwrap();
+        assert_eq!(&buf, b"6789");
+        assert_eq!(fs.read_at(&path, 7, &mut buf).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        fs.read_at(&path, 10, &mut []).unwrap();
+        let missing = child(dir, "missing");
+        assert_eq!(fs.file_size(&missing).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(fs.read_at(&missing, 0, &mut buf).unwrap_err().kind(), io::ErrorKind::NotFound);
+        fs.remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn positional_reads_agree_on_real_and_memory_filesystems() {
+        let dir = std::env::temp_dir().join(format!("engine-fs-read-at-{}", std::process::id()));
+        check_read_at(&RealFileSystem, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        check_read_at(&MemFileSystem::default(), Path::new("/mem"));
+    }
 }

@@ -12,6 +12,7 @@
 //! is sharded (see `head`), the WAL belongs to the writer task alone.
 
 pub mod chunk;
+pub mod chunks_head;
 pub mod commit;
 pub mod head;
 pub mod postings;
@@ -242,7 +243,7 @@ impl Db {
             series_count_max: options.series_count_max,
         }));
         let mut tally = ReplayTally::default();
-        let (wal, report) = Wal::open(fs, &dir.join("wal"), options.wal.clone(), &mut |item| tally.apply(&head, item))?;
+        let (wal, report) = Wal::open(fs, &dir.join("wal"), options.wal, &mut |item| tally.apply(&head, item))?;
         if tally.unknown_series_samples > 0 {
             tracing::warn!(count = tally.unknown_series_samples, "wal samples for unknown series skipped");
         }
