@@ -38,6 +38,10 @@ pub struct StorageConfig {
     pub wal_segment_size_max: Option<u64>,
     /// Most series in the head (`max_series`).
     pub series_count_max: Option<u64>,
+    /// WAL record compression (`compression`: none, snappy, zstd or lz4).
+    pub wal_compression: Option<String>,
+    /// Skip the data directory's lock file (`no_lockfile`).
+    pub no_lockfile: Option<bool>,
 }
 
 /// The `global` section.
@@ -257,9 +261,19 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
             message: "max_series must be positive".to_string(),
         });
     }
+    if let Some(name) = &tsdb.compression {
+        if !["none", "snappy", "zstd", "lz4"].contains(&name.as_str()) {
+            return Err(ConfigError::Invalid {
+                path: "storage.tsdb".to_string(),
+                message: format!("compression {name:?} is not one of none, snappy, zstd, lz4"),
+            });
+        }
+    }
     let storage = StorageConfig {
         wal_segment_size_max: tsdb.wal_segment_size.map(|size| size.0),
         series_count_max: tsdb.max_series,
+        wal_compression: tsdb.compression,
+        no_lockfile: tsdb.no_lockfile,
     };
     Ok(Config { global, scrape_configs, storage })
 }
@@ -491,8 +505,10 @@ raw_section!(RawStorage {
 raw_section!(RawTsdb {
     wal_segment_size: Option<SizeBytes>,
     max_series: Option<u64>,
+    compression: Option<String>,
+    no_lockfile: Option<bool>,
 } unsupported {
-    no_lockfile, retention, min_block_duration, max_block_duration, compression, out_of_order_time_window,
+    retention, min_block_duration, max_block_duration, out_of_order_time_window,
 });
 
 raw_section!(RawGlobal {
@@ -689,15 +705,21 @@ scrape_configs:
 
     #[test]
     fn storage_section_takes_the_design_documents_keys() {
-        let config = parse("storage:\n  tsdb:\n    wal_segment_size: 64MB\n    max_series: 2000000\n").unwrap();
+        let config = parse("storage:\n  tsdb:\n    wal_segment_size: 64MB\n    max_series: 2000000\n    compression: lz4\n    no_lockfile: true\n").unwrap();
         assert_eq!(
             config.storage,
-            StorageConfig { wal_segment_size_max: Some(64 << 20), series_count_max: Some(2_000_000) }
+            StorageConfig {
+                wal_segment_size_max: Some(64 << 20),
+                series_count_max: Some(2_000_000),
+                wal_compression: Some("lz4".to_string()),
+                no_lockfile: Some(true),
+            }
         );
         check_error("storage:\n  tsdb:\n    retention: 15d\n", 3, &["`retention` is not supported yet"]);
         check_error("storage:\n  tsdb:\n    wal_segment_size: 64XB\n", 3, &["unknown size unit"]);
         check_error("storage:\n  tsdb:\n    colour: red\n", 3, &["unknown field `colour`"]);
         check_invalid("storage:\n  tsdb:\n    max_series: 0\n", &["max_series must be positive"]);
+        check_invalid("storage:\n  tsdb:\n    compression: gzip\n", &["compression \"gzip\" is not one of"]);
         assert_eq!(parse_size_bytes("128KB"), Ok(128 << 10));
         assert_eq!(parse_size_bytes("7"), Ok(7));
         assert!(parse_size_bytes("99999999EB").is_err());

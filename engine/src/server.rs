@@ -55,6 +55,9 @@ pub enum ServerError {
     /// The storage could not be opened or replayed.
     #[error("open storage: {0}")]
     Storage(#[from] TsdbError),
+    /// A configured value the storage does not take.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The listen address could not be bound.
     #[error("listen on {address}: {source}")]
     Bind {
@@ -75,6 +78,12 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     }
     if let Some(count) = storage_config.series_count_max {
         db_options.series_count_max = count;
+    }
+    if let Some(no_lockfile) = storage_config.no_lockfile {
+        db_options.no_lockfile = no_lockfile;
+    }
+    if let Some(name) = &storage_config.wal_compression {
+        db_options.wal.compression = name.parse().map_err(|error| ServerError::Config(format!("{error}")))?;
     }
     let db = Db::open(env.fs.clone(), env.spawner.as_ref(), &options.storage_path, db_options)?;
     let stats = db.stats();

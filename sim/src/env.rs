@@ -8,14 +8,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use engine::io::net::BoxFuture;
-use engine::io::{AppendFile, BoxConnection, Clock, Env, FileSystem, Listener, Network, RandomStreams, TokioSpawner};
+use engine::io::{
+    AppendFile, BoxConnection, Clock, Env, FileLock, FileSystem, Listener, Network, RandomStreams, TokioSpawner,
+};
 use turmoil::fs::shim::std::fs as sim_fs;
 
 /// Builds the environment for an engine running inside the current turmoil host.
 pub fn sim_env(seed: u64) -> Env {
     Env {
         clock: Arc::new(SimClock),
-        fs: Arc::new(SimFileSystem),
+        fs: Arc::new(SimFileSystem::default()),
         net: Arc::new(SimNetwork),
         spawner: Arc::new(TokioSpawner),
         random: RandomStreams::new(seed),
@@ -65,8 +67,26 @@ impl Network for SimNetwork {
     }
 }
 
-/// Turmoil's per-host simulated filesystem.
-pub struct SimFileSystem;
+/// Turmoil's per-host simulated filesystem. Locks live in the instance, which an engine
+/// incarnation owns: a crash drops them with the host's tasks, as the OS drops a dead process'
+/// `flock`s.
+#[derive(Default)]
+pub struct SimFileSystem {
+    locked: Arc<std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>>>,
+}
+
+struct SimFileLock {
+    locked: Arc<std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>>>,
+    path: std::path::PathBuf,
+}
+
+impl FileLock for SimFileLock {}
+
+impl Drop for SimFileLock {
+    fn drop(&mut self) {
+        self.locked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.path);
+    }
+}
 
 struct SimAppendFile(sim_fs::File);
 
@@ -126,6 +146,15 @@ impl FileSystem for SimFileSystem {
         std::os::unix::fs::FileExt::read_exact_at(&sim_fs::File::open(path)?, buf, offset)
     }
 
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        let mut locked = self.locked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !locked.insert(path.to_path_buf()) {
+            return Err(io::Error::from(io::ErrorKind::WouldBlock));
+        }
+        sim_fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        Ok(Box::new(SimFileLock { locked: self.locked.clone(), path: path.to_path_buf() }))
+    }
+
     fn file_size(&self, path: &Path) -> io::Result<u64> {
         Ok(sim_fs::metadata(path)?.len())
     }
@@ -141,7 +170,7 @@ mod tests {
     fn sim_filesystem_reads_ranges() {
         let mut sim = turmoil::Builder::new().build();
         sim.client("disk", async {
-            let fs = SimFileSystem;
+            let fs = SimFileSystem::default();
             let dir = Path::new("/data");
             fs.create_dir_all(dir)?;
             let path = dir.join("file");

@@ -548,7 +548,7 @@ fn version(system: System, options: &Options) -> String {
 }
 
 fn duration_text(duration_ms: u64) -> String {
-    if duration_ms % 1000 == 0 {
+    if duration_ms.is_multiple_of(1000) {
         format!("{}s", duration_ms / 1000)
     } else {
         format!("{duration_ms}ms")

@@ -18,6 +18,12 @@ const USAGE: &str = "usage: server [flags]
   --storage.tsdb.wal-sync=WHEN  when commits are fsynced: commit (default; nothing committed is lost on
                                 power failure), interval:DUR (e.g. interval:100ms), segment (at segment
                                 rollover only, as Prometheus)
+  --storage.tsdb.no-lockfile     do not lock the data directory (default: lock DIR/lock)
+  --storage.tsdb.wal-compression=BOOL
+                                compress WAL records (default: true; --no-storage.tsdb.wal-compression)
+  --storage.tsdb.wal-compression-type=TYPE
+                                snappy (default; Prometheus 2.42 reads it), zstd (newer Prometheus
+                                versions read it), lz4 (this engine only), none
   --query.lookback-delta=DUR    lookback for instant selectors (default: 5m)
   --query.max-samples=N         most samples one query may load (default: 50000000)
   --log.level=LEVEL             error, warn, info, debug (default: info)
@@ -28,6 +34,9 @@ struct Flags {
     config_file: Option<PathBuf>,
     storage_path: PathBuf,
     wal_sync: Option<String>,
+    wal_compression: Option<bool>,
+    no_lockfile: bool,
+    wal_compression_type: Option<String>,
     listen_address: String,
     lookback_delta: Option<String>,
     query_samples_max: Option<usize>,
@@ -39,6 +48,9 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         config_file: None,
         storage_path: PathBuf::from("data/"),
         wal_sync: None,
+        wal_compression: None,
+        no_lockfile: false,
+        wal_compression_type: None,
         listen_address: "0.0.0.0:9090".to_string(),
         lookback_delta: None,
         query_samples_max: None,
@@ -54,6 +66,18 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
             println!("server {}", env!("CARGO_PKG_VERSION"));
             return Ok(None);
         }
+        if argument == "--storage.tsdb.no-lockfile" {
+            flags.no_lockfile = true;
+            continue;
+        }
+        if argument == "--no-storage.tsdb.wal-compression" {
+            flags.wal_compression = Some(false);
+            continue;
+        }
+        if argument == "--storage.tsdb.wal-compression" {
+            flags.wal_compression = Some(true);
+            continue;
+        }
         let (name, inline_value) = match argument.split_once('=') {
             Some((name, value)) => (name.to_string(), Some(value.to_string())),
             None => (argument.clone(), None),
@@ -68,6 +92,14 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
             "--config.file" => flags.config_file = Some(PathBuf::from(value()?)),
             "--storage.tsdb.path" => flags.storage_path = PathBuf::from(value()?),
             "--storage.tsdb.wal-sync" => flags.wal_sync = Some(value()?),
+            "--storage.tsdb.wal-compression" => {
+                let text = value()?;
+                flags.wal_compression = Some(
+                    text.parse()
+                        .map_err(|_| anyhow::anyhow!("--storage.tsdb.wal-compression: not a bool: {text:?}"))?,
+                );
+            }
+            "--storage.tsdb.wal-compression-type" => flags.wal_compression_type = Some(value()?),
             "--web.listen-address" => flags.listen_address = value()?,
             "--query.lookback-delta" => flags.lookback_delta = Some(value()?),
             "--query.max-samples" => {
@@ -125,6 +157,14 @@ fn run() -> anyhow::Result<()> {
     if let Some(text) = &flags.wal_sync {
         options.storage.sync_policy =
             text.parse().map_err(|error: String| anyhow::anyhow!("--storage.tsdb.wal-sync: {error}"))?;
+    }
+    if let Some(name) = &flags.wal_compression_type {
+        options.storage.wal.compression =
+            name.parse().map_err(|error| anyhow::anyhow!("--storage.tsdb.wal-compression-type: {error}"))?;
+    }
+    options.storage.no_lockfile = flags.no_lockfile;
+    if flags.wal_compression == Some(false) {
+        options.storage.wal.compression = engine::tsdb::wal::Compression::None;
     }
     if let Some(count) = flags.query_samples_max {
         options.engine.query_samples_max = count;

@@ -21,6 +21,9 @@ pub trait AppendFile: Send {
     fn sync(&mut self) -> io::Result<()>;
 }
 
+/// An exclusive lock on a file, held until dropped.
+pub trait FileLock: Send + Sync {}
+
 /// Directory and file operations the engine needs.
 pub trait FileSystem: Send + Sync {
     /// Creates `path` and its missing parents.
@@ -46,6 +49,9 @@ pub trait FileSystem: Send + Sync {
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Current size of the file at `path` in bytes.
     fn file_size(&self, path: &Path) -> io::Result<u64>;
+    /// Creates `path` if missing and takes an exclusive lock on it without waiting; fails with
+    /// `ErrorKind::WouldBlock` while another holder (another process, for the real disk) has it.
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>>;
 }
 
 /// The operating system's filesystem.
@@ -63,6 +69,11 @@ impl AppendFile for RealAppendFile {
         self.0.sync_data()
     }
 }
+
+/// `flock`-style lock on a real file; the OS releases it when the file closes, even after `kill -9`.
+struct RealFileLock(#[allow(dead_code)] std::fs::File); // Held for its Drop.
+
+impl FileLock for RealFileLock {}
 
 impl FileSystem for RealFileSystem {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -109,6 +120,15 @@ impl FileSystem for RealFileSystem {
         std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(path)?, buf, offset)
     }
 
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(RealFileLock(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::from(io::ErrorKind::WouldBlock)),
+            Err(std::fs::TryLockError::Error(error)) => Err(error),
+        }
+    }
+
     fn file_size(&self, path: &Path) -> io::Result<u64> {
         Ok(std::fs::metadata(path)?.len())
     }
@@ -144,6 +164,20 @@ mod tests {
         assert_eq!(fs.file_size(&missing).unwrap_err().kind(), io::ErrorKind::NotFound);
         assert_eq!(fs.read_at(&missing, 0, &mut buf).unwrap_err().kind(), io::ErrorKind::NotFound);
         fs.remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn real_file_locks_are_exclusive_until_dropped() {
+        let dir = std::env::temp_dir().join(format!("engine-lock-test-{}", std::process::id()));
+        RealFileSystem.create_dir_all(&dir).unwrap();
+        let path = dir.join("lock");
+        let held = RealFileSystem.lock(&path).unwrap();
+        let refused = RealFileSystem.lock(&path).err().map(|error| error.kind());
+        assert_eq!(refused, Some(io::ErrorKind::WouldBlock));
+        drop(held);
+        drop(RealFileSystem.lock(&path).unwrap());
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::fs::{AppendFile, FileSystem};
+use super::fs::{AppendFile, FileLock, FileSystem};
 
 #[derive(Default)]
 struct MemFile {
@@ -22,6 +22,7 @@ struct MemState {
     fail_next_write: bool,
     fail_next_truncate: bool,
     fail_next_rename: bool,
+    locked: std::collections::BTreeSet<PathBuf>,
 }
 
 /// A filesystem in memory. Cloning shares the same files.
@@ -98,6 +99,19 @@ impl AppendFile for MemAppendFile {
     }
 }
 
+struct MemFileLock {
+    fs: MemFileSystem,
+    path: PathBuf,
+}
+
+impl FileLock for MemFileLock {}
+
+impl Drop for MemFileLock {
+    fn drop(&mut self) {
+        self.fs.state().locked.remove(&self.path);
+    }
+}
+
 impl FileSystem for MemFileSystem {
     fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
         Ok(())
@@ -165,6 +179,15 @@ impl FileSystem for MemFileSystem {
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         buf.copy_from_slice(&file.data[range]);
         Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {
+        let mut state = self.state();
+        if !state.locked.insert(path.to_path_buf()) {
+            return Err(io::Error::from(io::ErrorKind::WouldBlock));
+        }
+        state.files.entry(path.to_path_buf()).or_default();
+        Ok(Box::new(MemFileLock { fs: self.clone(), path: path.to_path_buf() }))
     }
 
     fn file_size(&self, path: &Path) -> io::Result<u64> {

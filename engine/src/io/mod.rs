@@ -19,7 +19,7 @@ pub mod spawn;
 use std::sync::Arc;
 
 pub use clock::{Clock, RealClock};
-pub use fs::{AppendFile, FileSystem, RealFileSystem};
+pub use fs::{AppendFile, FileLock, FileSystem, RealFileSystem};
 pub use mem_fs::MemFileSystem;
 pub use net::{BoxConnection, Connection, Listener, Network, RealNetwork};
 pub use rng::RandomStreams;

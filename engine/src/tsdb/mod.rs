@@ -56,6 +56,8 @@ pub struct DbOptions {
     pub block_range_ms: i64,
     /// Most series the head holds (`storage.tsdb.max_series`).
     pub series_count_max: u64,
+    /// Skip the data directory's lock file (`--storage.tsdb.no-lockfile`).
+    pub no_lockfile: bool,
     /// Optional commit hook.
     pub commit_observer: Option<CommitObserver>,
 }
@@ -68,6 +70,7 @@ impl Default for DbOptions {
             chunk_sample_count_max: CHUNK_SAMPLE_COUNT_MAX_DEFAULT,
             block_range_ms: BLOCK_RANGE_MS_DEFAULT,
             series_count_max: SERIES_COUNT_MAX_DEFAULT,
+            no_lockfile: false,
             commit_observer: None,
         }
     }
@@ -134,6 +137,17 @@ pub enum TsdbError {
         size: usize,
         /// Limit.
         size_max: usize,
+    },
+    /// Another process holds the data directory's lock file.
+    #[error(
+        "data directory {} is in use by another process (lock file {} is held); stop it, or pass \
+         --storage.tsdb.no-lockfile if you are sure it is not",
+        dir.display(),
+        dir.join("lock").display()
+    )]
+    Locked {
+        /// The data directory.
+        dir: std::path::PathBuf,
     },
     /// The write-ahead log failed (other than I/O or record size).
     #[error("wal: {source}")]
@@ -218,6 +232,8 @@ impl ReplayTally {
 }
 
 struct Inner {
+    /// Held for the database's life; `None` with `no_lockfile`.
+    _lock: Option<Box<dyn crate::io::FileLock>>,
     head: Arc<Head>,
     queue: mpsc::Sender<CommitRequest>,
     counters: Arc<CommitCounters>,
@@ -237,6 +253,17 @@ impl Db {
         dir: &Path,
         options: DbOptions,
     ) -> Result<Db, TsdbError> {
+        fs.create_dir_all(dir)
+            .map_err(|source| TsdbError::Io { context: format!("create data directory {}", dir.display()), source })?;
+        // As Prometheus' `lock` file: two servers on one directory would both write the same WAL
+        // segments and lose samples without a warning.
+        let lock = match options.no_lockfile {
+            true => None,
+            false => Some(fs.lock(&dir.join("lock")).map_err(|source| match source.kind() {
+                std::io::ErrorKind::WouldBlock => TsdbError::Locked { dir: dir.to_path_buf() },
+                _ => TsdbError::Io { context: format!("lock data directory {}", dir.display()), source },
+            })?),
+        };
         let head = Arc::new(Head::new(HeadOptions {
             chunk_sample_count_max: options.chunk_sample_count_max,
             chunk_range_ms: options.block_range_ms,
@@ -268,7 +295,7 @@ impl Db {
             counters: counters.clone(),
         };
         spawner.spawn("tsdb-wal-writer", Box::pin(writer.run()));
-        Ok(Db(Arc::new(Inner { head, queue, counters, replay })))
+        Ok(Db(Arc::new(Inner { _lock: lock, head, queue, counters, replay })))
     }
 
     /// Current statistics.

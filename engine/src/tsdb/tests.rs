@@ -395,3 +395,18 @@ async fn segment_sync_policy_loses_unsynced_commits_on_power_loss() {
     let db = open(&fs, options());
     assert!(everything(&db).is_empty(), "nothing was synced, so nothing survives");
 }
+
+/// Two databases on one directory would write the same WAL segments: the second is refused
+/// while the first is open, and may open once the first is gone.
+#[tokio::test]
+async fn lock_file_refuses_a_second_database_on_the_same_directory() {
+    let fs = MemFs::default();
+    let first = open(&fs, DbOptions::default());
+    let second = Db::open(Arc::new(fs.clone()), &TokioSpawner, Path::new("/db"), DbOptions::default());
+    let error = second.err().expect("a second database on /db must be refused").to_string();
+    assert!(error.contains("in use by another process") && error.contains("/db/lock"), "{error}");
+    let unlocked = DbOptions { no_lockfile: true, ..DbOptions::default() };
+    assert!(Db::open(Arc::new(fs.clone()), &TokioSpawner, Path::new("/db"), unlocked).is_ok());
+    drop(first);
+    open(&fs, DbOptions::default());
+}

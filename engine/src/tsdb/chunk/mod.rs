@@ -244,7 +244,7 @@ impl XorChunk {
     /// ending on a byte boundary leaves upstream's empty trailing byte (see `bstream`).
     #[inline]
     fn end_upstream_write(&mut self, bit_count: u8) {
-        if bit_count % 8 == 0 && self.stream.last_byte_bit_count == 0 {
+        if bit_count.is_multiple_of(8) && self.stream.last_byte_bit_count == 0 {
             self.stream.push_empty_byte();
         }
     }

@@ -249,7 +249,7 @@ impl<'a> Scanner<'a> {
     /// Whether a scan may resume at `position` after a fragment whose CRC failed: the page ends
     /// there, or padding or a checksummed fragment starts there.
     fn resumable_at(&self, position: usize) -> bool {
-        if position % PAGE_SIZE == 0 || position >= self.bytes.len() {
+        if position.is_multiple_of(PAGE_SIZE) || position >= self.bytes.len() {
             return true;
         }
         if self.bytes[position] == KIND_PAGE_TERM {
