@@ -134,6 +134,18 @@ impl SelfMetrics {
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
         };
+        float(
+            "engine_tsdb_head_chunks_offloaded_total",
+            "counter",
+            "Full head chunks written to chunks_head/ and dropped from memory.",
+            db.chunks_offloaded_total as f64,
+        );
+        float(
+            "engine_tsdb_head_chunk_offload_failures_total",
+            "counter",
+            "Full head chunks that could not be written out and stayed in memory.",
+            db.chunk_offload_failures_total as f64,
+        );
         float("engine_tsdb_commits_total", "counter", "Commits made durable and visible.", db.commits_total as f64);
         float(
             "engine_tsdb_wal_writes_total",

@@ -7,6 +7,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use engine::io::fs::RandomAccessFile;
 use engine::io::net::BoxFuture;
 use engine::io::{
     AppendFile, BoxConnection, Clock, Env, FileLock, FileSystem, Listener, Network, RandomStreams, TokioSpawner,
@@ -73,6 +74,18 @@ impl Network for SimNetwork {
 #[derive(Default)]
 pub struct SimFileSystem {
     locked: Arc<std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>>>,
+}
+
+struct SimRandomAccessFile(sim_fs::File);
+
+impl RandomAccessFile for SimRandomAccessFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
 }
 
 struct SimFileLock {
@@ -144,6 +157,10 @@ impl FileSystem for SimFileSystem {
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         // turmoil's shim implements the real FileExt, so positional reads go through its disk.
         std::os::unix::fs::FileExt::read_exact_at(&sim_fs::File::open(path)?, buf, offset)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn RandomAccessFile>> {
+        Ok(Box::new(SimRandomAccessFile(sim_fs::File::open(path)?)))
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {

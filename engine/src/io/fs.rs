@@ -21,6 +21,14 @@ pub trait AppendFile: Send {
     fn sync(&mut self) -> io::Result<()>;
 }
 
+/// A file opened for positional reads; it sees bytes appended after it was opened.
+pub trait RandomAccessFile: Send + Sync {
+    /// Fills `buf` from `offset`; an error if the file ends first.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Current size in bytes.
+    fn size(&self) -> io::Result<u64>;
+}
+
 /// An exclusive lock on a file, held until dropped.
 pub trait FileLock: Send + Sync {}
 
@@ -49,6 +57,8 @@ pub trait FileSystem: Send + Sync {
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Current size of the file at `path` in bytes.
     fn file_size(&self, path: &Path) -> io::Result<u64>;
+    /// Opens `path` for positional reads (kept open by callers that read it often).
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn RandomAccessFile>>;
     /// Creates `path` if missing and takes an exclusive lock on it without waiting; fails with
     /// `ErrorKind::WouldBlock` while another holder (another process, for the real disk) has it.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>>;
@@ -67,6 +77,18 @@ impl AppendFile for RealAppendFile {
 
     fn sync(&mut self) -> io::Result<()> {
         self.0.sync_data()
+    }
+}
+
+struct RealRandomAccessFile(std::fs::File);
+
+impl RandomAccessFile for RealRandomAccessFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
     }
 }
 
@@ -118,6 +140,10 @@ impl FileSystem for RealFileSystem {
 
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(path)?, buf, offset)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn RandomAccessFile>> {
+        Ok(Box::new(RealRandomAccessFile(std::fs::File::open(path)?)))
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {

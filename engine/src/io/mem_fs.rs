@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::fs::{AppendFile, FileLock, FileSystem};
+use super::fs::{AppendFile, FileLock, FileSystem, RandomAccessFile};
 
 #[derive(Default)]
 struct MemFile {
@@ -99,6 +99,21 @@ impl AppendFile for MemAppendFile {
     }
 }
 
+struct MemRandomAccessFile {
+    fs: MemFileSystem,
+    path: PathBuf,
+}
+
+impl RandomAccessFile for MemRandomAccessFile {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.fs.read_at(&self.path, offset, buf)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        self.fs.file_size(&self.path)
+    }
+}
+
 struct MemFileLock {
     fs: MemFileSystem,
     path: PathBuf,
@@ -179,6 +194,11 @@ impl FileSystem for MemFileSystem {
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         buf.copy_from_slice(&file.data[range]);
         Ok(())
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn RandomAccessFile>> {
+        self.file_size(path)?; // NotFound as a real open would
+        Ok(Box::new(MemRandomAccessFile { fs: self.clone(), path: path.to_path_buf() }))
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn FileLock>> {

@@ -362,12 +362,30 @@ impl HeadChunkWriter {
 pub struct HeadChunkReader {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
+    /// Open files by index: one open per file, not per chunk read. Bounded by the file count
+    /// (128 MiB each); entries go when their file is removed ([`HeadChunkReader::forget`]).
+    files: std::sync::Mutex<std::collections::BTreeMap<u32, Arc<dyn crate::io::fs::RandomAccessFile>>>,
 }
 
 impl HeadChunkReader {
     /// A reader of the files in `dir`.
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Self, ChunksHeadError> {
-        Ok(HeadChunkReader { fs, dir: dir.to_path_buf() })
+        Ok(HeadChunkReader { fs, dir: dir.to_path_buf(), files: Default::default() })
+    }
+
+    /// Drops the cached handle of a removed file.
+    pub fn forget(&self, file_index: u32) {
+        self.files.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&file_index);
+    }
+
+    fn file(&self, file_index: u32, path: &Path) -> io::Result<Arc<dyn crate::io::fs::RandomAccessFile>> {
+        let mut files = self.files.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(file) = files.get(&file_index) {
+            return Ok(file.clone());
+        }
+        let file: Arc<dyn crate::io::fs::RandomAccessFile> = Arc::from(self.fs.open_read(path)?);
+        files.insert(file_index, file.clone());
+        Ok(file)
     }
 
     /// The data (XOR chunk bytes) of the chunk at `chunk_ref`, checked against its CRC.
@@ -376,7 +394,7 @@ impl HeadChunkReader {
         let offset = u64::from(chunk_ref.offset());
         let corruption = |kind| ChunksHeadError::Corruption { file_index, offset, kind };
         let path = file_path(&self.dir, file_index);
-        let file_size = match self.fs.file_size(&path) {
+        let file_size = match self.file(file_index, &path).and_then(|file| file.size()) {
             Ok(file_size) => file_size,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Err(corruption(CorruptionKind::BadRef)),
             Err(err) => return Err(io_error(format!("size of head chunk file {}", path.display()))(err)),
@@ -391,8 +409,9 @@ impl HeadChunkReader {
         if meta_size <= CHUNK_META_SIZE {
             return Err(corruption(torn(CHUNK_META_SIZE as u64 + 1)));
         }
-        self.fs
-            .read_at(&path, offset, &mut meta[..meta_size])
+        let file =
+            self.file(file_index, &path).map_err(io_error(format!("open head chunk file {}", path.display())))?;
+        file.read_at(offset, &mut meta[..meta_size])
             .map_err(io_error(format!("read head chunk header in {}", path.display())))?;
         let (data_size, length_field_size) =
             get_uvarint(&meta[CHUNK_META_SIZE..meta_size]).ok_or(corruption(CorruptionKind::BadLength))?;
@@ -405,8 +424,7 @@ impl HeadChunkReader {
             return Err(corruption(torn(required_size)));
         }
         let mut data = vec![0_u8; data_size as usize + CRC_SIZE];
-        self.fs
-            .read_at(&path, offset + head_size as u64, &mut data)
+        file.read_at(offset + head_size as u64, &mut data)
             .map_err(io_error(format!("read head chunk in {}", path.display())))?;
         let crc_bytes = data.split_off(data_size as usize);
         let stored_crc = u32::from_be_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);

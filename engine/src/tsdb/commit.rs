@@ -103,6 +103,8 @@ pub(crate) struct Writer {
     pub(crate) policy: SyncPolicy,
     pub(crate) observer: Option<CommitObserver>,
     pub(crate) counters: Arc<CommitCounters>,
+    /// Where the head's full chunks go once their samples are applied.
+    pub(crate) chunk_writer: super::chunks_head::HeadChunkWriter,
 }
 
 impl Writer {
@@ -184,6 +186,8 @@ impl Writer {
                     let stats = self.apply(&request.samples);
                     let _ = request.reply.send(Ok(stats)); // The appender may have given up.
                 }
+                // After the replies: moving full chunks off the heap is not on the commit latency.
+                self.head.offload(&mut self.chunk_writer);
                 true
             }
             Err(error) => {

@@ -87,6 +87,10 @@ pub struct DbStats {
     pub series_limit_refusals_total: u64,
     /// Chunks in the head.
     pub chunk_count: u64,
+    /// Full chunks written to `chunks_head/` (and dropped from the heap) since start.
+    pub chunks_offloaded_total: u64,
+    /// Full chunks that could not be written out and stayed in memory.
+    pub chunk_offload_failures_total: u64,
     /// Oldest and newest sample in the head.
     pub time_range_ms: Option<(i64, i64)>,
     /// Commits made durable and visible.
@@ -138,6 +142,12 @@ pub enum TsdbError {
         /// Limit.
         size_max: usize,
     },
+    /// The head-chunk files could not be set up.
+    #[error("head chunks: {source}")]
+    ChunksHead {
+        /// Cause.
+        source: chunks_head::ChunksHeadError,
+    },
     /// Another process holds the data directory's lock file.
     #[error(
         "data directory {} is in use by another process (lock file {} is held); stop it, or pass \
@@ -155,6 +165,21 @@ pub enum TsdbError {
         /// Cause.
         source: wal::WalError,
     },
+}
+
+/// Removes every file in `dir` (missing is fine).
+fn clear_dir(fs: &dyn FileSystem, dir: &Path) -> Result<(), TsdbError> {
+    let names = match fs.list_dir(dir) {
+        Ok(names) => names,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(TsdbError::Io { context: format!("list {}", dir.display()), source }),
+    };
+    for name in names {
+        let path = dir.join(&name);
+        fs.remove_file(&path)
+            .map_err(|source| TsdbError::Io { context: format!("remove {}", path.display()), source })?;
+    }
+    Ok(())
 }
 
 /// What replay tallied.
@@ -264,13 +289,27 @@ impl Db {
                 _ => TsdbError::Io { context: format!("lock data directory {}", dir.display()), source },
             })?),
         };
-        let head = Arc::new(Head::new(HeadOptions {
-            chunk_sample_count_max: options.chunk_sample_count_max,
-            chunk_range_ms: options.block_range_ms,
-            series_count_max: options.series_count_max,
-        }));
+        // Full chunks live in `chunks_head/`. The WAL is never truncated yet (no blocks), so it
+        // alone is the source of truth: old chunk files are removed and rewritten by replay.
+        let chunks_dir = dir.join("chunks_head");
+        clear_dir(fs.as_ref(), &chunks_dir)?;
+        let chunk_io = |source: chunks_head::ChunksHeadError| TsdbError::ChunksHead { source };
+        let mut chunk_writer = chunks_head::HeadChunkWriter::open(fs.clone(), &chunks_dir).map_err(chunk_io)?;
+        let chunk_reader = chunks_head::HeadChunkReader::open(fs.clone(), &chunks_dir).map_err(chunk_io)?;
+        let head = Arc::new(
+            Head::new(HeadOptions {
+                chunk_sample_count_max: options.chunk_sample_count_max,
+                chunk_range_ms: options.block_range_ms,
+                series_count_max: options.series_count_max,
+            })
+            .with_chunk_reader(chunk_reader),
+        );
         let mut tally = ReplayTally::default();
-        let (wal, report) = Wal::open(fs, &dir.join("wal"), options.wal, &mut |item| tally.apply(&head, item))?;
+        let (wal, report) = Wal::open(fs, &dir.join("wal"), options.wal, &mut |item| {
+            tally.apply(&head, item);
+            // Replay writes full chunks out as it goes: its memory stays that of the open chunks.
+            head.offload(&mut chunk_writer);
+        })?;
         if tally.unknown_series_samples > 0 {
             tracing::warn!(count = tally.unknown_series_samples, "wal samples for unknown series skipped");
         }
@@ -293,6 +332,7 @@ impl Db {
             policy: options.sync_policy,
             observer: options.commit_observer,
             counters: counters.clone(),
+            chunk_writer,
         };
         spawner.spawn("tsdb-wal-writer", Box::pin(writer.run()));
         Ok(Db(Arc::new(Inner { _lock: lock, head, queue, counters, replay })))
@@ -308,6 +348,8 @@ impl Db {
             series_created_total: load(&head_counters.series_created_total),
             series_limit_refusals_total: load(&head_counters.series_limit_refusals_total),
             chunk_count: head.chunk_count(),
+            chunks_offloaded_total: load(&head_counters.chunks_offloaded_total),
+            chunk_offload_failures_total: load(&head_counters.chunk_offload_failures_total),
             time_range_ms: head.time_range_ms(),
             commits_total: load(&counters.commits_total),
             samples_appended_total: load(&counters.samples_appended_total),

@@ -410,3 +410,27 @@ async fn lock_file_refuses_a_second_database_on_the_same_directory() {
     drop(first);
     open(&fs, DbOptions::default());
 }
+
+/// Full chunks leave the heap for `chunks_head/` files and are read back by position; replay
+/// rebuilds them from the WAL, so a restart (or a crash that tore a chunk file) answers the same.
+#[tokio::test]
+async fn full_chunks_move_to_chunk_files_and_read_back() {
+    let fs = MemFs::default();
+    let options = || DbOptions { chunk_sample_count_max: 4, ..DbOptions::default() };
+    let db = open(&fs, options());
+    fill(&db, 0, 30).await;
+    let stats = db.stats();
+    // 30 samples in chunks of 4: 7 full chunks per series, 2 series.
+    assert_eq!(stats.chunks_offloaded_total, 14, "{stats:?}");
+    assert_eq!(stats.chunk_offload_failures_total, 0);
+    assert!(fs.paths().iter().any(|path| path.starts_with("/db/chunks_head")), "{:?}", fs.paths());
+    let before = everything(&db);
+    assert_eq!(before.iter().map(|(_, samples)| samples.len()).sum::<usize>(), 60);
+    let expected: Vec<(i64, u64)> = (0..30).map(|index| (index * 1000, (index as f64 * 0.5).to_bits())).collect();
+    assert_eq!(before.iter().find(|(labels, _)| labels.starts_with("temp")).unwrap().1, expected);
+    drop(db);
+    fs.crash();
+    let db = open(&fs, options());
+    assert_eq!(everything(&db), before);
+    assert_eq!(db.stats().chunks_offloaded_total, 14, "replay writes the chunks out again");
+}

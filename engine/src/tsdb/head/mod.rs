@@ -28,10 +28,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::chunk::XorChunk;
+use super::chunks_head::{ChunkDiskRef, HeadChunkReader, HeadChunkWriter};
 use super::postings::Postings;
 use super::symbols::{SymbolTable, Symbols};
 use crate::limits::HEAD_SHARD_COUNT;
-use crate::model::{Label, Labels, Matcher};
+use crate::model::{Label, Labels, Matcher, SeriesRef};
 use crate::storage::AppendError;
 
 /// Result of checking a sample against a series' newest sample (Prometheus
@@ -78,9 +79,27 @@ pub struct HeadOptions {
     pub series_count_max: u64,
 }
 
-/// A full chunk: immutable, shared by queries.
+/// Where a full chunk's bytes are.
+#[derive(Clone)]
+pub(crate) enum ChunkLocation {
+    /// On the heap, shared by queries; until it is written to `chunks_head/` (or for good when
+    /// the head has no chunk files, as in unit tests).
+    Memory(Arc<[u8]>),
+    /// In a head-chunk file, read back by position.
+    Disk(ChunkDiskRef),
+}
+
+/// A full chunk: immutable.
 #[derive(Clone)]
 pub(crate) struct ClosedChunk {
+    pub(crate) min_time_ms: i64,
+    pub(crate) max_time_ms: i64,
+    pub(crate) location: ChunkLocation,
+}
+
+/// A chunk just cut, waiting to be written to `chunks_head/`.
+pub(crate) struct CutChunk {
+    pub(crate) series_ref: u32,
     pub(crate) min_time_ms: i64,
     pub(crate) max_time_ms: i64,
     pub(crate) bytes: Arc<[u8]>,
@@ -184,6 +203,8 @@ pub(crate) struct HeadCounters {
     pub(crate) chunk_count: AtomicU64,
     pub(crate) series_created_total: AtomicU64,
     pub(crate) series_limit_refusals_total: AtomicU64,
+    pub(crate) chunks_offloaded_total: AtomicU64,
+    pub(crate) chunk_offload_failures_total: AtomicU64,
 }
 
 /// What replay's series record did.
@@ -215,6 +236,11 @@ pub struct Head {
     min_time_ms: AtomicI64,
     max_time_ms: AtomicI64,
     pub(crate) counters: HeadCounters,
+    /// Reads full chunks back from `chunks_head/`; `None` keeps every chunk in memory.
+    chunk_reader: Option<HeadChunkReader>,
+    /// Chunks cut since the offloader last ran (only while `chunk_reader` is set). The WAL writer
+    /// drains it after every group and replay after every record, which bounds it.
+    cut_chunks: std::sync::Mutex<Vec<CutChunk>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -250,6 +276,45 @@ impl Head {
             min_time_ms: AtomicI64::new(i64::MAX),
             max_time_ms: AtomicI64::new(i64::MIN),
             counters: HeadCounters::default(),
+            chunk_reader: None,
+            cut_chunks: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Moves full chunks off the heap: once written by [`Head::offload`], they are read back
+    /// through `reader`.
+    pub(crate) fn with_chunk_reader(mut self, reader: HeadChunkReader) -> Self {
+        self.chunk_reader = Some(reader);
+        self
+    }
+
+    /// The reader of offloaded chunks.
+    pub(crate) fn chunk_reader(&self) -> Option<&HeadChunkReader> {
+        self.chunk_reader.as_ref()
+    }
+
+    /// Writes the chunks cut since the last call to `writer` and drops their heap copies. A chunk
+    /// that cannot be written (a full disk) stays in memory; queries are unaffected.
+    pub(crate) fn offload(&self, writer: &mut HeadChunkWriter) {
+        let cut = std::mem::take(&mut *self.cut_chunks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        for chunk in cut {
+            let series_ref = SeriesRef(u64::from(chunk.series_ref));
+            match writer.write(series_ref, chunk.min_time_ms, chunk.max_time_ms, &chunk.bytes) {
+                Ok(disk_ref) => {
+                    self.with_series_mut(chunk.series_ref, |series| {
+                        if let Some(closed) =
+                            series.closed.iter_mut().find(|closed| closed.min_time_ms == chunk.min_time_ms)
+                        {
+                            closed.location = ChunkLocation::Disk(disk_ref);
+                        }
+                    });
+                    self.counters.chunks_offloaded_total.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    self.counters.chunk_offload_failures_total.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, "write head chunk; keeping it in memory");
+                }
+            }
         }
     }
 
@@ -382,6 +447,7 @@ impl Head {
     pub fn append(&self, series_ref: u32, timestamp_ms: i64, value: f64) -> Option<Appendability> {
         let options = &self.options;
         let counters = &self.counters;
+        let mut cut_chunk: Option<CutChunk> = None;
         let verdict = self.with_series_mut(series_ref, |series| {
             let verdict = appendability(series.last, timestamp_ms, value);
             if verdict != Appendability::Append {
@@ -397,10 +463,15 @@ impl Head {
             };
             if cut {
                 if let Some(full) = series.open.take() {
+                    let bytes: Arc<[u8]> = Arc::from(full.bytes());
+                    let (min_time_ms, max_time_ms) = (full.min_time_ms(), full.max_time_ms());
+                    if self.chunk_reader.is_some() {
+                        cut_chunk = Some(CutChunk { series_ref, min_time_ms, max_time_ms, bytes: bytes.clone() });
+                    }
                     series.closed.push(ClosedChunk {
-                        min_time_ms: full.min_time_ms(),
-                        max_time_ms: full.max_time_ms(),
-                        bytes: Arc::from(full.bytes()),
+                        min_time_ms,
+                        max_time_ms,
+                        location: ChunkLocation::Memory(bytes),
                     });
                 }
                 series.open = Some(XorChunk::new());
@@ -412,6 +483,9 @@ impl Head {
             series.last = Some((timestamp_ms, value.to_bits()));
             verdict
         })?;
+        if let Some(cut) = cut_chunk {
+            self.cut_chunks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(cut);
+        }
         if verdict == Appendability::Append {
             self.min_time_ms.fetch_min(timestamp_ms, Ordering::Relaxed);
             self.max_time_ms.fetch_max(timestamp_ms, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::Head;
+use super::{ChunkLocation, Head};
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{Querier, SelectHints, Series, SeriesSet, StorageError};
 use crate::tsdb::chunk;
@@ -22,30 +22,45 @@ impl HeadQuerier {
         HeadQuerier { head, min_time_ms, max_time_ms }
     }
 
-    /// Chunks of a series overlapping the range: shared full chunks and a copy of the open one.
-    fn chunks(&self, series_ref: u32) -> Vec<Arc<[u8]>> {
+    /// Chunks of a series overlapping the range, in time order: full chunks (shared, or where
+    /// they are on disk) and a copy of the open one. Disk reads happen after the lock is released.
+    fn chunks(&self, series_ref: u32) -> Result<Vec<Arc<[u8]>>, StorageError> {
         let (min, max) = (self.min_time_ms, self.max_time_ms);
-        self.head
+        let located = self
+            .head
             .with_series(series_ref, |series| {
-                let mut chunks: Vec<Arc<[u8]>> = series
+                let mut chunks: Vec<ChunkLocation> = series
                     .closed
                     .iter()
                     .filter(|chunk| chunk.max_time_ms >= min && chunk.min_time_ms <= max)
-                    .map(|chunk| chunk.bytes.clone())
+                    .map(|chunk| chunk.location.clone())
                     .collect();
                 if let Some(open) = &series.open {
                     if open.sample_count() > 0 && open.max_time_ms() >= min && open.min_time_ms() <= max {
-                        chunks.push(Arc::from(open.bytes()));
+                        chunks.push(ChunkLocation::Memory(Arc::from(open.bytes())));
                     }
                 }
                 chunks
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        located
+            .into_iter()
+            .map(|location| match location {
+                ChunkLocation::Memory(bytes) => Ok(bytes),
+                ChunkLocation::Disk(disk_ref) => match self.head.chunk_reader() {
+                    Some(reader) => reader
+                        .read(disk_ref)
+                        .map(Arc::from)
+                        .map_err(|error| StorageError::Read { context: "read head chunk file", source: error.into() }),
+                    None => unreachable!("a chunk is on disk only when the head has a chunk reader"),
+                },
+            })
+            .collect()
     }
 
     fn read_series(&self, labels: Labels, series_ref: u32) -> Result<Option<Series>, StorageError> {
         let mut samples = Vec::new();
-        for bytes in self.chunks(series_ref) {
+        for bytes in self.chunks(series_ref)? {
             let decoded = chunk::decode(&bytes)
                 .map_err(|error| StorageError::Read { context: "decode head chunk", source: error.into() })?;
             samples.extend(
