@@ -221,7 +221,11 @@ impl ReplayTally {
                         self.unknown_series_samples += 1;
                         continue;
                     };
-                    let head_ref = self.aliases.get(&head_ref).copied().unwrap_or(head_ref);
+                    // Aliases exist only after a failed commit was retried: skip the lookup otherwise.
+                    let head_ref = match self.aliases.is_empty() {
+                        true => head_ref,
+                        false => self.aliases.get(&head_ref).copied().unwrap_or(head_ref),
+                    };
                     if self.damage_pending {
                         self.damage_pending = false;
                         tracing::warn!(

@@ -486,9 +486,14 @@ impl Head {
         if let Some(cut) = cut_chunk {
             self.cut_chunks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(cut);
         }
+        // Plain loads first: the bounds rarely move, and a read keeps the cache line shared.
         if verdict == Appendability::Append {
-            self.min_time_ms.fetch_min(timestamp_ms, Ordering::Relaxed);
-            self.max_time_ms.fetch_max(timestamp_ms, Ordering::Relaxed);
+            if timestamp_ms < self.min_time_ms.load(Ordering::Relaxed) {
+                self.min_time_ms.fetch_min(timestamp_ms, Ordering::Relaxed);
+            }
+            if timestamp_ms > self.max_time_ms.load(Ordering::Relaxed) {
+                self.max_time_ms.fetch_max(timestamp_ms, Ordering::Relaxed);
+            }
         }
         Some(verdict)
     }
