@@ -23,6 +23,8 @@ struct MemState {
     fail_next_truncate: bool,
     fail_next_rename: bool,
     locked: std::collections::BTreeSet<PathBuf>,
+    /// Total bytes the disk holds; `None` for unlimited.
+    capacity_size: Option<usize>,
 }
 
 /// A filesystem in memory. Cloning shares the same files.
@@ -49,6 +51,17 @@ impl MemFileSystem {
             change(&mut file.data);
             file.synced_size = file.data.len();
         }
+    }
+
+    /// Limits the disk to `capacity_size` bytes over all files (`None`: unlimited). A write that
+    /// does not fit lands as far as it fits and fails with `StorageFull`, as a full disk does.
+    pub fn set_capacity(&self, capacity_size: Option<usize>) {
+        self.state().capacity_size = capacity_size;
+    }
+
+    /// Bytes held over all files.
+    pub fn used_size(&self) -> usize {
+        self.state().files.values().map(|file| file.data.len()).sum()
     }
 
     /// Makes the next write tear: half its bytes land, then it fails.
@@ -81,7 +94,14 @@ impl AppendFile for MemAppendFile {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut state = self.fs.state();
         let fail = std::mem::take(&mut state.fail_next_write);
+        let free_size = state
+            .capacity_size
+            .map(|capacity| capacity.saturating_sub(state.files.values().map(|file| file.data.len()).sum::<usize>()));
         let file = state.files.entry(self.path.clone()).or_default();
+        if let Some(free_size) = free_size.filter(|free_size| *free_size < bytes.len()) {
+            file.data.extend_from_slice(&bytes[..free_size]);
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
         if fail {
             // A torn write: half the bytes land, then the device fails.
             file.data.extend_from_slice(&bytes[..bytes.len() / 2]);

@@ -434,3 +434,31 @@ async fn full_chunks_move_to_chunk_files_and_read_back() {
     assert_eq!(everything(&db), before);
     assert_eq!(db.stats().chunks_offloaded_total, 14, "replay writes the chunks out again");
 }
+
+/// A full disk: commits fail with nothing visible and the storage reports itself not ready for
+/// writes while queries keep answering; once space returns, writes resume; after a power loss
+/// no torn record breaks the start and every committed sample is there.
+#[tokio::test]
+async fn full_disk_refuses_commits_then_resumes_without_loss() {
+    let fs = MemFs::default();
+    let db = open(&fs, DbOptions::default());
+    fill(&db, 0, 10).await;
+    let before = everything(&db);
+    fs.set_capacity(Some(fs.used_size() + 10));
+    let big: Vec<(Labels, i64, f64)> = (0..50).map(|index| (series("big", &index.to_string()), 20_000, 1.0)).collect();
+    let refs: Vec<(&Labels, i64, f64)> = big.iter().map(|(l, t, v)| (l, *t, *v)).collect();
+    let error = commit(&db, &refs).await.unwrap_err();
+    assert!(error.to_string().contains("write wal"), "{error}");
+    assert!(!db.stats().ready_for_writes, "not ready for writes while the disk is full");
+    assert_eq!(everything(&db), before, "queries answer, and nothing of the failed commit is visible");
+    fs.set_capacity(None);
+    commit(&db, &refs).await.unwrap();
+    assert!(db.stats().ready_for_writes);
+    let after = everything(&db);
+    assert_eq!(after.len(), before.len() + 50);
+    drop(db);
+    fs.crash();
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(db.stats().wal_corruptions_repaired_total, 0, "no torn record survived");
+    assert_eq!(everything(&db), after);
+}
