@@ -7,6 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::tsdb::DbStats;
 
+/// Writes one single-sample family.
+fn write_float(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// HTTP handlers counted separately, in rendering order.
 pub const HANDLERS: [&str; 6] = ["/api/v1/query", "/api/v1/query_range", "/-/healthy", "/-/ready", "/metrics", "other"];
 
@@ -70,11 +77,7 @@ impl SelfMetrics {
         );
         // Storage metrics carry Prometheus' names, so existing dashboards work.
         let (min_time_ms, max_time_ms) = db.time_range_ms.unwrap_or((i64::MAX, i64::MIN));
-        let mut float = |name: &str, kind: &str, help: &str, value: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        };
+        let mut float = |name: &str, kind: &str, help: &str, value: f64| write_float(&mut out, name, kind, help, value);
         float(
             "prometheus_tsdb_head_series",
             "gauge",
@@ -129,11 +132,7 @@ impl SelfMetrics {
         let _ = writeln!(out, "# TYPE prometheus_tsdb_wal_fsync_duration_seconds summary");
         let _ = writeln!(out, "prometheus_tsdb_wal_fsync_duration_seconds_sum {}", db.wal_fsync_duration_seconds_total);
         let _ = writeln!(out, "prometheus_tsdb_wal_fsync_duration_seconds_count {}", db.wal_fsyncs_total);
-        let mut float = |name: &str, kind: &str, help: &str, value: f64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        };
+        let mut float = |name: &str, kind: &str, help: &str, value: f64| write_float(&mut out, name, kind, help, value);
         float(
             "engine_tsdb_head_chunks_offloaded_total",
             "counter",

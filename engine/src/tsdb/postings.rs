@@ -135,62 +135,46 @@ impl Postings {
         result
     }
 
+    /// Series with `name_id` = `value`.
+    fn literal(&self, symbols: &Symbols, name_id: u32, value: &str) -> List {
+        symbols.id(value).map(|value_id| self.get(name_id, value_id).to_vec()).unwrap_or_default()
+    }
+
+    /// Series whose value of `name_id` is one of `set`.
+    fn set_union(&self, symbols: &Symbols, name_id: u32, set: &[String]) -> List {
+        let lists: Vec<&[u32]> =
+            set.iter().filter_map(|member| symbols.id(member)).map(|value_id| self.get(name_id, value_id)).collect();
+        union(&lists)
+    }
+
+    /// Series whose value of `name_id` satisfies `keep` (by value id).
+    fn union_where(&self, name_id: u32, keep: impl Fn(u32) -> bool) -> List {
+        let lists: Vec<&[u32]> =
+            self.values(name_id).filter(|(value_id, _)| keep(*value_id)).map(|(_, list)| list.as_slice()).collect();
+        union(&lists)
+    }
+
     /// Series whose value of `name_id` the (non-empty-matching) matcher accepts.
     fn accepted_by(&self, symbols: &Symbols, name_id: u32, matcher: &Matcher) -> List {
         match (matcher.kind, matcher.regex_shape()) {
-            (MatchKind::Equal, _) => {
-                symbols.id(&matcher.value).map(|value_id| self.get(name_id, value_id).to_vec()).unwrap_or_default()
-            }
-            (MatchKind::Regex, RegexShape::Set(set)) => {
-                let lists: Vec<&[u32]> = set
-                    .iter()
-                    .filter_map(|member| symbols.id(member))
-                    .map(|value_id| self.get(name_id, value_id))
-                    .collect();
-                union(&lists)
-            }
+            (MatchKind::Equal, _) => self.literal(symbols, name_id, &matcher.value),
+            (MatchKind::Regex, RegexShape::Set(set)) => self.set_union(symbols, name_id, set),
             (MatchKind::Regex, RegexShape::Prefix(prefix)) => {
-                let lists: Vec<&[u32]> = self
-                    .values(name_id)
-                    .filter(|(value_id, _)| symbols.get(*value_id).starts_with(prefix.as_str()))
-                    .map(|(_, list)| list.as_slice())
-                    .collect();
-                union(&lists)
+                self.union_where(name_id, |value_id| symbols.get(value_id).starts_with(prefix.as_str()))
             }
-            _ => {
-                let lists: Vec<&[u32]> = self
-                    .values(name_id)
-                    .filter(|(value_id, _)| matcher.matches(symbols.get(*value_id)))
-                    .map(|(_, list)| list.as_slice())
-                    .collect();
-                union(&lists)
-            }
+            _ => self.union_where(name_id, |value_id| matcher.matches(symbols.get(value_id))),
         }
     }
 
     /// Series that have label `name_id` with a value the (empty-matching) matcher rejects.
     fn rejected_by(&self, symbols: &Symbols, name_id: u32, matcher: &Matcher) -> List {
         match (matcher.kind, matcher.regex_shape()) {
-            (MatchKind::NotEqual, _) => {
-                symbols.id(&matcher.value).map(|value_id| self.get(name_id, value_id).to_vec()).unwrap_or_default()
-            }
+            (MatchKind::NotEqual, _) => self.literal(symbols, name_id, &matcher.value),
             (MatchKind::Regex, RegexShape::Any) => List::new(),
             (MatchKind::NotRegex, RegexShape::Set(set)) if !set.iter().any(String::is_empty) => {
-                let lists: Vec<&[u32]> = set
-                    .iter()
-                    .filter_map(|member| symbols.id(member))
-                    .map(|value_id| self.get(name_id, value_id))
-                    .collect();
-                union(&lists)
+                self.set_union(symbols, name_id, set)
             }
-            _ => {
-                let lists: Vec<&[u32]> = self
-                    .values(name_id)
-                    .filter(|(value_id, _)| !matcher.matches(symbols.get(*value_id)))
-                    .map(|(_, list)| list.as_slice())
-                    .collect();
-                union(&lists)
-            }
+            _ => self.union_where(name_id, |value_id| !matcher.matches(symbols.get(value_id))),
         }
     }
 }
