@@ -1,0 +1,191 @@
+//! Migration both ways with real Prometheus 2.42 (Debian's `/usr/bin/prometheus`), server to
+//! server: the engine starts on a data directory Prometheus wrote while scraping and returns the
+//! same samples Prometheus returned; Prometheus starts on a directory the engine wrote (WAL and
+//! head-chunk files) and returns the same samples the engine returned. Each process is killed
+//! with SIGKILL, as after a crash. Runs when `prometheus` is installed and must run when
+//! `ENGINE_PEER_TESTS=1`; loopback only, temporary directories.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // Tests drive real processes, sockets and files.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Deadline for a process to produce a wanted answer.
+const WAIT_S_MAX: u64 = 60;
+
+/// Samples wanted in the window before a directory changes hands.
+const SAMPLE_COUNT_MIN: usize = 8;
+
+struct Process {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+fn prometheus() -> Option<PathBuf> {
+    let path = Path::new("/usr/bin/prometheus");
+    if path.exists() {
+        return Some(path.to_path_buf());
+    }
+    if std::env::var("ENGINE_PEER_TESTS").as_deref() == Ok("1") {
+        panic!("ENGINE_PEER_TESTS=1 but prometheus is not installed (apt-get install prometheus)");
+    }
+    eprintln!("skipped: prometheus not installed (set ENGINE_PEER_TESTS=1 to require it)");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("engine-migrate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A config scraping `127.0.0.1:{port}` as job `job` every second, or nothing.
+fn write_config(dir: &Path, name: &str, scrape: Option<(&str, u16)>) -> PathBuf {
+    let mut text = String::from("global:\n  scrape_interval: 1s\n");
+    if let Some((job, port)) = scrape {
+        text.push_str(&format!(
+            "scrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+        ));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(binary: &Path, dir: &Path, name: &str, port: u16, config: &Path) -> Process {
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .env("NO_COLOR", "1")
+        .spawn()
+        .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
+    Process { child, log_path }
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    if response.get(9..12) != Some("200") {
+        return None;
+    }
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// A range query answer: labels (as JSON text) and `(timestamp, value)` points, sorted by labels.
+type Matrix = Vec<(String, Vec<(String, String)>)>;
+
+/// The samples of `selector[1m]` at `time_s`, as `(labels, [(timestamp, value)])`, sorted.
+fn range_samples(port: u16, selector: &str, time_s: f64) -> Option<Matrix> {
+    let query: String = form_urlencoded::byte_serialize(format!("{selector}[1m]").as_bytes()).collect();
+    let body = http_get(port, &format!("/api/v1/query?query={query}&time={time_s:.3}"))?;
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let mut series: Matrix = json["data"]["result"]
+        .as_array()?
+        .iter()
+        .map(|entry| {
+            let points = entry["values"]
+                .as_array()
+                .map(|values| values.iter().map(|point| (point[0].to_string(), point[1].to_string())).collect())
+                .unwrap_or_default();
+            (entry["metric"].to_string(), points)
+        })
+        .collect();
+    series.sort();
+    Some(series)
+}
+
+fn now_s() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Waits until `selector[1m]` has at least [`SAMPLE_COUNT_MIN`] samples in one series; returns
+/// the time of that answer and the answer.
+fn wait_for_samples(port: u16, selector: &str, process: &Process) -> (f64, Matrix) {
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S_MAX);
+    while Instant::now() < deadline {
+        // Two seconds back: every scrape stamped before then has committed, so the directory
+        // that changes hands holds exactly the samples of this answer in the window.
+        let time_s = now_s() - 2.0;
+        if let Some(series) = range_samples(port, selector, time_s) {
+            if series.iter().any(|(_, points)| points.len() >= SAMPLE_COUNT_MIN) {
+                return (time_s, series);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{selector} never had {SAMPLE_COUNT_MIN} samples within {WAIT_S_MAX} s; log:\n{}", process.log());
+}
+
+/// Asks `port` for `selector[1m]` at `time_s` until it answers (the server is starting).
+fn answer_after_start(port: u16, selector: &str, time_s: f64, process: &Process) -> Matrix {
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S_MAX);
+    while Instant::now() < deadline {
+        if let Some(series) = range_samples(port, selector, time_s).filter(|series| !series.is_empty()) {
+            return series;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("no answer to {selector} within {WAIT_S_MAX} s; log:\n{}", process.log());
+}
+
+#[test]
+fn engine_serves_a_data_directory_prometheus_wrote() {
+    let Some(binary) = prometheus() else { return };
+    let dir = temp_dir("from-prometheus");
+    let port = free_port();
+    let config = write_config(&dir, "prometheus.yml", Some(("prometheus", port)));
+    let prometheus = start(&binary, &dir, "prometheus", port, &config);
+    let (time_s, expected) = wait_for_samples(port, "up", &prometheus);
+    drop(prometheus); // SIGKILL
+    let engine_port = free_port();
+    let quiet = write_config(&dir, "engine.yml", None);
+    let engine = start(Path::new(env!("CARGO_BIN_EXE_server")), &dir, "engine", engine_port, &quiet);
+    let got = answer_after_start(engine_port, "up", time_s, &engine);
+    assert_eq!(got, expected, "the engine must return Prometheus' own samples; engine log:\n{}", engine.log());
+}
+
+#[test]
+fn prometheus_serves_a_data_directory_the_engine_wrote() {
+    let Some(binary) = prometheus() else { return };
+    let dir = temp_dir("from-engine");
+    let port = free_port();
+    let config = write_config(&dir, "engine.yml", Some(("engine", port)));
+    let engine = start(Path::new(env!("CARGO_BIN_EXE_server")), &dir, "engine", port, &config);
+    let (time_s, expected) = wait_for_samples(port, "up", &engine);
+    drop(engine); // SIGKILL
+    let prometheus_port = free_port();
+    let quiet = write_config(&dir, "prometheus.yml", None);
+    let prometheus = start(&binary, &dir, "prometheus", prometheus_port, &quiet);
+    let got = answer_after_start(prometheus_port, "up", time_s, &prometheus);
+    assert_eq!(got, expected, "Prometheus must return the engine's samples; its log:\n{}", prometheus.log());
+    let log = prometheus.log();
+    assert!(!log.contains("corruption") && !log.contains("level=error"), "Prometheus repaired or failed:\n{log}");
+}
