@@ -38,9 +38,12 @@ pub trait FileSystem: Send + Sync {
     fn truncate(&self, path: &Path, size: u64) -> io::Result<()>;
     /// Removes the file at `path`.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
-    /// Renames the file `from` to `to`, atomically replacing `to` if it exists; durable only
+    /// Renames the file or directory `from` to `to`, atomically replacing `to` if it exists; durable only
     /// after [`FileSystem::sync_dir`] on the parent.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the directory at `path` with everything in it; `NotFound` when it does not exist.
+    /// Durable only after [`FileSystem::sync_dir`] on the parent.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (created or removed files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     // Positional reads (head chunk files): one contiguous block.
@@ -110,6 +113,10 @@ impl FileSystem for RealFileSystem {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
