@@ -629,7 +629,7 @@ mod tests {
 
     fn arbitrary_series() -> impl Strategy<Value = Vec<(Labels, Vec<ChunkMeta>)>> {
         let labels = proptest::collection::btree_map("[a-c_]{1,3}", "[x-z0-9]{1,4}", 1..4)
-            .prop_map(|pairs| Labels::from_pairs(pairs));
+            .prop_map(Labels::from_pairs);
         let metas = proptest::collection::vec((-1_000_i64..1_000_000, 0_i64..100_000, 0_u64..1 << 40), 0..5);
         proptest::collection::btree_map(labels, metas, 0..20).prop_map(|map| {
             map.into_iter()
