@@ -187,6 +187,33 @@ mod tests {
         let _ = std::fs::remove_dir(&dir);
     }
 
+    /// Both filesystems rename and remove whole directories alike.
+    #[track_caller]
+    fn check_directories(fs: &dyn FileSystem, dir: &Path) {
+        let from = child(dir, "block.tmp");
+        let to = child(dir, "block");
+        fs.create_dir_all(&child(&from, "chunks")).unwrap();
+        for name in ["index", "chunks/000001"] {
+            fs.open_append(&from.join(name)).unwrap().write_all(name.as_bytes()).unwrap();
+        }
+        fs.rename(&from, &to).unwrap();
+        assert_eq!(fs.read(&to.join("chunks/000001")).unwrap(), b"chunks/000001");
+        assert_eq!(fs.read(&to.join("index")).unwrap(), b"index");
+        assert_eq!(fs.read(&from.join("index")).unwrap_err().kind(), io::ErrorKind::NotFound);
+        fs.remove_dir_all(&to).unwrap();
+        assert_eq!(fs.read(&to.join("index")).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(fs.remove_dir_all(&to).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(fs.rename(&from, &to).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn directories_rename_and_remove_alike_on_real_and_memory_filesystems() {
+        let dir = std::env::temp_dir().join(format!("engine-fs-dirs-{}", std::process::id()));
+        check_directories(&RealFileSystem, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        check_directories(&MemFileSystem::default(), Path::new("/mem"));
+    }
+
     #[test]
     fn positional_reads_agree_on_real_and_memory_filesystems() {
         let dir = std::env::temp_dir().join(format!("engine-fs-read-at-{}", std::process::id()));

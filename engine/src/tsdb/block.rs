@@ -296,7 +296,7 @@ pub fn write_block(
         }
         _ => {}
     }
-    let result = write_block_files(&*fs, &tmp_dir, &ulid, series, min_time_ms, max_time_ms, fs.clone());
+    let result = write_block_files(&fs, &tmp_dir, &ulid, series, min_time_ms, max_time_ms);
     let meta = match result {
         Ok(meta) => meta,
         Err(error) => {
@@ -311,13 +311,12 @@ pub fn write_block(
 }
 
 fn write_block_files(
-    fs: &dyn FileSystem,
+    fs: &Arc<dyn FileSystem>,
     dir: &Path,
     ulid: &str,
     series: impl IntoIterator<Item = (Labels, Vec<BlockChunk>)>,
     min_time_ms: i64,
     max_time_ms: i64,
-    shared_fs: Arc<dyn FileSystem>,
 ) -> Result<BlockMeta, BlockError> {
     if min_time_ms >= max_time_ms {
         return Err(BlockError::InvalidSeries {
@@ -326,7 +325,7 @@ fn write_block_files(
         });
     }
     fs.create_dir_all(dir).map_err(|source| BlockError::io("create block directory", dir, source))?;
-    let mut chunk_writer = ChunkSegmentWriter::new(shared_fs, &child(dir, "chunks"), SEGMENT_SIZE_MAX_DEFAULT)?;
+    let mut chunk_writer = ChunkSegmentWriter::new(fs.clone(), &child(dir, "chunks"), SEGMENT_SIZE_MAX_DEFAULT)?;
     let mut indexed: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
     let mut stats = BlockStats::default();
     for (labels, chunks) in series {
@@ -371,8 +370,8 @@ fn write_block_files(
     let index_path = child(dir, "index");
     let index_bytes = encode_index(&indexed).map_err(|error| BlockError::from_index(&index_path, error))?;
     drop(indexed);
-    write_synced(fs, &index_path, &index_bytes, "write block index")?;
-    write_synced(fs, &child(dir, "tombstones"), &empty_tombstones(), "write block tombstones")?;
+    write_synced(&**fs, &index_path, &index_bytes, "write block index")?;
+    write_synced(&**fs, &child(dir, "tombstones"), &empty_tombstones(), "write block tombstones")?;
     let meta = BlockMeta {
         ulid: ulid.to_string(),
         min_time_ms,
@@ -381,7 +380,7 @@ fn write_block_files(
         compaction: BlockCompaction { level: 1, sources: vec![ulid.to_string()] },
         version: META_VERSION,
     };
-    write_synced(fs, &child(dir, "meta.json"), &meta_json(&meta)?, "write block meta")?;
+    write_synced(&**fs, &child(dir, "meta.json"), &meta_json(&meta)?, "write block meta")?;
     fs.sync_dir(dir).map_err(|source| BlockError::io("sync block directory", dir, source))?;
     Ok(meta)
 }
