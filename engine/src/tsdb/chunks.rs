@@ -46,6 +46,8 @@ pub const ENCODING_XOR: u8 = 1;
 pub const CHUNK_DATA_SIZE_MAX: u64 = 16 * 1024 * 1024;
 /// A uvarint of a 64-bit value takes at most 10 bytes.
 const UVARINT_SIZE_MAX: usize = 10;
+/// Bytes read at a chunk's offset before its length is known.
+const FIRST_READ_SIZE: u64 = 512;
 /// Largest number of segment files a block may have (offsets and file positions are u32).
 const SEGMENT_COUNT_MAX: usize = u32::MAX as usize;
 
@@ -286,13 +288,12 @@ impl ChunkReader {
             return Err(corruption(format!("chunk offset outside the segment of {size} bytes")));
         }
         let available_size = size - offset;
-        let mut length_field = [0_u8; UVARINT_SIZE_MAX];
-        let length_field_size = (UVARINT_SIZE_MAX as u64).min(available_size) as usize;
-        self.fs
-            .read_at(path, offset, &mut length_field[..length_field_size])
-            .map_err(|source| BlockError::io("read chunk length", path, source))?;
-        let (data_size, varint_size) = get_uvarint(&length_field[..length_field_size])
-            .ok_or_else(|| corruption("bad chunk length field".to_string()))?;
+        // One read serves most chunks (a 120-sample chunk is a few hundred bytes); a larger
+        // one needs a second read for the rest.
+        let mut record = vec![0_u8; FIRST_READ_SIZE.min(available_size) as usize];
+        self.fs.read_at(path, offset, &mut record).map_err(|source| BlockError::io("read chunk", path, source))?;
+        let (data_size, varint_size) =
+            get_uvarint(&record).ok_or_else(|| corruption("bad chunk length field".to_string()))?;
         if data_size > CHUNK_DATA_SIZE_MAX {
             return Err(corruption(format!("chunk length {data_size} over {CHUNK_DATA_SIZE_MAX}")));
         }
@@ -300,10 +301,14 @@ impl ChunkReader {
         if record_size > available_size {
             return Err(corruption(format!("chunk of {record_size} bytes runs past the end ({available_size} left)")));
         }
-        let mut record = vec![0_u8; (1 + data_size + 4) as usize];
-        self.fs
-            .read_at(path, offset + varint_size as u64, &mut record)
-            .map_err(|source| BlockError::io("read chunk", path, source))?;
+        let read_size = record.len();
+        record.resize(record_size as usize, 0);
+        if read_size < record.len() {
+            self.fs
+                .read_at(path, offset + read_size as u64, &mut record[read_size..])
+                .map_err(|source| BlockError::io("read chunk", path, source))?;
+        }
+        record.drain(..varint_size);
         let crc_start = record.len() - 4;
         let stored_crc = u32::from_be_bytes([
             record[crc_start],
