@@ -288,7 +288,20 @@ pub fn write_block(
     min_time_ms: i64,
     max_time_ms: i64,
 ) -> Result<BlockMeta, BlockError> {
-    let ulid = Ulid::new(ulid_time_ms, random).to_string();
+    let range_ms = (min_time_ms, max_time_ms);
+    write_block_sized(fs, parent_dir, series, Ulid::new(ulid_time_ms, random), range_ms, SEGMENT_SIZE_MAX_DEFAULT)
+}
+
+/// [`write_block`] with chunk segment files of at most `segment_size_max` bytes.
+pub(crate) fn write_block_sized(
+    fs: Arc<dyn FileSystem>,
+    parent_dir: &Path,
+    series: impl IntoIterator<Item = (Labels, Vec<BlockChunk>)>,
+    ulid: Ulid,
+    (min_time_ms, max_time_ms): (i64, i64),
+    segment_size_max: u64,
+) -> Result<BlockMeta, BlockError> {
+    let ulid = ulid.to_string();
     let tmp_dir = child(parent_dir, &format!("{ulid}.tmp"));
     match fs.remove_dir_all(&tmp_dir) {
         Err(source) if source.kind() != io::ErrorKind::NotFound => {
@@ -296,7 +309,7 @@ pub fn write_block(
         }
         _ => {}
     }
-    let result = write_block_files(&fs, &tmp_dir, &ulid, series, min_time_ms, max_time_ms);
+    let result = write_block_files(&fs, &tmp_dir, &ulid, series, (min_time_ms, max_time_ms), segment_size_max);
     let meta = match result {
         Ok(meta) => meta,
         Err(error) => {
@@ -315,8 +328,8 @@ fn write_block_files(
     dir: &Path,
     ulid: &str,
     series: impl IntoIterator<Item = (Labels, Vec<BlockChunk>)>,
-    min_time_ms: i64,
-    max_time_ms: i64,
+    (min_time_ms, max_time_ms): (i64, i64),
+    segment_size_max: u64,
 ) -> Result<BlockMeta, BlockError> {
     if min_time_ms >= max_time_ms {
         return Err(BlockError::InvalidSeries {
@@ -325,7 +338,7 @@ fn write_block_files(
         });
     }
     fs.create_dir_all(dir).map_err(|source| BlockError::io("create block directory", dir, source))?;
-    let mut chunk_writer = ChunkSegmentWriter::new(fs.clone(), &child(dir, "chunks"), SEGMENT_SIZE_MAX_DEFAULT)?;
+    let mut chunk_writer = ChunkSegmentWriter::new(fs.clone(), &child(dir, "chunks"), segment_size_max)?;
     let mut indexed: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
     let mut stats = BlockStats::default();
     for (labels, chunks) in series {

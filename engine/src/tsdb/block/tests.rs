@@ -157,6 +157,21 @@ fn block_round_trips_every_sample() {
 }
 
 #[test]
+fn chunks_spread_over_several_segment_files_read_back() {
+    let fs = MemFileSystem::default();
+    let series = input();
+    let chunked = series.iter().map(|(labels, samples)| (labels.clone(), encode_chunks(samples, 50)));
+    let ulid = Ulid::new(ULID_TIME_MS, 3);
+    let meta =
+        write_block_sized(Arc::new(fs.clone()), Path::new(PARENT), chunked, ulid, (0, 10_000_000), 1000).unwrap();
+    let chunks_dir = Path::new(PARENT).join(&meta.ulid).join("chunks");
+    let segment_count = fs.list_dir(&chunks_dir).unwrap().len();
+    assert!(segment_count > 3, "24 chunks of ~100 bytes in files of 1000 bytes: got {segment_count} files");
+    let got = collect_series(open(&fs, &meta).querier(i64::MIN, i64::MAX).select(None, &[])).unwrap();
+    assert_eq!(bits(&got), expected_bits(&series, i64::MIN, i64::MAX));
+}
+
+#[test]
 fn matchers_resolve_through_postings() {
     let fs = MemFileSystem::default();
     let series = input();
