@@ -150,6 +150,10 @@ impl FileSystem for SimFileSystem {
         sim_fs::rename(from, to)
     }
 
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        sim_fs::remove_dir_all(path)
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         sim_fs::sync_dir(path)
     }

@@ -46,9 +46,12 @@ pub trait FileSystem: Send + Sync {
     fn truncate(&self, path: &Path, size: u64) -> io::Result<()>;
     /// Removes the file at `path`.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
-    /// Renames the file `from` to `to`, atomically replacing `to` if it exists; durable only
+    /// Renames the file or directory `from` to `to`, atomically replacing `to` if it exists; durable only
     /// after [`FileSystem::sync_dir`] on the parent.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the directory at `path` with everything in it; `NotFound` when it does not exist.
+    /// Durable only after [`FileSystem::sync_dir`] on the parent.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Makes the directory's entries (created or removed files) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     // Positional reads (head chunk files): one contiguous block.
@@ -134,6 +137,10 @@ impl FileSystem for RealFileSystem {
         std::fs::rename(from, to)
     }
 
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         std::fs::File::open(path)?.sync_all()
     }
@@ -204,6 +211,33 @@ mod tests {
         drop(RealFileSystem.lock(&path).unwrap());
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_dir(&dir);
+    }
+
+    /// Both filesystems rename and remove whole directories alike.
+    #[track_caller]
+    fn check_directories(fs: &dyn FileSystem, dir: &Path) {
+        let from = child(dir, "block.tmp");
+        let to = child(dir, "block");
+        fs.create_dir_all(&child(&from, "chunks")).unwrap();
+        for name in ["index", "chunks/000001"] {
+            fs.open_append(&from.join(name)).unwrap().write_all(name.as_bytes()).unwrap();
+        }
+        fs.rename(&from, &to).unwrap();
+        assert_eq!(fs.read(&to.join("chunks/000001")).unwrap(), b"chunks/000001");
+        assert_eq!(fs.read(&to.join("index")).unwrap(), b"index");
+        assert_eq!(fs.read(&from.join("index")).unwrap_err().kind(), io::ErrorKind::NotFound);
+        fs.remove_dir_all(&to).unwrap();
+        assert_eq!(fs.read(&to.join("index")).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(fs.remove_dir_all(&to).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(fs.rename(&from, &to).unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn directories_rename_and_remove_alike_on_real_and_memory_filesystems() {
+        let dir = std::env::temp_dir().join(format!("engine-fs-dirs-{}", std::process::id()));
+        check_directories(&RealFileSystem, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        check_directories(&MemFileSystem::default(), Path::new("/mem"));
     }
 
     #[test]

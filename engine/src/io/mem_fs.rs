@@ -195,8 +195,31 @@ impl FileSystem for MemFileSystem {
         if std::mem::take(&mut state.fail_next_rename) {
             return Err(io::Error::other("injected rename failure"));
         }
-        let file = state.files.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        state.files.insert(to.to_path_buf(), file);
+        if let Some(file) = state.files.remove(from) {
+            state.files.insert(to.to_path_buf(), file);
+            return Ok(());
+        }
+        // A directory: every file under it moves (directories are implicit).
+        let moved: Vec<PathBuf> = state.files.keys().filter(|path| path.starts_with(from)).cloned().collect();
+        if moved.is_empty() {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        state.files.retain(|path, _| !path.starts_with(to));
+        for path in moved {
+            if let (Some(file), Ok(rest)) = (state.files.remove(&path), path.strip_prefix(from)) {
+                state.files.insert(to.join(rest), file);
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        let before_count = state.files.len();
+        state.files.retain(|file, _| !file.starts_with(path));
+        if state.files.len() == before_count {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
         Ok(())
     }
 

@@ -11,10 +11,13 @@
 //! Concurrency: [`Db`] is a cheap handle shared by scrape loops, the API and the writer; the head
 //! is sharded (see `head`), the WAL belongs to the writer task alone.
 
+pub mod block;
 pub mod chunk;
+pub mod chunks;
 pub mod chunks_head;
 pub mod commit;
 pub mod head;
+pub mod index;
 pub mod postings;
 pub mod symbols;
 pub mod wal;
