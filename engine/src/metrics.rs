@@ -134,6 +134,12 @@ impl SelfMetrics {
         let _ = writeln!(out, "prometheus_tsdb_wal_fsync_duration_seconds_count {}", db.wal_fsyncs_total);
         let mut float = |name: &str, kind: &str, help: &str, value: f64| write_float(&mut out, name, kind, help, value);
         float(
+            "prometheus_tsdb_blocks_loaded",
+            "gauge",
+            "Number of currently loaded data blocks.",
+            db.block_count as f64,
+        );
+        float(
             "engine_tsdb_head_chunks_offloaded_total",
             "counter",
             "Full head chunks written to chunks_head/ and dropped from memory.",

@@ -153,13 +153,17 @@ impl FileSystem for MemFileSystem {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        Ok(self
+        // Directories are implicit: a file's ancestors below `path` show as entries too.
+        let mut names: Vec<String> = self
             .state()
             .files
             .keys()
-            .filter(|file| file.parent() == Some(path))
-            .filter_map(|file| file.file_name().map(|name| name.to_string_lossy().into_owned()))
-            .collect())
+            .filter_map(|file| file.strip_prefix(path).ok())
+            .filter_map(|relative| relative.components().next())
+            .map(|first| first.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        names.dedup(); // Keys are sorted, so equal first components are adjacent.
+        Ok(names)
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -90,6 +90,8 @@ pub struct DbStats {
     pub series_limit_refusals_total: u64,
     /// Chunks in the head.
     pub chunk_count: u64,
+    /// Persistent blocks served.
+    pub block_count: u64,
     /// Full chunks written to `chunks_head/` (and dropped from the heap) since start.
     pub chunks_offloaded_total: u64,
     /// Full chunks that could not be written out and stayed in memory.
@@ -168,6 +170,36 @@ pub enum TsdbError {
         /// Cause.
         source: wal::WalError,
     },
+}
+
+/// Opens every block directory in `dir` (named by a ULID, with a `meta.json`), oldest first. A
+/// block that does not open is logged, left on disk untouched and not served; leftovers of an
+/// interrupted block write (`<ULID>.tmp`) are removed, as Prometheus does.
+fn open_blocks(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Vec<block::Block>, TsdbError> {
+    let names = fs
+        .list_dir(dir)
+        .map_err(|source| TsdbError::Io { context: format!("list data directory {}", dir.display()), source })?;
+    let mut blocks = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        if let Some(stem) = name.strip_suffix(".tmp") {
+            if block::Ulid::parse(stem).is_some() {
+                tracing::warn!(dir = %path.display(), "removing an interrupted block write");
+                fs.remove_dir_all(&path)
+                    .map_err(|source| TsdbError::Io { context: format!("remove {}", path.display()), source })?;
+            }
+            continue;
+        }
+        if block::Ulid::parse(&name).is_none() {
+            continue;
+        }
+        match block::Block::open(fs.clone(), &path) {
+            Ok(opened) => blocks.push(opened),
+            Err(error) => tracing::error!(%error, dir = %path.display(), "block does not open; not served"),
+        }
+    }
+    blocks.sort_by_key(|opened| (opened.meta().min_time_ms, opened.meta().ulid.clone()));
+    Ok(blocks)
 }
 
 /// Removes every file in `dir` (missing is fine).
@@ -264,6 +296,8 @@ impl ReplayTally {
 }
 
 struct Inner {
+    /// Persistent blocks, oldest first.
+    blocks: Vec<block::Block>,
     /// Held for the database's life; `None` with `no_lockfile`.
     _lock: Option<Box<dyn crate::io::FileLock>>,
     head: Arc<Head>,
@@ -296,6 +330,7 @@ impl Db {
                 _ => TsdbError::Io { context: format!("lock data directory {}", dir.display()), source },
             })?),
         };
+        let blocks = open_blocks(&fs, dir)?;
         // Full chunks live in `chunks_head/`. The WAL is never truncated yet (no blocks), so it
         // alone is the source of truth: old chunk files are removed and rewritten by replay.
         let chunks_dir = dir.join("chunks_head");
@@ -342,7 +377,7 @@ impl Db {
             chunk_writer,
         };
         spawner.spawn("tsdb-wal-writer", Box::pin(writer.run()));
-        Ok(Db(Arc::new(Inner { _lock: lock, head, queue, counters, replay })))
+        Ok(Db(Arc::new(Inner { blocks, _lock: lock, head, queue, counters, replay })))
     }
 
     /// Current statistics.
@@ -355,6 +390,7 @@ impl Db {
             series_created_total: load(&head_counters.series_created_total),
             series_limit_refusals_total: load(&head_counters.series_limit_refusals_total),
             chunk_count: head.chunk_count(),
+            block_count: self.0.blocks.len() as u64,
             chunks_offloaded_total: load(&head_counters.chunks_offloaded_total),
             chunk_offload_failures_total: load(&head_counters.chunk_offload_failures_total),
             time_range_ms: head.time_range_ms(),
@@ -379,8 +415,24 @@ impl Appendable for Db {
 }
 
 impl Queryable for Db {
+    /// The head and every block overlapping the range, merged (the head first).
     fn querier(&self, min_time_ms: i64, max_time_ms: i64) -> Result<Box<dyn Querier>, StorageError> {
-        Ok(Box::new(head::read::HeadQuerier::new(self.0.head.clone(), min_time_ms, max_time_ms)))
+        let head: Box<dyn Querier> =
+            Box::new(head::read::HeadQuerier::new(self.0.head.clone(), min_time_ms, max_time_ms));
+        let overlapping: Vec<&block::Block> = self
+            .0
+            .blocks
+            .iter()
+            .filter(|opened| opened.meta().min_time_ms <= max_time_ms && opened.meta().max_time_ms > min_time_ms)
+            .collect();
+        if overlapping.is_empty() {
+            return Ok(head);
+        }
+        let mut sources = vec![head];
+        for opened in overlapping {
+            sources.push(Box::new(opened.querier(min_time_ms, max_time_ms)));
+        }
+        Ok(Box::new(crate::storage::merge::MergeQuerier::new(sources)))
     }
 }
 
