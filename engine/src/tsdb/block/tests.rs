@@ -229,6 +229,12 @@ fn label_names_and_values_come_from_the_index() {
     assert_eq!(querier.label_values("job", &[]).unwrap(), ["api", "node"]);
     assert_eq!(querier.label_values("code", &[matcher(MatchKind::Regex, "code", "5.*")]).unwrap(), ["500"]);
     assert!(querier.label_values("missing", &[]).unwrap().is_empty());
+    // Through the storage seam, as PromQL sees it.
+    let block = open(&fs, &meta);
+    let boxed = Queryable::querier(&block, 0, 15_000).unwrap();
+    let series = collect_series(boxed.select(None, &[matcher(MatchKind::Equal, "job", "node")])).unwrap();
+    let counts: Vec<usize> = series.iter().map(|s| s.samples.len()).collect();
+    assert_eq!(counts, [2, 1], "a:9100 at 0 and 15 s, b:9100 at 5 ms only");
 }
 
 #[test]
