@@ -189,3 +189,54 @@ fn prometheus_serves_a_data_directory_the_engine_wrote() {
     let log = prometheus.log();
     assert!(!log.contains("corruption") && !log.contains("level=error"), "Prometheus repaired or failed:\n{log}");
 }
+
+#[test]
+fn engine_serves_blocks_promtool_wrote() {
+    let Some(_) = prometheus() else { return };
+    let dir = temp_dir("promtool-blocks");
+    // Ten samples a minute apart, ending a minute ago, in OpenMetrics (timestamps in seconds).
+    let last_s = (now_s() as i64 / 60 - 1) * 60;
+    let mut text = String::from("# TYPE migrated gauge\n");
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for index in 0..10_i64 {
+        let time_s = last_s - (9 - index) * 60;
+        text.push_str(&format!("migrated{{job=\"batch\"}} {}.5 {time_s}\n", index * 3));
+        expected.push((time_s.to_string(), format!("\"{}.5\"", index * 3)));
+    }
+    text.push_str("# EOF\n");
+    let input = dir.join("input.om");
+    std::fs::write(&input, text).unwrap();
+    let data = dir.join("data");
+    let status = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(&data)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run promtool");
+    assert!(status.success(), "promtool create-blocks-from failed");
+    let port = free_port();
+    let quiet = write_config(&dir, "engine.yml", None);
+    let engine = start(Path::new(env!("CARGO_BIN_EXE_server")), &dir, "engine", port, &quiet);
+    let query: String = form_urlencoded::byte_serialize(b"migrated[10m]").collect();
+    let path = format!("/api/v1/query?query={query}&time={last_s}");
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S_MAX);
+    let body = loop {
+        if let Some(body) = http_get(port, &path) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "engine did not answer; log:\n{}", engine.log());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let result = json["data"]["result"].as_array().cloned().unwrap_or_default();
+    assert_eq!(result.len(), 1, "{body}\nlog:\n{}", engine.log());
+    assert_eq!(result[0]["metric"]["job"], "batch");
+    let got: Vec<(String, String)> = result[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| (point[0].to_string(), point[1].to_string()))
+        .collect();
+    assert_eq!(got, expected, "every sample of promtool's blocks, from the engine");
+}

@@ -462,3 +462,39 @@ async fn full_disk_refuses_commits_then_resumes_without_loss() {
     assert_eq!(db.stats().wal_corruptions_repaired_total, 0, "no torn record survived");
     assert_eq!(everything(&db), after);
 }
+
+/// Blocks in the data directory (written by this engine or by Prometheus) are served beside the
+/// head: one series' older samples from a block and newer ones from the head come back as one
+/// series; an interrupted block write is removed; a block that does not open is not served and
+/// stays on disk.
+#[tokio::test]
+async fn blocks_in_the_data_directory_are_served_with_the_head() {
+    let fs = MemFs::default();
+    let up = series("up", "a");
+    let old: Vec<Sample> = (0..10).map(|index| Sample { timestamp_ms: index * 1000, value: index as f64 }).collect();
+    let shared: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    block::write_block(
+        shared.clone(),
+        Path::new("/db"),
+        [(up.clone(), block::encode_chunks(&old, 120))],
+        1,
+        7,
+        0,
+        10_000,
+    )
+    .unwrap();
+    fs.create_dir_all(Path::new("/db/01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp")).unwrap();
+    let mut leftover = fs.open_append(Path::new("/db/01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp/index")).unwrap();
+    leftover.write_all(b"partial").unwrap();
+    let mut broken = fs.open_append(Path::new("/db/01BX5ZZKBKACTAV9WEVGEMMVRZ/meta.json")).unwrap();
+    broken.write_all(b"{not json").unwrap();
+    let db = open(&fs, DbOptions::default());
+    assert_eq!(db.stats().block_count, 1);
+    commit(&db, &[(&up, 20_000, 20.0)]).await.unwrap();
+    let got = everything(&db);
+    let mut expected: Vec<(i64, u64)> = old.iter().map(|s| (s.timestamp_ms, s.value.to_bits())).collect();
+    expected.push((20_000, 20.0_f64.to_bits()));
+    assert_eq!(got, vec![(up.to_string(), expected)]);
+    assert!(fs.paths().iter().all(|path| !path.starts_with("/db/01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp")), "leftover removed");
+    assert!(fs.paths().iter().any(|path| path.starts_with("/db/01BX5ZZKBKACTAV9WEVGEMMVRZ")), "broken block kept");
+}
