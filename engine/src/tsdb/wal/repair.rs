@@ -34,7 +34,17 @@ pub(super) fn replay(
     visit: &mut dyn FnMut(ReplayItem),
 ) -> Result<(u32, ReplayReport), WalError> {
     let mut indices: Vec<(u32, String)> = Vec::new();
+    // Prometheus' checkpoint (tsdb/wlog/checkpoint.go): `checkpoint.NNNNNNNN/` holds the live
+    // series (and samples) of every segment up to N, whose files it then deletes. Replay reads
+    // the newest checkpoint first and skips segments up to N, as upstream's head replay does.
+    let mut checkpoint: Option<(u32, String)> = None;
     for name in fs.list_dir(dir).map_err(io_error(format!("list wal directory {}", dir.display())))? {
+        if let Some(index) = checkpoint_index(&name) {
+            if checkpoint.as_ref().is_none_or(|(newest, _)| index > *newest) {
+                checkpoint = Some((index, name));
+            }
+            continue;
+        }
         if name.ends_with(REPAIR_SUFFIX) {
             let path = dir.join(&name);
             tracing::warn!(file = %name, "removing an interrupted wal segment rewrite");
@@ -48,6 +58,27 @@ pub(super) fn replay(
     }
     indices.sort();
     let mut report = ReplayReport::default();
+    if let Some((checkpoint_index, checkpoint_name)) = &checkpoint {
+        let checkpoint_dir = dir.join(checkpoint_name);
+        let mut segments: Vec<(u32, String)> = fs
+            .list_dir(&checkpoint_dir)
+            .map_err(io_error(format!("list wal checkpoint {}", checkpoint_dir.display())))?
+            .into_iter()
+            .filter_map(|name| {
+                name.parse::<u32>().ok().filter(|_| name.bytes().all(|b| b.is_ascii_digit())).map(|index| (index, name))
+            })
+            .collect();
+        segments.sort();
+        for (index, name) in segments {
+            replay_segment(fs, &checkpoint_dir, index, &name, &mut report, visit)?;
+        }
+        let skipped: Vec<String> =
+            indices.iter().filter(|(index, _)| index <= checkpoint_index).map(|(_, name)| name.clone()).collect();
+        if !skipped.is_empty() {
+            tracing::info!(count = skipped.len(), "wal segments covered by the checkpoint are not replayed");
+        }
+        indices.retain(|(index, _)| index > checkpoint_index);
+    }
     let mut renamed = false;
     // `previous`: the last segment read, by its name on disk; `next_index`: where the next one
     // goes once gaps are closed.
@@ -97,7 +128,9 @@ pub(super) fn replay(
             "wal replayed"
         );
     }
-    Ok((next_index.unwrap_or(0), report))
+    // New segments always come after the checkpoint, or a later replay would skip them.
+    let after_checkpoint = checkpoint.map_or(0, |(index, _)| index + 1);
+    Ok((next_index.unwrap_or(0).max(after_checkpoint), report))
 }
 
 fn lose(report: &mut ReplayReport, visit: &mut dyn FnMut(ReplayItem), corruption: CorruptionReport) {
@@ -112,6 +145,12 @@ fn lose(report: &mut ReplayReport, visit: &mut dyn FnMut(ReplayItem), corruption
     report.bytes_dropped += corruption.size;
     report.corruptions.push(corruption.clone());
     visit(ReplayItem::Corruption(corruption));
+}
+
+/// `N` of a finished checkpoint directory named `checkpoint.NNNNNNNN` (a `.tmp` one is unfinished).
+fn checkpoint_index(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("checkpoint.")?;
+    (digits.len() >= 8 && digits.bytes().all(|byte| byte.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
 }
 
 fn replay_segment(

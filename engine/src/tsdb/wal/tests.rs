@@ -646,3 +646,38 @@ fn prometheus_2_42_segment_decodes() {
     Wal::open(Arc::new(fs), Path::new(DIR), WalOptions::default(), &mut visit).unwrap();
     assert_eq!(replayed, records.len());
 }
+
+/// Prometheus' checkpoint: the newest `checkpoint.N/` is replayed first, segments up to N are
+/// skipped, an unfinished `.tmp` checkpoint is ignored, and new segments come after N.
+#[test]
+fn checkpoint_replays_first_and_covers_its_segments() {
+    let fs = MemFileSystem::default();
+    for id in [1_u64, 3, 4] {
+        let mut opened = open(&fs, Compression::Snappy);
+        opened.wal.log(&[&test_record(id)], true).unwrap();
+    }
+    // Segments 0, 1, 2 hold records 1, 3, 4. A checkpoint through segment 1 holds record 10.
+    let scratch = Path::new("/scratch");
+    let (mut writer, _) = Wal::open(Arc::new(fs.clone()), scratch, options(Compression::Snappy), &mut |_| {}).unwrap();
+    writer.log(&[&test_record(10)], true).unwrap();
+    drop(writer);
+    let checkpoint_bytes = fs.read(&scratch.join(segment_name(0))).unwrap();
+    write_to(&fs, &Path::new(DIR).join("checkpoint.00000001").join(segment_name(0)), &checkpoint_bytes);
+    write_to(&fs, &Path::new(DIR).join("checkpoint.00000002.tmp").join(segment_name(0)), &test_record(99));
+    let opened = open(&fs, Compression::Snappy);
+    assert_eq!(opened.ids, vec![10, 4], "checkpoint first, then the segments after it");
+    assert!(opened.corruptions.is_empty(), "{:?}", opened.corruptions);
+    drop(opened);
+    // Prometheus deletes the covered segments; with none left, new ones still follow N.
+    let fs = MemFileSystem::default();
+    write_to(&fs, &Path::new(DIR).join("checkpoint.00000005").join(segment_name(0)), &checkpoint_bytes);
+    let opened = open(&fs, Compression::Snappy);
+    assert_eq!(opened.ids, vec![10]);
+    assert_eq!(opened.wal.segment_index(), 6, "the first new segment comes after the checkpoint");
+}
+
+fn write_to(fs: &MemFileSystem, path: &Path, bytes: &[u8]) {
+    let mut file = fs.open_append(path).unwrap();
+    file.write_all(bytes).unwrap();
+    file.sync().unwrap();
+}
