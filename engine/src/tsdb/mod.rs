@@ -5,8 +5,11 @@
 //! (`head::append`); its commit encodes the WAL records on the caller's task and queues them for
 //! the WAL writer task (`commit`), which groups waiting commits into one write and one fsync and
 //! then applies them to the head in order. Read path: a querier plans postings for the matchers
-//! and streams series sorted by labels (`head::read`). Open: the WAL is replayed segment by
-//! segment into the head, repairing damage (`wal`), before the writer starts.
+//! and streams series sorted by labels (`head::read`), merged with the persistent blocks in the
+//! data directory (`block`: Prometheus' format, written by promtool, Prometheus or this engine).
+//! Open: the directory is locked, blocks are opened, the WAL (after Prometheus' checkpoint, if
+//! any) is replayed segment by segment into the head, repairing damage (`wal`), before the
+//! writer starts.
 //!
 //! Concurrency: [`Db`] is a cheap handle shared by scrape loops, the API and the writer; the head
 //! is sharded (see `head`), the WAL belongs to the writer task alone.
