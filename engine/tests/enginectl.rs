@@ -35,3 +35,55 @@ fn usage_errors_exit_2() {
     let output = Command::new(env!("CARGO_BIN_EXE_enginectl")).arg("frobnicate").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// `enginectl tsdb dump` prints exactly what `promtool tsdb dump` prints for blocks promtool
+/// wrote; `list` and `analyze` describe them. Runs when promtool is installed (required under
+/// `ENGINE_PEER_TESTS=1`).
+#[test]
+fn tsdb_dump_matches_promtool_on_promtool_blocks() {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert_ne!(std::env::var("ENGINE_PEER_TESTS").as_deref(), Ok("1"), "promtool is required");
+        eprintln!("skipped: promtool not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("enginectl-tsdb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from("# TYPE requests counter\n# TYPE temperature gauge\n");
+    for index in 0..400_i64 {
+        let time_s = 1_700_000_000 + index * 37; // Spans more than one 2 h block.
+        text.push_str(&format!("requests_total{{job=\"api\",code=\"200\"}} {} {time_s}\n", index * 1_000_003));
+        text.push_str(&format!("temperature{{room=\"a\"}} {} {time_s}\n", -0.00001 * index as f64 + 21.5));
+    }
+    text.push_str("# EOF\n");
+    std::fs::write(dir.join("input.om"), text).unwrap();
+    let data = dir.join("data");
+    let status = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(dir.join("input.om"))
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    std::fs::create_dir_all(data.join("wal")).unwrap(); // promtool's dump opens the directory as a database.
+    let run = |program: &str, command: &str| {
+        let output = Command::new(program).args(["tsdb", command]).arg(&data).output().unwrap();
+        assert!(output.status.success(), "{program} tsdb {command}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let ours = run(env!("CARGO_BIN_EXE_enginectl"), "dump");
+    let theirs = run("promtool", "dump");
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&ours).len(), 800);
+    assert_eq!(sorted(&ours), sorted(&theirs), "the same samples in the same notation");
+    let list = run(env!("CARGO_BIN_EXE_enginectl"), "list");
+    assert!(list.lines().count() >= 3, "a header and at least two blocks:\n{list}");
+    let analyze = run(env!("CARGO_BIN_EXE_enginectl"), "analyze");
+    assert!(analyze.contains("Total Series: 2") || analyze.contains("Total Series: 1"), "{analyze}");
+    assert!(analyze.contains("Highest cardinality labels:"), "{analyze}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
