@@ -6,11 +6,12 @@
 //! `ENGINE_PEER_TESTS=1`.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // Tests drive real processes, sockets and files.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,35 +20,13 @@ use engine::model::{Labels, Sample, STALE_NAN_BITS};
 use engine::storage::{collect_series, Querier};
 use engine::tsdb::block::{encode_chunks, write_block, Block, Ulid};
 
+use common::{free_port, peer, wait_for_body, Process};
+
 /// Deadline for a peer process to produce a wanted answer.
 const WAIT_S_MAX: u64 = 40;
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn peer(path: &str) -> Option<PathBuf> {
-    let path = Path::new(path);
-    if path.exists() {
-        return Some(path.to_path_buf());
-    }
-    if std::env::var("ENGINE_PEER_TESTS").as_deref() == Ok("1") {
-        panic!("ENGINE_PEER_TESTS=1 but {} is not installed (apt-get install prometheus)", path.display());
-    }
-    eprintln!("skipped: {} not installed (set ENGINE_PEER_TESTS=1 to require it)", path.display());
-    None
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-block-promtool-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("engine-block-promtool", name)
 }
 
 /// Runs a command with a time limit; returns stdout, panicking with stderr on failure.
@@ -249,15 +228,6 @@ fn promtool_reads_blocks_the_engine_wrote() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
-}
-
 /// Prometheus 2.42 starts on a data directory holding only a block this engine wrote and
 /// answers a query from it.
 #[test]
@@ -273,10 +243,11 @@ fn prometheus_serves_a_block_the_engine_wrote() {
     write_engine_block(&data, &series, start_ms, start_ms + 4 * 3_600_000);
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let _process = Process(
-        Command::new(&prometheus)
+    let port = free_port();
+    let log_path = dir.join("prometheus.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let process = Process {
+        child: Command::new(&prometheus)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg(format!("--storage.tsdb.path={}", data.display()))
@@ -284,28 +255,16 @@ fn prometheus_serves_a_block_the_engine_wrote() {
             .stderr(log)
             .spawn()
             .expect("start prometheus"),
-    );
+        log_path,
+    };
     // requests_total's sample at step 10 is 100 (10 * 10).
     let at_ms = start_ms + 10 * 15_000 + jitter_ms(10);
     let path =
         format!("/api/v1/query?query=requests_total%7Bjob%3D%22api%22%7D&time={}.{:03}", at_ms / 1000, at_ms % 1000);
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S_MAX);
-    let answer = loop {
-        if let Ok(body) = http_get(port, &path) {
-            if body.contains("\"result\":[{") {
-                break body;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer; log:\n{}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let answer = wait_for_body(port, &path, WAIT_S_MAX, &process, |body| body.contains("\"result\":[{"));
     assert!(answer.contains("\"instance\":\"a\""), "{answer}");
     assert!(answer.contains("\"100\"]"), "{answer}");
     eprintln!("prometheus answered {path}: {answer}");
-    drop(_process);
+    drop(process);
     let _ = std::fs::remove_dir_all(&dir);
 }

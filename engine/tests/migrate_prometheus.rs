@@ -6,11 +6,13 @@
 //! `ENGINE_PEER_TESTS=1`; loopback only, temporary directories.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // Tests drive real processes, sockets and files.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{free_port, peer, Process};
 
 /// Deadline for a process to produce a wanted answer.
 const WAIT_S_MAX: u64 = 60;
@@ -18,45 +20,12 @@ const WAIT_S_MAX: u64 = 60;
 /// Samples wanted in the window before a directory changes hands.
 const SAMPLE_COUNT_MIN: usize = 8;
 
-struct Process {
-    child: Child,
-    log_path: PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-}
-
 fn prometheus() -> Option<PathBuf> {
-    let path = Path::new("/usr/bin/prometheus");
-    if path.exists() {
-        return Some(path.to_path_buf());
-    }
-    if std::env::var("ENGINE_PEER_TESTS").as_deref() == Ok("1") {
-        panic!("ENGINE_PEER_TESTS=1 but prometheus is not installed (apt-get install prometheus)");
-    }
-    eprintln!("skipped: prometheus not installed (set ENGINE_PEER_TESTS=1 to require it)");
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    peer("/usr/bin/prometheus")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-migrate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("engine-migrate", name)
 }
 
 /// A config scraping `127.0.0.1:{port}` as job `job` every second, or nothing.
@@ -88,15 +57,10 @@ fn start(binary: &Path, dir: &Path, name: &str, port: u16, config: &Path) -> Pro
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    if response.get(9..12) != Some("200") {
-        return None;
+    match common::http_get(port, path) {
+        Ok((200, body)) => Some(body),
+        _ => None,
     }
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 /// A range query answer: labels (as JSON text) and `(timestamp, value)` points, sorted by labels.

@@ -5,13 +5,14 @@
 //! and is killed (SIGKILL) at the end of each test.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // Tests drive real processes, sockets and files.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{free_port, peer, wait_for_body, Process};
 use engine::io::RealFileSystem;
 use engine::model::{Labels, SeriesRef};
 use engine::tsdb::wal::{
@@ -21,36 +22,12 @@ use engine::tsdb::wal::{
 /// Deadline for Prometheus to produce a wanted answer.
 const WAIT_S_MAX: u64 = 40;
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill(); // SIGKILL: no clean shutdown, as after a crash.
-        let _ = self.0.wait();
-    }
-}
-
 fn prometheus() -> Option<PathBuf> {
-    let path = Path::new("/usr/bin/prometheus");
-    if path.exists() {
-        return Some(path.to_path_buf());
-    }
-    if std::env::var("ENGINE_PEER_TESTS").as_deref() == Ok("1") {
-        panic!("ENGINE_PEER_TESTS=1 but prometheus is not installed (apt-get install prometheus)");
-    }
-    eprintln!("skipped: prometheus not installed (set ENGINE_PEER_TESTS=1 to require it)");
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    peer("/usr/bin/prometheus")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("engine-wal-prometheus-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir("engine-wal-prometheus", name)
 }
 
 fn start_prometheus(binary: &Path, dir: &Path, port: u16, scrape_self: bool) -> Process {
@@ -62,7 +39,8 @@ fn start_prometheus(binary: &Path, dir: &Path, port: u16, scrape_self: bool) -> 
         ));
     }
     std::fs::write(&config, text).unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let log_path = dir.join("prometheus.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(binary)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -71,16 +49,7 @@ fn start_prometheus(binary: &Path, dir: &Path, port: u16, scrape_self: bool) -> 
         .stderr(log)
         .spawn()
         .expect("start prometheus");
-    Process(child)
-}
-
-fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+    Process { child, log_path }
 }
 
 fn now_ms() -> i64 {
@@ -126,20 +95,7 @@ fn prometheus_reads_the_engine_wal() {
     let port = free_port();
     let process = start_prometheus(&binary, &dir, port, false);
     let path = format!("/api/v1/query?query=engine_wal_written&time={:.3}", last_ms as f64 / 1000.0);
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S_MAX);
-    let answer = loop {
-        if let Ok(body) = http_get(port, &path) {
-            if body.contains("\"result\":[{") {
-                break body;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer; log:\n{}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let answer = wait_for_body(port, &path, WAIT_S_MAX, &process, |body| body.contains("\"result\":[{"));
     let json: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let result = &json["data"]["result"][0];
     assert_eq!(result["metric"]["job"], "engine", "{answer}");
@@ -173,9 +129,9 @@ fn engine_reads_the_prometheus_wal() {
     // Wait until some samples of `up` are in the WAL (a few scrapes), then kill without warning.
     loop {
         std::thread::sleep(Duration::from_millis(500));
-        let up_sample_count = http_get(port, "/api/v1/query?query=count_over_time(up[1m])")
+        let up_sample_count = common::http_get(port, "/api/v1/query?query=count_over_time(up[1m])")
             .ok()
-            .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
             .and_then(|json| json["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse::<u32>().ok()));
         if up_sample_count.is_some_and(|count| count >= 5) {
             break;
@@ -254,20 +210,7 @@ fn prometheus_starts_on_a_repaired_wal() {
     let process = start_prometheus(&binary, &dir, port, false);
     let path =
         format!("/api/v1/query?query=count_over_time(engine_wal_repaired%5B1h%5D)&time={:.3}", last_ms as f64 / 1000.0);
-    let deadline = Instant::now() + Duration::from_secs(WAIT_S_MAX);
-    let answer = loop {
-        if let Ok(body) = http_get(port, &path) {
-            if body.contains("\"result\":[{") {
-                break body;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no answer; log:\n{}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let answer = wait_for_body(port, &path, WAIT_S_MAX, &process, |body| body.contains("\"result\":[{"));
     drop(process);
     let json: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(json["data"]["result"][0]["value"][1], sample_count.to_string().as_str(), "{answer}");
