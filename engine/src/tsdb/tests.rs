@@ -498,3 +498,25 @@ async fn blocks_in_the_data_directory_are_served_with_the_head() {
     assert!(fs.paths().iter().all(|path| !path.starts_with("/db/01ARZ3NDEKTSV4RRFFQ69G5FAV.tmp")), "leftover removed");
     assert!(fs.paths().iter().any(|path| path.starts_with("/db/01BX5ZZKBKACTAV9WEVGEMMVRZ")), "broken block kept");
 }
+
+/// `interval:<dur>`: a commit returns before its fsync; the timer syncs it, after which a power
+/// loss keeps it.
+#[tokio::test]
+async fn interval_sync_policy_syncs_on_its_timer() {
+    let fs = MemFs::default();
+    let options =
+        || DbOptions { sync_policy: commit::SyncPolicy::Interval { interval_ms: 20 }, ..DbOptions::default() };
+    let db = open(&fs, options());
+    fill(&db, 0, 5).await;
+    let fsyncs_at_commit = db.stats().wal_fsyncs_total;
+    assert!(fsyncs_at_commit <= 1, "commits do not wait for an fsync each: {fsyncs_at_commit}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db.stats().wal_fsyncs_total == fsyncs_at_commit {
+        assert!(tokio::time::Instant::now() < deadline, "the timer never synced");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let before = everything(&db);
+    drop(db);
+    fs.crash();
+    assert_eq!(everything(&open(&fs, options())), before, "synced by the timer, so it survives");
+}
