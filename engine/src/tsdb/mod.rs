@@ -205,21 +205,6 @@ fn open_blocks(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Vec<block::Block>
     Ok(blocks)
 }
 
-/// Removes every file in `dir` (missing is fine).
-fn clear_dir(fs: &dyn FileSystem, dir: &Path) -> Result<(), TsdbError> {
-    let names = match fs.list_dir(dir) {
-        Ok(names) => names,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(TsdbError::Io { context: format!("list {}", dir.display()), source }),
-    };
-    for name in names {
-        let path = dir.join(&name);
-        fs.remove_file(&path)
-            .map_err(|source| TsdbError::Io { context: format!("remove {}", path.display()), source })?;
-    }
-    Ok(())
-}
-
 /// What replay tallied.
 #[derive(Default)]
 struct ReplayTally {
@@ -337,7 +322,12 @@ impl Db {
         // Full chunks live in `chunks_head/`. The WAL is never truncated yet (no blocks), so it
         // alone is the source of truth: old chunk files are removed and rewritten by replay.
         let chunks_dir = dir.join("chunks_head");
-        clear_dir(fs.as_ref(), &chunks_dir)?;
+        match fs.remove_dir_all(&chunks_dir) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(TsdbError::Io { context: format!("remove {}", chunks_dir.display()), source });
+            }
+            _ => {}
+        }
         let chunk_io = |source: chunks_head::ChunksHeadError| TsdbError::ChunksHead { source };
         let mut chunk_writer = chunks_head::HeadChunkWriter::open(fs.clone(), &chunks_dir).map_err(chunk_io)?;
         let chunk_reader = chunks_head::HeadChunkReader::open(fs.clone(), &chunks_dir).map_err(chunk_io)?;

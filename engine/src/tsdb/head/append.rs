@@ -83,13 +83,15 @@ impl Appender for HeadAppender {
         let unknown = || AppendError::UnknownSeriesRef { series_ref: series_ref.0 };
         let head_ref = u32::try_from(series_ref.0).map_err(|_| unknown())?;
         let (head_last, logged) = self.head.append_state(head_ref).ok_or_else(unknown)?;
-        let last = self.batch_last.get(&head_ref).copied().or(head_last);
-        match appendability(last, timestamp_ms, value) {
+        let batch_last = self.batch_last.get(&head_ref).copied();
+        match appendability(batch_last.or(head_last), timestamp_ms, value) {
             Appendability::Append => {}
             Appendability::Duplicate => return Ok(()),
             verdict => return Err(self.rejected(head_ref, verdict, timestamp_ms)),
         }
-        if !logged && !self.series_to_log.contains(&head_ref) {
+        // The first accepted sample of an unlogged series brings its series record along (a
+        // lookup in `batch_last`, not a scan of `series_to_log`: a scrape may create 200,000).
+        if !logged && batch_last.is_none() {
             self.series_to_log.push(head_ref);
         }
         self.batch_last.insert(head_ref, (timestamp_ms, value.to_bits()));

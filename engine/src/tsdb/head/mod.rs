@@ -303,7 +303,7 @@ impl Head {
                 Ok(disk_ref) => {
                     self.with_series_mut(chunk.series_ref, |series| {
                         if let Some(closed) =
-                            series.closed.iter_mut().find(|closed| closed.min_time_ms == chunk.min_time_ms)
+                            series.closed.iter_mut().rev().find(|closed| closed.min_time_ms == chunk.min_time_ms)
                         {
                             closed.location = ChunkLocation::Disk(disk_ref);
                         }
