@@ -139,6 +139,67 @@ impl SelfMetrics {
             "Number of currently loaded data blocks.",
             db.block_count as f64,
         );
+        let compaction = &db.compaction;
+        float(
+            "prometheus_tsdb_compactions_total",
+            "counter",
+            "Total number of compactions that were executed for the partition.",
+            compaction.head_compactions_total as f64,
+        );
+        float(
+            "prometheus_tsdb_compactions_failed_total",
+            "counter",
+            "Total number of compactions that failed for the partition.",
+            compaction.compactions_failed_total as f64,
+        );
+        float(
+            "prometheus_tsdb_head_truncations_total",
+            "counter",
+            "Total number of head truncations attempted.",
+            compaction.head_truncations_total as f64,
+        );
+        float(
+            "prometheus_tsdb_checkpoint_creations_total",
+            "counter",
+            "Total number of checkpoint creations attempted.",
+            compaction.checkpoint_creations_total as f64,
+        );
+        float(
+            "prometheus_tsdb_checkpoint_creations_failed_total",
+            "counter",
+            "Total number of checkpoint creations that failed.",
+            compaction.checkpoint_creations_failed_total as f64,
+        );
+        float(
+            "prometheus_tsdb_head_series_removed_total",
+            "counter",
+            "Total number of series removed in the head",
+            db.series_removed_total as f64,
+        );
+        float(
+            "prometheus_tsdb_head_chunks_removed_total",
+            "counter",
+            "Total number of chunks removed in the head",
+            db.chunks_removed_total as f64,
+        );
+        float(
+            "prometheus_tsdb_out_of_bound_samples_total",
+            "counter",
+            "Total number of out of bound samples ingestion failed attempts.",
+            db.out_of_bounds_samples_total as f64,
+        );
+        float(
+            "engine_tsdb_wal_segments_deleted_total",
+            "counter",
+            "WAL segments deleted after a checkpoint covered them.",
+            compaction.wal_segments_deleted_total as f64,
+        );
+        float(
+            "engine_tsdb_head_chunk_files_deleted_total",
+            "counter",
+            "Head chunk files deleted after the head was truncated past them.",
+            compaction.chunk_files_deleted_total as f64,
+        );
         float(
             "engine_tsdb_head_chunks_offloaded_total",
             "counter",

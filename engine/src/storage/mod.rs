@@ -38,6 +38,16 @@ pub enum AppendError {
         /// Newest stored timestamp.
         last_timestamp_ms: i64,
     },
+    /// Older than the oldest timestamp the store accepts (that range is persisted in a block).
+    #[error("out of bounds sample for {labels}: {timestamp_ms} is before {min_valid_ms}, the end of the newest block")]
+    OutOfBounds {
+        /// Series.
+        labels: String,
+        /// Rejected timestamp.
+        timestamp_ms: i64,
+        /// Oldest accepted timestamp.
+        min_valid_ms: i64,
+    },
     /// Same timestamp as the newest sample, different value.
     #[error("duplicate sample for timestamp {timestamp_ms} with a different value for {labels}")]
     DuplicateTimestamp {

@@ -230,6 +230,9 @@ pub struct HeadChunkWriter {
     dir_sync_pending: bool,
     /// Reused encoding buffer.
     record: Vec<u8>,
+    /// Newest chunk end written to each file, so whole files can go once the head is truncated
+    /// past them (bounded by the files on disk).
+    file_max_time_ms: std::collections::BTreeMap<u32, i64>,
 }
 
 impl HeadChunkWriter {
@@ -261,6 +264,7 @@ impl HeadChunkWriter {
             file: None,
             dir_sync_pending: false,
             record: Vec::new(),
+            file_max_time_ms: std::collections::BTreeMap::new(),
         })
     }
 
@@ -307,7 +311,34 @@ impl HeadChunkWriter {
             return Err(ChunksHeadError::Io { context: format!("write head chunk to {}", path.display()), source });
         }
         self.file_size += size;
+        let file_max_ms = self.file_max_time_ms.entry(self.file_index).or_insert(max_time_ms);
+        *file_max_ms = (*file_max_ms).max(max_time_ms);
         Ok(ChunkDiskRef::new(self.file_index, offset as u32))
+    }
+
+    /// Removes the files written by this writer, other than the open one, whose chunks all end
+    /// before `before_ms`; returns their indices. A file that cannot be removed is kept and
+    /// retried next time.
+    pub fn remove_files_before(&mut self, before_ms: i64) -> Vec<u32> {
+        let open_index = self.file.as_ref().map(|_| self.file_index);
+        let candidates: Vec<u32> = self
+            .file_max_time_ms
+            .iter()
+            .filter(|&(&index, &max_ms)| max_ms < before_ms && Some(index) != open_index)
+            .map(|(&index, _)| index)
+            .collect();
+        let mut removed = Vec::new();
+        for index in candidates {
+            let path = file_path(&self.dir, index);
+            match self.fs.remove_file(&path) {
+                Ok(()) => {
+                    self.file_max_time_ms.remove(&index);
+                    removed.push(index);
+                }
+                Err(error) => tracing::warn!(%error, file = %path.display(), "remove head chunk file; retrying later"),
+            }
+        }
+        removed
     }
 
     /// Makes every chunk written so far durable.

@@ -72,6 +72,26 @@ pub(crate) struct CommitRequest {
     pub(crate) samples: Vec<RefSample>,
     /// Where the outcome goes.
     pub(crate) reply: oneshot::Sender<Result<CommitStats, StorageError>>,
+    /// The batch's holds on its series; released when the request is dropped (after apply).
+    pub(crate) _holds: super::head::append::SeriesHolds,
+}
+
+/// What the WAL writer task is asked to do, in queue order.
+pub(crate) enum WriterRequest {
+    /// Make a commit durable, then visible.
+    Commit(CommitRequest),
+    /// Close the current segment and start a new one (before a checkpoint, so the segments it
+    /// covers are closed); replies with the new segment's index.
+    RollSegment(oneshot::Sender<Result<u32, WalError>>),
+    /// Replies once every commit queued before it has been applied.
+    Barrier(oneshot::Sender<()>),
+    /// Removes head-chunk files whose chunks all end before `before_ms`; replies with the count.
+    RemoveChunkFiles {
+        /// Exclusive bound, ms.
+        before_ms: i64,
+        /// Files removed.
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 impl CommitRequest {
@@ -99,12 +119,14 @@ pub(crate) struct CommitCounters {
 pub(crate) struct Writer {
     pub(crate) wal: Wal,
     pub(crate) head: Arc<Head>,
-    pub(crate) receiver: mpsc::Receiver<CommitRequest>,
+    pub(crate) receiver: mpsc::Receiver<WriterRequest>,
     pub(crate) policy: SyncPolicy,
     pub(crate) observer: Option<CommitObserver>,
     pub(crate) counters: Arc<CommitCounters>,
     /// Where the head's full chunks go once their samples are applied.
     pub(crate) chunk_writer: super::chunks_head::HeadChunkWriter,
+    /// Woken when the head has become compactable (the compactor task waits on it).
+    pub(crate) compact_trigger: Arc<tokio::sync::Notify>,
 }
 
 impl Writer {
@@ -119,37 +141,79 @@ impl Writer {
             SyncPolicy::Commit | SyncPolicy::Segment => None,
         };
         let mut unsynced = false;
+        // A control request found while gathering a group waits until the group is written.
+        let mut deferred: Option<WriterRequest> = None;
         loop {
-            let first = match ticker.as_mut() {
-                Some(ticker) => tokio::select! {
-                    biased;
-                    request = self.receiver.recv() => request,
-                    _ = ticker.tick() => {
-                        if unsynced {
-                            self.sync();
-                            unsynced = false;
+            let next = match deferred.take() {
+                Some(request) => Some(request),
+                None => match ticker.as_mut() {
+                    Some(ticker) => tokio::select! {
+                        biased;
+                        request = self.receiver.recv() => request,
+                        _ = ticker.tick() => {
+                            if unsynced {
+                                self.sync();
+                                unsynced = false;
+                            }
+                            continue;
                         }
-                        continue;
-                    }
+                    },
+                    None => self.receiver.recv().await,
                 },
-                None => self.receiver.recv().await,
             };
-            let Some(first) = first else { break };
+            let Some(next) = next else { break };
+            let first = match next {
+                WriterRequest::Commit(first) => first,
+                control => {
+                    self.serve_control(control);
+                    continue;
+                }
+            };
             let mut size = first.size();
             let mut group = vec![first];
             while group.len() < GROUP_COMMIT_COUNT_MAX && size < GROUP_COMMIT_SIZE_MAX {
                 match self.receiver.try_recv() {
-                    Ok(request) => {
+                    Ok(WriterRequest::Commit(request)) => {
                         size += request.size();
                         group.push(request);
+                    }
+                    Ok(control) => {
+                        deferred = Some(control);
+                        break;
                     }
                     Err(_) => break,
                 }
             }
             unsynced |= self.write_group(group) && self.policy != SyncPolicy::Commit;
+            if self.head.compactable_range().is_some() {
+                self.compact_trigger.notify_one();
+            }
         }
         if unsynced {
             self.sync();
+        }
+    }
+
+    fn serve_control(&mut self, request: WriterRequest) {
+        match request {
+            WriterRequest::Commit(_) => unreachable!("commits are grouped by the caller"),
+            WriterRequest::RollSegment(reply) => {
+                let result = self.wal.roll_segment();
+                self.counters.wal_segment_index.store(u64::from(self.wal.segment_index()), Ordering::Relaxed);
+                let _ = reply.send(result);
+            }
+            WriterRequest::Barrier(reply) => {
+                let _ = reply.send(());
+            }
+            WriterRequest::RemoveChunkFiles { before_ms, reply } => {
+                let removed = self.chunk_writer.remove_files_before(before_ms);
+                if let Some(reader) = self.head.chunk_reader() {
+                    for &index in &removed {
+                        reader.forget(index);
+                    }
+                }
+                let _ = reply.send(removed.len());
+            }
         }
     }
 

@@ -21,6 +21,8 @@ pub mod chunks_head;
 pub mod commit;
 pub mod head;
 pub mod index;
+mod persist;
+pub use persist::CompactionCounts;
 pub mod postings;
 pub mod symbols;
 pub mod wal;
@@ -31,17 +33,17 @@ mod tests;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 
-use crate::io::{FileSystem, Spawner};
+use crate::io::{Clock, FileSystem, Spawner};
 use crate::limits::{
     BLOCK_RANGE_MS_DEFAULT, CHUNK_SAMPLE_COUNT_MAX_DEFAULT, COMMIT_QUEUE_CAPACITY, SERIES_COUNT_MAX_DEFAULT,
 };
 use crate::model::{Labels, Sample};
 use crate::storage::{Appendable, Appender, Querier, Queryable, StorageError};
-use commit::{CommitCounters, CommitRequest, SyncPolicy, Writer};
+use commit::{CommitCounters, SyncPolicy, Writer, WriterRequest};
 use head::{Appendability, Head, HeadOptions, Replayed};
 use wal::{Record, ReplayItem, Wal, WalOptions};
 
@@ -66,6 +68,16 @@ pub struct DbOptions {
     pub no_lockfile: bool,
     /// Optional commit hook.
     pub commit_observer: Option<CommitObserver>,
+    /// Wall clock for the time part of new block ids; without one, a block's id carries its
+    /// own end time (deterministic, still sortable).
+    pub clock: Option<Arc<dyn Clock>>,
+    /// Seed of the random part of new block ids.
+    pub seed: u64,
+    /// How often the compactor checks the head even when no commit woke it, ms (Prometheus: 1 m).
+    pub compaction_interval_ms: u64,
+    /// Run the compactor task (Prometheus' compactions can be disabled the same way); without
+    /// it only [`Db::compact_head`] persists the head.
+    pub background_compaction: bool,
 }
 
 impl Default for DbOptions {
@@ -78,6 +90,10 @@ impl Default for DbOptions {
             series_count_max: SERIES_COUNT_MAX_DEFAULT,
             no_lockfile: false,
             commit_observer: None,
+            clock: None,
+            seed: 0,
+            compaction_interval_ms: 60_000,
+            background_compaction: true,
         }
     }
 }
@@ -129,6 +145,17 @@ pub struct DbStats {
     pub wal_unknown_series_samples_total: u64,
     /// False after a failed WAL write until one succeeds again.
     pub ready_for_writes: bool,
+    /// Samples refused because their range is already persisted in a block (replay's skips
+    /// included).
+    pub out_of_bounds_samples_total: u64,
+    /// Series removed from the head by truncation.
+    pub series_removed_total: u64,
+    /// Chunks removed from the head by truncation.
+    pub chunks_removed_total: u64,
+    /// Samples skipped at replay because a block holds their range.
+    pub wal_samples_skipped_persisted: u64,
+    /// Compaction and truncation counters.
+    pub compaction: persist::CompactionCounts,
 }
 
 /// Storage failures.
@@ -216,6 +243,8 @@ struct ReplayTally {
     newest_before_damage_ms: Option<i64>,
     damage_pending: bool,
     newest_ms: Option<i64>,
+    /// Samples whose range a block already holds.
+    skipped_persisted: u64,
 }
 
 impl ReplayTally {
@@ -264,6 +293,7 @@ impl ReplayTally {
                             self.samples_replayed += 1;
                             self.newest_ms = self.newest_ms.max(Some(sample.timestamp_ms));
                         }
+                        Some(Appendability::OutOfBounds { .. }) => self.skipped_persisted += 1,
                         Some(_) => {}
                     }
                 }
@@ -284,14 +314,19 @@ impl ReplayTally {
 }
 
 struct Inner {
-    /// Persistent blocks, oldest first.
-    blocks: Vec<block::Block>,
+    fs: Arc<dyn FileSystem>,
+    dir: std::path::PathBuf,
+    options: DbOptions,
+    /// Persistent blocks, oldest first; queries take the current list.
+    blocks: RwLock<Arc<Vec<block::Block>>>,
     /// Held for the database's life; `None` with `no_lockfile`.
     _lock: Option<Box<dyn crate::io::FileLock>>,
     head: Arc<Head>,
-    queue: mpsc::Sender<CommitRequest>,
+    queue: mpsc::Sender<WriterRequest>,
     counters: Arc<CommitCounters>,
     replay: DbStats,
+    /// Head persistence, truncation and their counters.
+    persist: persist::PersistState,
 }
 
 /// The database: a cheap, cloneable handle.
@@ -339,8 +374,13 @@ impl Db {
             })
             .with_chunk_reader(chunk_reader),
         );
+        // Samples older than the newest block's end are in that block already (Prometheus'
+        // `minValidTime`): replay skips them and appends refuse them.
+        if let Some(newest_end_ms) = blocks.iter().map(|opened| opened.meta().max_time_ms).max() {
+            head.raise_min_valid_ms(newest_end_ms);
+        }
         let mut tally = ReplayTally::default();
-        let (wal, report) = Wal::open(fs, &dir.join("wal"), options.wal, &mut |item| {
+        let (wal, report) = Wal::open(fs.clone(), &dir.join("wal"), options.wal, &mut |item| {
             tally.apply(&head, item);
             // Replay writes full chunks out as it goes: its memory stays that of the open chunks.
             head.offload(&mut chunk_writer);
@@ -354,23 +394,56 @@ impl Db {
             wal_corruptions_repaired_total: report.corruptions.len() as u64,
             wal_bytes_truncated_total: report.bytes_dropped,
             wal_unknown_series_samples_total: tally.unknown_series_samples,
+            wal_samples_skipped_persisted: tally.skipped_persisted,
             ..DbStats::default()
         };
         let counters = Arc::new(CommitCounters::default());
         counters.ready_for_writes.store(true, Ordering::Relaxed);
         counters.wal_segment_index.store(u64::from(wal.segment_index()), Ordering::Relaxed);
         let (queue, receiver) = mpsc::channel(COMMIT_QUEUE_CAPACITY);
+        let compact_trigger = Arc::new(tokio::sync::Notify::new());
         let writer = Writer {
             wal,
             head: head.clone(),
             receiver,
             policy: options.sync_policy,
-            observer: options.commit_observer,
+            observer: options.commit_observer.clone(),
             counters: counters.clone(),
             chunk_writer,
+            compact_trigger: compact_trigger.clone(),
         };
         spawner.spawn("tsdb-wal-writer", Box::pin(writer.run()));
-        Ok(Db(Arc::new(Inner { blocks, _lock: lock, head, queue, counters, replay })))
+        if head.compactable_range().is_some() {
+            compact_trigger.notify_one();
+        }
+        let inner = Arc::new(Inner {
+            fs,
+            dir: dir.to_path_buf(),
+            options,
+            blocks: RwLock::new(Arc::new(blocks)),
+            _lock: lock,
+            head,
+            queue,
+            counters,
+            replay,
+            persist: persist::PersistState::new(compact_trigger),
+        });
+        if inner.options.background_compaction {
+            spawner.spawn("tsdb-compactor", Box::pin(persist::run_compactor(Arc::downgrade(&inner))));
+        }
+        Ok(Db(inner))
+    }
+
+    /// The blocks served now, oldest first.
+    fn blocks(&self) -> Arc<Vec<block::Block>> {
+        self.0.blocks.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Persists the head's oldest ranges into blocks while it spans more than 1.5 block ranges,
+    /// truncates the head and the WAL behind them; returns the blocks written. The compactor task
+    /// does this on its own; this is for tests and tools.
+    pub async fn compact_head(&self) -> Result<Vec<block::BlockMeta>, TsdbError> {
+        persist::compact_head(&self.0).await
     }
 
     /// Current statistics.
@@ -383,7 +456,7 @@ impl Db {
             series_created_total: load(&head_counters.series_created_total),
             series_limit_refusals_total: load(&head_counters.series_limit_refusals_total),
             chunk_count: head.chunk_count(),
-            block_count: self.0.blocks.len() as u64,
+            block_count: self.blocks().len() as u64,
             chunks_offloaded_total: load(&head_counters.chunks_offloaded_total),
             chunk_offload_failures_total: load(&head_counters.chunk_offload_failures_total),
             time_range_ms: head.time_range_ms(),
@@ -396,6 +469,10 @@ impl Db {
             wal_fsync_duration_seconds_total: load(&counters.wal_fsync_duration_ns_total) as f64 / 1e9,
             wal_segment_index: load(&counters.wal_segment_index) as u32,
             ready_for_writes: counters.ready_for_writes.load(Ordering::Relaxed),
+            out_of_bounds_samples_total: load(&head_counters.out_of_bounds_samples_total),
+            series_removed_total: load(&head_counters.series_removed_total),
+            chunks_removed_total: load(&head_counters.chunks_removed_total),
+            compaction: self.0.persist.counts(),
             ..replay.clone()
         }
     }
@@ -410,22 +487,26 @@ impl Appendable for Db {
 impl Queryable for Db {
     /// The head and every block overlapping the range, merged (the head first).
     fn querier(&self, min_time_ms: i64, max_time_ms: i64) -> Result<Box<dyn Querier>, StorageError> {
+        // The reader token first, then the blocks: head truncation waits for every querier that
+        // may predate the block it just added, so no querier misses a range.
+        let token = self.0.persist.reader_token();
         let head: Box<dyn Querier> =
             Box::new(head::read::HeadQuerier::new(self.0.head.clone(), min_time_ms, max_time_ms));
-        let overlapping: Vec<&block::Block> = self
-            .0
-            .blocks
+        let blocks = self.blocks();
+        let overlapping: Vec<&block::Block> = blocks
             .iter()
             .filter(|opened| opened.meta().min_time_ms <= max_time_ms && opened.meta().max_time_ms > min_time_ms)
             .collect();
-        if overlapping.is_empty() {
-            return Ok(head);
-        }
-        let mut sources = vec![head];
-        for opened in overlapping {
-            sources.push(Box::new(opened.querier(min_time_ms, max_time_ms)));
-        }
-        Ok(Box::new(crate::storage::merge::MergeQuerier::new(sources)))
+        let merged: Box<dyn Querier> = if overlapping.is_empty() {
+            head
+        } else {
+            let mut sources = vec![head];
+            for opened in overlapping {
+                sources.push(Box::new(opened.querier(min_time_ms, max_time_ms)));
+            }
+            Box::new(crate::storage::merge::MergeQuerier::new(sources))
+        };
+        Ok(Box::new(persist::TrackedQuerier { inner: merged, _token: token }))
     }
 }
 

@@ -69,6 +69,35 @@ impl Postings {
         remove_sorted(&mut self.all, series_ref);
     }
 
+    /// Removes many series at once (head truncation): each touched list is filtered once, so
+    /// removing `n` series from lists of length `m` costs `O(m + n log n)`, not `O(n * m)`.
+    /// `removed` holds `(series ref, label pairs)`.
+    pub fn remove_many(&mut self, removed: &[(u32, Box<[u32]>)]) {
+        // Lookup only; never iterated into output.
+        let mut by_pair: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
+        for (series_ref, label_ids) in removed {
+            for pair in label_ids.chunks_exact(2) {
+                by_pair.entry((pair[0], pair[1])).or_default().push(*series_ref);
+            }
+        }
+        for ((name_id, value_id), mut refs) in by_pair {
+            refs.sort_unstable();
+            let Some(values) = self.by_name.get_mut(&name_id) else { continue };
+            if let Some(list) = values.get_mut(&value_id) {
+                *list = subtract(list, &refs);
+                if list.is_empty() {
+                    values.remove(&value_id);
+                }
+            }
+            if values.is_empty() {
+                self.by_name.remove(&name_id);
+            }
+        }
+        let mut all_removed: Vec<u32> = removed.iter().map(|(series_ref, _)| *series_ref).collect();
+        all_removed.sort_unstable();
+        self.all = subtract(&self.all, &all_removed);
+    }
+
     /// Every series.
     pub fn all(&self) -> &[u32] {
         &self.all

@@ -6,8 +6,13 @@
 //!
 //! A series created by a commit that then failed stays in the head without samples; its series
 //! record is logged by the next commit that uses it (the `logged` flag), so a later sample never
-//! replays under an unknown reference. Concurrency: one task per appender; the head's locks are
-//! taken per call and never across an `.await`.
+//! replays under an unknown reference.
+//!
+//! Every series the batch touches is held (its hold count raised) from its first sample until
+//! the commit is applied or the appender dropped, so head truncation never removes a series a
+//! commit in flight still needs. Samples older than the head's `min_valid_ms` (the end of the
+//! newest persisted block) are refused as out of bounds. Concurrency: one task per appender; the
+//! head's locks are taken per call and never across an `.await`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,23 +23,49 @@ use super::{appendability, Appendability, Head};
 use crate::limits::WAL_RECORD_SAMPLE_COUNT_MAX;
 use crate::model::{Labels, SeriesRef, METRIC_NAME_LABEL};
 use crate::storage::{AppendError, Appender, CommitFuture, CommitStats, StorageError};
-use crate::tsdb::commit::CommitRequest;
+use crate::tsdb::commit::{CommitRequest, WriterRequest};
 use crate::tsdb::wal::{self, RefSample};
+
+/// Holds on series, released when dropped: by the WAL writer once the commit is applied, or
+/// with the appender on rollback or when the commit is abandoned.
+pub(crate) struct SeriesHolds {
+    head: Arc<Head>,
+    /// One entry per hold (a series may appear more than once).
+    refs: Vec<u32>,
+}
+
+impl Drop for SeriesHolds {
+    fn drop(&mut self) {
+        self.head.release(&self.refs);
+    }
+}
 
 /// A batch for the head.
 pub struct HeadAppender {
     head: Arc<Head>,
-    queue: mpsc::Sender<CommitRequest>,
+    queue: mpsc::Sender<WriterRequest>,
     samples: Vec<RefSample>,
     /// Series whose record this batch logs.
     series_to_log: Vec<u32>,
     // Newest sample per series within this batch; lookup only, never iterated.
     batch_last: HashMap<u32, (i64, u64)>,
+    holds: SeriesHolds,
+    /// The head's lower bound when the batch began.
+    min_valid_ms: i64,
 }
 
 impl HeadAppender {
-    pub(crate) fn new(head: Arc<Head>, queue: mpsc::Sender<CommitRequest>) -> Self {
-        HeadAppender { head, queue, samples: Vec::new(), series_to_log: Vec::new(), batch_last: HashMap::new() }
+    pub(crate) fn new(head: Arc<Head>, queue: mpsc::Sender<WriterRequest>) -> Self {
+        let min_valid_ms = head.min_valid_ms();
+        HeadAppender {
+            holds: SeriesHolds { head: head.clone(), refs: Vec::new() },
+            head,
+            queue,
+            samples: Vec::new(),
+            series_to_log: Vec::new(),
+            batch_last: HashMap::new(),
+            min_valid_ms,
+        }
     }
 
     fn rejected(&self, series_ref: u32, verdict: Appendability, timestamp_ms: i64) -> AppendError {
@@ -42,6 +73,9 @@ impl HeadAppender {
         match verdict {
             Appendability::OutOfOrder { last_timestamp_ms } => {
                 AppendError::OutOfOrder { labels, timestamp_ms, last_timestamp_ms }
+            }
+            Appendability::OutOfBounds { min_valid_ms } => {
+                AppendError::OutOfBounds { labels, timestamp_ms, min_valid_ms }
             }
             _ => AppendError::DuplicateTimestamp { labels, timestamp_ms },
         }
@@ -73,17 +107,42 @@ impl Appender for HeadAppender {
             }
         }
         validate(labels)?;
-        let (found, _created) = self.head.get_or_create(labels)?;
-        let found = SeriesRef(u64::from(found));
-        self.append_by_ref(found, timestamp_ms, value)?;
-        Ok(found)
+        // A series found idle may be collected by head truncation before `append_by_ref` holds
+        // it; the second lookup then creates it afresh (held from creation, so it cannot vanish).
+        for _attempt in 0..2 {
+            let (found, created) = self.head.get_or_create_held(labels)?;
+            if created {
+                self.holds.refs.push(found);
+            }
+            let found = SeriesRef(u64::from(found));
+            match self.append_by_ref(found, timestamp_ms, value) {
+                Err(AppendError::UnknownSeriesRef { .. }) => continue,
+                other => return other.map(|()| found),
+            }
+        }
+        Err(AppendError::UnknownSeriesRef { series_ref: 0 })
     }
 
     fn append_by_ref(&mut self, series_ref: SeriesRef, timestamp_ms: i64, value: f64) -> Result<(), AppendError> {
         let unknown = || AppendError::UnknownSeriesRef { series_ref: series_ref.0 };
         let head_ref = u32::try_from(series_ref.0).map_err(|_| unknown())?;
-        let (head_last, logged) = self.head.append_state(head_ref).ok_or_else(unknown)?;
+        if timestamp_ms < self.min_valid_ms {
+            let verdict = Appendability::OutOfBounds { min_valid_ms: self.min_valid_ms };
+            return Err(self.rejected(head_ref, verdict, timestamp_ms));
+        }
         let batch_last = self.batch_last.get(&head_ref).copied();
+        // The first sample of a series in this batch takes a hold on it (already held after).
+        let (head_last, logged) = match batch_last {
+            Some(_) => self.head.append_state(head_ref),
+            None => {
+                let state = self.head.hold(head_ref);
+                if state.is_some() {
+                    self.holds.refs.push(head_ref);
+                }
+                state
+            }
+        }
+        .ok_or_else(unknown)?;
         match appendability(batch_last.or(head_last), timestamp_ms, value) {
             Appendability::Append => {}
             Appendability::Duplicate => return Ok(()),
@@ -100,7 +159,7 @@ impl Appender for HeadAppender {
     }
 
     fn commit(self: Box<Self>) -> CommitFuture {
-        let HeadAppender { head, queue, samples, series_to_log, .. } = *self;
+        let HeadAppender { head, queue, samples, series_to_log, holds, .. } = *self;
         if samples.is_empty() && series_to_log.is_empty() {
             return Box::pin(async { Ok(CommitStats::default()) });
         }
@@ -128,8 +187,8 @@ impl Appender for HeadAppender {
         Box::pin(async move {
             let closed = || StorageError::NotReady { reason: "storage is shut down".to_string() };
             let (reply, replied) = oneshot::channel();
-            let request = CommitRequest { records, new_series: series_to_log, samples, reply };
-            queue.send(request).await.map_err(|_| closed())?;
+            let request = CommitRequest { records, new_series: series_to_log, samples, reply, _holds: holds };
+            queue.send(WriterRequest::Commit(request)).await.map_err(|_| closed())?;
             replied.await.map_err(|_| closed())?
         })
     }

@@ -24,7 +24,7 @@ pub mod read;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::chunk::XorChunk;
@@ -50,6 +50,11 @@ pub enum Appendability {
     },
     /// Same timestamp, different value.
     DuplicateTimestamp,
+    /// Older than the head's lower bound: that range is persisted in a block already.
+    OutOfBounds {
+        /// The oldest timestamp the head accepts.
+        min_valid_ms: i64,
+    },
 }
 
 /// Checks `(timestamp_ms, value)` against the newest sample `last`.
@@ -115,6 +120,9 @@ pub(crate) struct MemSeries {
     pub(crate) last: Option<(i64, u64)>,
     /// The series record is durable in the WAL.
     pub(crate) logged: bool,
+    /// Appenders holding this series for a commit in progress; garbage collection skips a series
+    /// while it is non-zero (Prometheus' `pendingCommit`), so no commit applies to a removed series.
+    pub(crate) holds: AtomicU32,
 }
 
 impl MemSeries {
@@ -186,6 +194,26 @@ impl HashShard {
         self.unique.get(&hash).copied().into_iter().chain(self.conflicts.get(&hash).into_iter().flatten().copied())
     }
 
+    fn remove(&mut self, hash: u64, series_ref: u32) {
+        if self.unique.get(&hash) == Some(&series_ref) {
+            self.unique.remove(&hash);
+            // Promote a colliding series, if any, so `unique` stays the first place looked.
+            if let Some(others) = self.conflicts.get_mut(&hash) {
+                if let Some(promoted) = others.pop() {
+                    self.unique.insert(hash, promoted);
+                }
+                if others.is_empty() {
+                    self.conflicts.remove(&hash);
+                }
+            }
+        } else if let Some(others) = self.conflicts.get_mut(&hash) {
+            others.retain(|&other| other != series_ref);
+            if others.is_empty() {
+                self.conflicts.remove(&hash);
+            }
+        }
+    }
+
     fn insert(&mut self, hash: u64, series_ref: u32) {
         match self.unique.entry(hash) {
             std::collections::hash_map::Entry::Occupied(_) => self.conflicts.entry(hash).or_default().push(series_ref),
@@ -205,6 +233,9 @@ pub(crate) struct HeadCounters {
     pub(crate) series_limit_refusals_total: AtomicU64,
     pub(crate) chunks_offloaded_total: AtomicU64,
     pub(crate) chunk_offload_failures_total: AtomicU64,
+    pub(crate) series_removed_total: AtomicU64,
+    pub(crate) chunks_removed_total: AtomicU64,
+    pub(crate) out_of_bounds_samples_total: AtomicU64,
 }
 
 /// What replay's series record did.
@@ -235,6 +266,8 @@ pub struct Head {
     next_ref: AtomicU64,
     min_time_ms: AtomicI64,
     max_time_ms: AtomicI64,
+    /// Oldest timestamp accepted: the end of the newest persisted block (`i64::MIN` before any).
+    min_valid_ms: AtomicI64,
     pub(crate) counters: HeadCounters,
     /// Reads full chunks back from `chunks_head/`; `None` keeps every chunk in memory.
     chunk_reader: Option<HeadChunkReader>,
@@ -275,6 +308,7 @@ impl Head {
             next_ref: AtomicU64::new(1),
             min_time_ms: AtomicI64::new(i64::MAX),
             max_time_ms: AtomicI64::new(i64::MIN),
+            min_valid_ms: AtomicI64::new(i64::MIN),
             counters: HeadCounters::default(),
             chunk_reader: None,
             cut_chunks: std::sync::Mutex::new(Vec::new()),
@@ -336,6 +370,11 @@ impl Head {
         &self.symbols
     }
 
+    /// True while the head holds series `series_ref`.
+    pub fn contains(&self, series_ref: u32) -> bool {
+        self.with_series(series_ref, |_| ()).is_some()
+    }
+
     /// Reference of the series with exactly `labels`.
     pub fn lookup(&self, labels: &Labels) -> Option<u32> {
         let hash = hash_labels(labels);
@@ -352,6 +391,16 @@ impl Head {
 
     /// The series with `labels`, created when missing. Returns its reference and whether it is new.
     pub fn get_or_create(&self, labels: &Labels) -> Result<(u32, bool), AppendError> {
+        self.get_or_create_inner(labels, 0)
+    }
+
+    /// [`Head::get_or_create`] for an appender: a series it creates starts with one hold, which the
+    /// caller must [`Head::release`], so it cannot be collected before its first commit.
+    pub(crate) fn get_or_create_held(&self, labels: &Labels) -> Result<(u32, bool), AppendError> {
+        self.get_or_create_inner(labels, 1)
+    }
+
+    fn get_or_create_inner(&self, labels: &Labels, holds: u32) -> Result<(u32, bool), AppendError> {
         let hash = hash_labels(labels);
         let shard_lock = &self.hashes[hash as usize % HEAD_SHARD_COUNT];
         if let Some(found) = self.find(&read(shard_lock), hash, labels) {
@@ -368,14 +417,14 @@ impl Head {
         }
         let series_ref = self.next_ref.fetch_add(1, Ordering::Relaxed);
         let series_ref = u32::try_from(series_ref).map_err(|_| AppendError::SeriesRefsExhausted)?;
-        self.insert(series_ref, labels, false);
+        self.insert(series_ref, labels, false, holds);
         shard.insert(hash, series_ref);
         Ok((series_ref, true))
     }
 
     /// Adds a series whose reference is already chosen; the caller holds or has checked the hash
     /// shard.
-    fn insert(&self, series_ref: u32, labels: &Labels, logged: bool) {
+    fn insert(&self, series_ref: u32, labels: &Labels, logged: bool, holds: u32) {
         let label_ids: Box<[u32]> = labels
             .iter()
             .flat_map(|label| [self.symbols.intern(&label.name), self.symbols.intern(&label.value)])
@@ -393,6 +442,7 @@ impl Head {
                 open: None,
                 last: None,
                 logged,
+                holds: AtomicU32::new(holds),
             }));
         }
         write(&self.postings).add(series_ref, &label_ids);
@@ -414,7 +464,7 @@ impl Head {
         if self.with_series(series_ref, |_| ()).is_some() {
             return Replayed::Conflict;
         }
-        self.insert(series_ref, labels, true);
+        self.insert(series_ref, labels, true, 0);
         shard.insert(hash, series_ref);
         self.skip_refs_through(series_ref);
         Replayed::Created
@@ -428,6 +478,32 @@ impl Head {
     /// series is unknown.
     pub(crate) fn append_state(&self, series_ref: u32) -> Option<(Option<(i64, u64)>, bool)> {
         self.with_series(series_ref, |series| (series.last, series.logged))
+    }
+
+    /// [`Head::append_state`], also taking a hold on the series (in the same lock, so it cannot
+    /// be collected in between); undo with [`Head::release`].
+    pub(crate) fn hold(&self, series_ref: u32) -> Option<(Option<(i64, u64)>, bool)> {
+        self.with_series(series_ref, |series| {
+            series.holds.fetch_add(1, Ordering::Relaxed);
+            (series.last, series.logged)
+        })
+    }
+
+    /// Drops one hold per entry of `refs`.
+    pub(crate) fn release(&self, refs: &[u32]) {
+        for &series_ref in refs {
+            self.with_series(series_ref, |series| series.holds.fetch_sub(1, Ordering::Relaxed));
+        }
+    }
+
+    /// Oldest timestamp the head accepts.
+    pub fn min_valid_ms(&self) -> i64 {
+        self.min_valid_ms.load(Ordering::Acquire)
+    }
+
+    /// Raises the oldest accepted timestamp to `min_valid_ms` (never lowers it).
+    pub(crate) fn raise_min_valid_ms(&self, min_valid_ms: i64) {
+        self.min_valid_ms.fetch_max(min_valid_ms, Ordering::AcqRel);
     }
 
     /// Marks the series records of `refs` durable.
@@ -448,7 +524,11 @@ impl Head {
         let options = &self.options;
         let counters = &self.counters;
         let mut cut_chunk: Option<CutChunk> = None;
+        let min_valid_ms = self.min_valid_ms();
         let verdict = self.with_series_mut(series_ref, |series| {
+            if timestamp_ms < min_valid_ms {
+                return Appendability::OutOfBounds { min_valid_ms };
+            }
             let verdict = appendability(series.last, timestamp_ms, value);
             if verdict != Appendability::Append {
                 return verdict;
@@ -483,6 +563,9 @@ impl Head {
             series.last = Some((timestamp_ms, value.to_bits()));
             verdict
         })?;
+        if let Appendability::OutOfBounds { .. } = verdict {
+            counters.out_of_bounds_samples_total.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(cut) = cut_chunk {
             self.cut_chunks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(cut);
         }
@@ -527,6 +610,8 @@ impl Head {
         (min <= max).then_some((min, max))
     }
 }
+
+pub mod truncate;
 
 #[cfg(test)]
 mod tests;

@@ -38,6 +38,7 @@
 //! Concurrency: a [`Wal`] is owned by the database state and used under its lock; replay holds
 //! one segment in memory at a time.
 
+pub mod checkpoint;
 pub mod compression;
 pub mod page;
 pub mod record;
@@ -252,6 +253,27 @@ impl Wal {
             source: std::io::Error::other("no open segment"),
         })?;
         file.write_all(bytes).map_err(io_error(format!("write wal segment {}", path.display())))
+    }
+
+    /// Closes the current segment (padded and synced) and starts the next, unless the current
+    /// one is still empty; returns the index now being written. Every segment below it is
+    /// closed, so a checkpoint may read it.
+    pub fn roll_segment(&mut self) -> Result<u32, WalError> {
+        if self.file.is_some() && self.segment_size == 0 {
+            return Ok(self.segment_index);
+        }
+        if self.file.is_none() {
+            self.open_fresh_segment(self.segment_index + 1)?;
+            return Ok(self.segment_index);
+        }
+        let mut touched = vec![(self.segment_index, self.segment_size)];
+        self.roll(&mut touched)?;
+        Ok(self.segment_index)
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Makes everything logged so far durable (for interval-sync policies).

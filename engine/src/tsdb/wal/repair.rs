@@ -39,7 +39,7 @@ pub(super) fn replay(
     // the newest checkpoint first and skips segments up to N, as upstream's head replay does.
     let mut checkpoint: Option<(u32, String)> = None;
     for name in fs.list_dir(dir).map_err(io_error(format!("list wal directory {}", dir.display())))? {
-        if let Some(index) = checkpoint_index(&name) {
+        if let Some(index) = super::checkpoint::parse_checkpoint_name(&name) {
             if checkpoint.as_ref().is_none_or(|(newest, _)| index > *newest) {
                 checkpoint = Some((index, name));
             }
@@ -145,12 +145,6 @@ fn lose(report: &mut ReplayReport, visit: &mut dyn FnMut(ReplayItem), corruption
     report.bytes_dropped += corruption.size;
     report.corruptions.push(corruption.clone());
     visit(ReplayItem::Corruption(corruption));
-}
-
-/// `N` of a finished checkpoint directory named `checkpoint.NNNNNNNN` (a `.tmp` one is unfinished).
-fn checkpoint_index(name: &str) -> Option<u32> {
-    let digits = name.strip_prefix("checkpoint.")?;
-    (digits.len() >= 8 && digits.bytes().all(|byte| byte.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
 }
 
 fn replay_segment(

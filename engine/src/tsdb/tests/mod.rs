@@ -520,3 +520,5 @@ async fn interval_sync_policy_syncs_on_its_timer() {
     fs.crash();
     assert_eq!(everything(&open(&fs, options())), before, "synced by the timer, so it survives");
 }
+
+mod persist;
