@@ -134,7 +134,7 @@ fn promtool_dumps_a_compacted_block_as_enginectl_does() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, [meta.ulid.clone()], "only the compacted block is left");
+    assert_eq!(names, std::slice::from_ref(&meta.ulid), "only the compacted block is left");
 
     std::fs::create_dir_all(dir.join("wal")).unwrap(); // promtool's dump opens the directory as a database.
     let sorted = |text: String| {
