@@ -607,3 +607,74 @@ async fn db_open_removes_interrupted_deletions() {
     assert!(fs.paths().iter().all(|path| !path.starts_with(&leftover)), "the leftover is gone");
     assert!(fs.paths().iter().any(|path| path.starts_with(block.dir())), "the block stays");
 }
+
+/// One generated source block: its range and, per series name, sorted distinct timestamps.
+type GeneratedBlock = ((i64, i64), Vec<(usize, Vec<i64>)>);
+
+fn generated_block() -> impl proptest::strategy::Strategy<Value = GeneratedBlock> {
+    use proptest::prelude::*;
+    (0_i64..5_000, 1_i64..5_000).prop_flat_map(|(min_ms, length_ms)| {
+        let max_ms = min_ms + length_ms;
+        let series =
+            proptest::collection::btree_map(0_usize..4, proptest::collection::btree_set(min_ms..max_ms, 0..300), 0..4);
+        (
+            Just((min_ms, max_ms)),
+            series.prop_map(|map| map.into_iter().map(|(name, set)| (name, set.into_iter().collect())).collect()),
+        )
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Any blocks, overlapping or not, merge into the union of their samples by timestamp,
+    /// the earliest block (by minTime, then ULID) winning a tie, in chunks of at most 120.
+    #[test]
+    fn compaction_is_the_ordered_union(blocks in proptest::collection::vec(generated_block(), 1..4)) {
+        let fs = MemFileSystem::default();
+        let names = ["a", "b", "c", "d"];
+        let mut opened = Vec::new();
+        for (index, ((min_ms, max_ms), series)) in blocks.iter().enumerate() {
+            let input: Vec<(Labels, Vec<Sample>)> = series
+                .iter()
+                .map(|(name, timestamps)| {
+                    let samples = timestamps
+                        .iter()
+                        .map(|t| Sample { timestamp_ms: *t, value: (index * 100_000) as f64 + *t as f64 })
+                        .collect();
+                    (labels(&[("__name__", names[*name])]), samples)
+                })
+                .collect();
+            opened.push(level1(&fs, index as u128 + 1, (*min_ms, *max_ms), &input));
+        }
+        let mut expected: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
+        let mut by_start: Vec<&Block> = opened.iter().collect();
+        by_start.sort_by(|a, b| (a.meta().min_time_ms, &a.meta().ulid).cmp(&(b.meta().min_time_ms, &b.meta().ulid)));
+        for block in by_start {
+            for (series_labels, found) in contents(block) {
+                let entry = expected.entry(series_labels).or_default();
+                for (timestamp_ms, value_bits) in found {
+                    entry.entry(timestamp_ms).or_insert(value_bits);
+                }
+            }
+        }
+        let expected: Vec<(Labels, Vec<(i64, u64)>)> =
+            expected.into_iter().map(|(series_labels, samples)| (series_labels, samples.into_iter().collect())).collect();
+        let result = run(&fs, &opened, 77).unwrap();
+        let sample_count: usize = expected.iter().map(|(_, samples)| samples.len()).sum();
+        match result {
+            None => proptest::prop_assert_eq!(sample_count, 0),
+            Some(meta) => {
+                let merged = open(&fs, &meta);
+                proptest::prop_assert_eq!(contents(&merged), expected);
+                proptest::prop_assert_eq!(meta.stats.sample_count, sample_count as u64);
+                for (_, chunks) in chunk_bytes(&merged) {
+                    for bytes in chunks {
+                        let count = u16::from_be_bytes([bytes[0], bytes[1]]);
+                        proptest::prop_assert!(count > 0 && count <= 120, "chunk of {} samples", count);
+                    }
+                }
+            }
+        }
+    }
+}
