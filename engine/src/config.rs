@@ -42,6 +42,15 @@ pub struct StorageConfig {
     pub wal_compression: Option<String>,
     /// Skip the data directory's lock file (`no_lockfile`).
     pub no_lockfile: Option<bool>,
+    /// How long blocks are kept (`retention: 15d`, or Prometheus 3's `retention: {time: 15d}`).
+    pub retention_duration_ms: Option<i64>,
+    /// How many bytes blocks, WAL and head chunks may take (`retention_size: 512MB`, or
+    /// `retention: {size: 512MB}`).
+    pub retention_size_bytes: Option<u64>,
+    /// The head's block range, the first compaction level (`min_block_duration: 2h`).
+    pub block_duration_min_ms: Option<i64>,
+    /// The longest compacted block (`max_block_duration: 36h`).
+    pub block_duration_max_ms: Option<i64>,
 }
 
 /// The `global` section.
@@ -269,11 +278,45 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
             });
         }
     }
+    let retention = tsdb.retention.unwrap_or_default();
+    if retention.size.is_some() && tsdb.retention_size.is_some() {
+        return Err(ConfigError::Invalid {
+            path: "storage.tsdb".to_string(),
+            message: "retention size is set twice (retention.size and retention_size); keep one".to_string(),
+        });
+    }
+    let retention_size_bytes = retention.size.or(tsdb.retention_size).map(|size| size.0);
+    if retention_size_bytes == Some(0) {
+        return Err(ConfigError::Invalid {
+            path: "storage.tsdb".to_string(),
+            message: "retention size must be greater than zero".to_string(),
+        });
+    }
+    let block_duration_min_ms = tsdb.min_block_duration.map(|duration| duration.0);
+    let block_duration_max_ms = tsdb.max_block_duration.map(|duration| duration.0);
+    if let Some(max_ms) = block_duration_max_ms {
+        // Prometheus would silently raise the maximum to the minimum; a typo deserves an error.
+        let min_ms = block_duration_min_ms.unwrap_or(crate::limits::BLOCK_RANGE_MS_DEFAULT);
+        if max_ms < min_ms {
+            return Err(ConfigError::Invalid {
+                path: "storage.tsdb".to_string(),
+                message: format!(
+                    "max_block_duration {} is shorter than min_block_duration {}",
+                    format_duration_ms(max_ms),
+                    format_duration_ms(min_ms)
+                ),
+            });
+        }
+    }
     let storage = StorageConfig {
         wal_segment_size_max: tsdb.wal_segment_size.map(|size| size.0),
         series_count_max: tsdb.max_series,
         wal_compression: tsdb.compression,
         no_lockfile: tsdb.no_lockfile,
+        retention_duration_ms: retention.time.map(|duration| duration.0),
+        retention_size_bytes,
+        block_duration_min_ms,
+        block_duration_max_ms,
     };
     Ok(Config { global, scrape_configs, storage })
 }
@@ -507,9 +550,56 @@ raw_section!(RawTsdb {
     max_series: Option<u64>,
     compression: Option<String>,
     no_lockfile: Option<bool>,
+    retention: Option<RawRetention>,
+    retention_size: Option<SizeBytes>,
+    min_block_duration: Option<DurationMs>,
+    max_block_duration: Option<DurationMs>,
 } unsupported {
-    retention, min_block_duration, max_block_duration, out_of_order_time_window,
+    out_of_order_time_window,
 });
+
+/// `retention`: a duration (the design documents' `retention: 15d`) or Prometheus 3's map
+/// `retention: {time: 15d, size: 512MB}`.
+#[derive(Debug, Default)]
+struct RawRetention {
+    time: Option<DurationMs>,
+    size: Option<SizeBytes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetentionMap {
+    #[serde(default)]
+    time: Option<DurationMs>,
+    #[serde(default)]
+    size: Option<SizeBytes>,
+}
+
+impl<'de> Deserialize<'de> for RawRetention {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RetentionVisitor;
+
+        impl<'de> de::Visitor<'de> for RetentionVisitor {
+            type Value = RawRetention;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a duration such as 15d, or a map with `time` and `size`")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<RawRetention, E> {
+                let time_ms = check_duration(text).map_err(E::custom)?;
+                Ok(RawRetention { time: Some(DurationMs(time_ms)), size: None })
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawRetention, A::Error> {
+                let raw = RawRetentionMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawRetention { time: raw.time, size: raw.size })
+            }
+        }
+
+        deserializer.deserialize_any(RetentionVisitor)
+    }
+}
 
 raw_section!(RawGlobal {
     scrape_interval: Option<DurationMs>,
@@ -713,9 +803,14 @@ scrape_configs:
                 series_count_max: Some(2_000_000),
                 wal_compression: Some("lz4".to_string()),
                 no_lockfile: Some(true),
+                ..StorageConfig::default()
             }
         );
-        check_error("storage:\n  tsdb:\n    retention: 15d\n", 3, &["`retention` is not supported yet"]);
+        check_error(
+            "storage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
+            3,
+            &["`out_of_order_time_window` is not supported yet"],
+        );
         check_error("storage:\n  tsdb:\n    wal_segment_size: 64XB\n", 3, &["unknown size unit"]);
         check_error("storage:\n  tsdb:\n    colour: red\n", 3, &["unknown field `colour`"]);
         check_invalid("storage:\n  tsdb:\n    max_series: 0\n", &["max_series must be positive"]);
@@ -724,6 +819,48 @@ scrape_configs:
         assert_eq!(parse_size_bytes("7"), Ok(7));
         assert!(parse_size_bytes("99999999EB").is_err());
         assert!(parse_size_bytes("MB").is_err());
+    }
+
+    #[test]
+    fn storage_section_takes_retention_and_block_durations() {
+        #[track_caller]
+        fn check(tsdb_yaml: &str, expected: (Option<i64>, Option<u64>, Option<i64>, Option<i64>)) {
+            let config = parse(&format!("storage:\n  tsdb:\n{tsdb_yaml}")).expect(tsdb_yaml);
+            let storage = &config.storage;
+            let got = (
+                storage.retention_duration_ms,
+                storage.retention_size_bytes,
+                storage.block_duration_min_ms,
+                storage.block_duration_max_ms,
+            );
+            assert_eq!(got, expected, "{tsdb_yaml}");
+        }
+        let (h, d) = (3_600_000, 86_400_000);
+        check("    retention: 15d\n", (Some(15 * d), None, None, None));
+        check("    retention: 30d\n    retention_size: 512MB\n", (Some(30 * d), Some(512 << 20), None, None));
+        check("    retention:\n      time: 7d\n      size: 1GB\n", (Some(7 * d), Some(1 << 30), None, None));
+        check("    retention: {size: 10KB}\n", (None, Some(10 << 10), None, None));
+        check("    min_block_duration: 1h\n    max_block_duration: 1d\n", (None, None, Some(h), Some(d)));
+        check("    max_block_duration: 2h\n", (None, None, None, Some(2 * h)));
+        check("", (None, None, None, None));
+
+        check_error("storage:\n  tsdb:\n    retention: 15x\n", 3, &["storage.tsdb.retention", "15x"]);
+        check_error("storage:\n  tsdb:\n    retention: 0s\n", 3, &["greater than zero"]);
+        check_error("storage:\n  tsdb:\n    retention: 5\n", 3, &["a duration such as 15d"]);
+        check_error("storage:\n  tsdb:\n    retention:\n      percentage: 5\n", 4, &["unknown field `percentage`"]);
+        check_error("storage:\n  tsdb:\n    retention:\n      size: 5XB\n", 4, &["unknown size unit"]);
+        check_error("storage:\n  tsdb:\n    retention_size: lots\n", 3, &["retention_size", "not a size"]);
+        check_error("storage:\n  tsdb:\n    min_block_duration: 0s\n", 3, &["min_block_duration", "greater than zero"]);
+        check_invalid("storage:\n  tsdb:\n    retention_size: 0B\n", &["retention size must be greater than zero"]);
+        check_invalid(
+            "storage:\n  tsdb:\n    retention: {size: 1GB}\n    retention_size: 2GB\n",
+            &["retention size is set twice"],
+        );
+        check_invalid(
+            "storage:\n  tsdb:\n    min_block_duration: 6h\n    max_block_duration: 3h\n",
+            &["max_block_duration 3h is shorter than min_block_duration 6h"],
+        );
+        check_invalid("storage:\n  tsdb:\n    max_block_duration: 1h\n", &["shorter than min_block_duration 2h"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::limits::{RuntimeLimits, LISTEN_BIND_ATTEMPT_COUNT_MAX, LISTEN_BIND_RE
 use crate::metrics::SelfMetrics;
 use crate::promql::{Engine, EngineOptions};
 use crate::scrape;
+use crate::tsdb::compact::RetentionSettings;
 use crate::tsdb::{CommitObserver, Db, DbOptions, TsdbError};
 
 /// Everything a server needs besides its environment.
@@ -35,9 +36,11 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
-    /// Options with defaults for everything but the configuration, data path and address.
+    /// Options with defaults for everything but the configuration, data path and address; the
+    /// storage's retention and block durations come from the config file's `storage.tsdb` keys
+    /// (with Prometheus' defaults for those unset).
     pub fn new(config: Config, storage_path: PathBuf, listen_address: String) -> Self {
-        ServerOptions {
+        let mut options = ServerOptions {
             config,
             storage_path,
             listen_address,
@@ -45,7 +48,36 @@ impl ServerOptions {
             limits: RuntimeLimits::default(),
             storage: DbOptions::default(),
             commit_observer: None,
+        };
+        if let Err(error) = options.apply_retention(RetentionSettings::default()) {
+            // A parsed config already passed these checks; keep Prometheus' defaults.
+            tracing::warn!(%error, "storage.tsdb retention settings ignored");
         }
+        options
+    }
+
+    /// The config file's retention and block-duration keys.
+    pub fn config_retention_settings(&self) -> RetentionSettings {
+        let storage = &self.config.storage;
+        RetentionSettings {
+            duration_ms: storage.retention_duration_ms,
+            size_bytes: storage.retention_size_bytes,
+            block_duration_min_ms: storage.block_duration_min_ms,
+            block_duration_max_ms: storage.block_duration_max_ms,
+        }
+    }
+
+    /// Sets `storage`'s retention, block range and maximum block duration from `flags` layered
+    /// over the config file's keys (a flag beats the file), with Prometheus' defaults for what
+    /// neither sets; an error names a value that does not fit (a maximum below the minimum).
+    pub fn apply_retention(&mut self, flags: RetentionSettings) -> Result<(), String> {
+        let settings = flags.or(self.config_retention_settings());
+        settings.validate()?;
+        let resolved = settings.resolve();
+        self.storage.retention = resolved.retention;
+        self.storage.block_range_ms = resolved.block_duration_min_ms;
+        self.storage.block_duration_max_ms = resolved.block_duration_max_ms;
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use engine::config;
 use engine::io::{clock::startup_seed, Env, FileSystem, RealFileSystem};
 use engine::server::{self, ServerOptions};
+use engine::tsdb::compact::RetentionSettings;
 
 const USAGE: &str = "usage: server [flags]
 
@@ -18,6 +19,18 @@ const USAGE: &str = "usage: server [flags]
   --storage.tsdb.wal-sync=WHEN  when commits are fsynced: commit (default; nothing committed is lost on
                                 power failure), interval:DUR (e.g. interval:100ms), segment (at segment
                                 rollover only, as Prometheus)
+  --storage.tsdb.retention.time=DUR
+                                how long to keep blocks (default: 15d when no size is set;
+                                beats the config file's storage.tsdb.retention)
+  --storage.tsdb.retention.size=SIZE
+                                most bytes for blocks, WAL and head chunks, e.g. 512MB (units B KB
+                                MB GB TB PB EB, powers of 1024; default: no limit)
+  --storage.tsdb.retention=DUR  deprecated alias of --storage.tsdb.retention.time
+  --storage.tsdb.min-block-duration=DUR
+                                block range of the head, first compaction level (default: 2h)
+  --storage.tsdb.max-block-duration=DUR
+                                longest compacted block (default: a tenth of the retention time,
+                                at most 31d)
   --storage.tsdb.no-lockfile     do not lock the data directory (default: lock DIR/lock)
   --storage.tsdb.wal-compression=BOOL
                                 compress WAL records (default: true; --no-storage.tsdb.wal-compression)
@@ -37,6 +50,11 @@ struct Flags {
     wal_compression: Option<bool>,
     no_lockfile: bool,
     wal_compression_type: Option<String>,
+    retention_time: Option<String>,
+    retention_deprecated: Option<String>,
+    retention_size: Option<String>,
+    block_duration_min: Option<String>,
+    block_duration_max: Option<String>,
     listen_address: String,
     lookback_delta: Option<String>,
     query_samples_max: Option<usize>,
@@ -51,6 +69,11 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         wal_compression: None,
         no_lockfile: false,
         wal_compression_type: None,
+        retention_time: None,
+        retention_deprecated: None,
+        retention_size: None,
+        block_duration_min: None,
+        block_duration_max: None,
         listen_address: "0.0.0.0:9090".to_string(),
         lookback_delta: None,
         query_samples_max: None,
@@ -100,6 +123,11 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                 );
             }
             "--storage.tsdb.wal-compression-type" => flags.wal_compression_type = Some(value()?),
+            "--storage.tsdb.retention.time" => flags.retention_time = Some(value()?),
+            "--storage.tsdb.retention" => flags.retention_deprecated = Some(value()?),
+            "--storage.tsdb.retention.size" => flags.retention_size = Some(value()?),
+            "--storage.tsdb.min-block-duration" => flags.block_duration_min = Some(value()?),
+            "--storage.tsdb.max-block-duration" => flags.block_duration_max = Some(value()?),
             "--web.listen-address" => flags.listen_address = value()?,
             "--query.lookback-delta" => flags.lookback_delta = Some(value()?),
             "--query.max-samples" => {
@@ -115,6 +143,34 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         }
     }
     Ok(Some(flags))
+}
+
+/// The retention and block-duration flags, and whether the deprecated `--storage.tsdb.retention`
+/// supplied the time. As Prometheus: `.retention.time` beats the deprecated alias, and a zero
+/// retention time or size counts as unset.
+fn retention_flags(flags: &Flags) -> anyhow::Result<(RetentionSettings, bool)> {
+    let duration = |name: &str, text: &Option<String>| -> anyhow::Result<Option<i64>> {
+        text.as_deref()
+            .map(|text| config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("{name}: {error}")))
+            .transpose()
+    };
+    let time_ms = duration("--storage.tsdb.retention.time", &flags.retention_time)?.filter(|ms| *ms > 0);
+    let deprecated_ms = duration("--storage.tsdb.retention", &flags.retention_deprecated)?.filter(|ms| *ms > 0);
+    let size_bytes = flags
+        .retention_size
+        .as_deref()
+        .map(|text| {
+            config::parse_size_bytes(text).map_err(|error| anyhow::anyhow!("--storage.tsdb.retention.size: {error}"))
+        })
+        .transpose()?
+        .filter(|size| *size > 0);
+    let settings = RetentionSettings {
+        duration_ms: time_ms.or(deprecated_ms),
+        size_bytes,
+        block_duration_min_ms: duration("--storage.tsdb.min-block-duration", &flags.block_duration_min)?,
+        block_duration_max_ms: duration("--storage.tsdb.max-block-duration", &flags.block_duration_max)?,
+    };
+    Ok((settings, time_ms.is_none() && deprecated_ms.is_some()))
 }
 
 fn load_config(flags: &Flags) -> anyhow::Result<config::Config> {
@@ -163,6 +219,21 @@ fn run() -> anyhow::Result<()> {
             name.parse().map_err(|error| anyhow::anyhow!("--storage.tsdb.wal-compression-type: {error}"))?;
     }
     options.storage.no_lockfile = flags.no_lockfile;
+    let (retention, deprecated_retention) = retention_flags(&flags)?;
+    if deprecated_retention {
+        tracing::warn!(
+            deprecation_notice =
+                "'storage.tsdb.retention' flag is deprecated, use 'storage.tsdb.retention.time' instead"
+        );
+    }
+    options.apply_retention(retention).map_err(|error| anyhow::anyhow!("storage retention: {error}"))?;
+    tracing::info!(
+        retention_time_ms = options.storage.retention.duration_ms,
+        retention_size_bytes = options.storage.retention.size_bytes,
+        min_block_duration_ms = options.storage.block_range_ms,
+        max_block_duration_ms = options.storage.block_duration_max_ms,
+        "storage retention"
+    );
     if flags.wal_compression == Some(false) {
         options.storage.wal.compression = engine::tsdb::wal::Compression::None;
     }
@@ -192,4 +263,91 @@ fn run() -> anyhow::Result<()> {
             result = server::run(env, options) => result.context("server stopped"),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(arguments: &[&str]) -> Flags {
+        parse_flags(arguments.iter().map(|argument| argument.to_string())).unwrap().unwrap()
+    }
+
+    fn config(yaml: &str) -> config::Config {
+        config::parse(yaml).unwrap()
+    }
+
+    /// Resolves `arguments` over the config file `yaml` as `run` does: (retention time, size,
+    /// min block duration, max block duration), or the error text.
+    fn resolve(arguments: &[&str], yaml: &str) -> Result<(Option<i64>, Option<u64>, i64, i64), String> {
+        let mut options = ServerOptions::new(config(yaml), PathBuf::from("data"), "127.0.0.1:9090".to_string());
+        let (settings, _) = retention_flags(&flags(arguments)).map_err(|error| format!("{error:#}"))?;
+        options.apply_retention(settings)?;
+        let storage = &options.storage;
+        Ok((
+            storage.retention.duration_ms,
+            storage.retention.size_bytes,
+            storage.block_range_ms,
+            storage.block_duration_max_ms,
+        ))
+    }
+
+    #[test]
+    fn retention_flags_beat_the_config_file_and_default_as_prometheus() {
+        #[track_caller]
+        fn check(arguments: &[&str], yaml: &str, expected: (Option<i64>, Option<u64>, i64, i64)) {
+            assert_eq!(resolve(arguments, yaml), Ok(expected), "{arguments:?} over {yaml:?}");
+        }
+        let (h, d) = (3_600_000, 86_400_000);
+        let file = "storage:\n  tsdb:\n    retention: 30d\n    retention_size: 1GB\n";
+        check(&[], "", (Some(15 * d), None, 2 * h, 36 * h));
+        check(&[], file, (Some(30 * d), Some(1 << 30), 2 * h, 72 * h));
+        check(&["--storage.tsdb.retention.time=10d"], file, (Some(10 * d), Some(1 << 30), 2 * h, 24 * h));
+        check(&["--storage.tsdb.retention.size", "512MB"], "", (None, Some(512 << 20), 2 * h, 31 * d));
+        // The deprecated alias, which the new flag beats.
+        check(&["--storage.tsdb.retention=20d"], "", (Some(20 * d), None, 2 * h, 48 * h));
+        check(
+            &["--storage.tsdb.retention=20d", "--storage.tsdb.retention.time=5d"],
+            "",
+            (Some(5 * d), None, 2 * h, 12 * h),
+        );
+        // Zero is unset: the file's value, or the default.
+        check(&["--storage.tsdb.retention.time=0s"], file, (Some(30 * d), Some(1 << 30), 2 * h, 72 * h));
+        check(&["--storage.tsdb.retention.time=0"], "", (Some(15 * d), None, 2 * h, 36 * h));
+        check(
+            &["--storage.tsdb.min-block-duration=1h", "--storage.tsdb.max-block-duration=3h"],
+            "storage:\n  tsdb:\n    min_block_duration: 4h\n    max_block_duration: 8h\n",
+            (Some(15 * d), None, h, 3 * h),
+        );
+        check(&[], "storage:\n  tsdb:\n    min_block_duration: 4h\n", (Some(15 * d), None, 4 * h, 36 * h));
+    }
+
+    #[test]
+    fn bad_retention_flags_are_errors_naming_the_flag() {
+        #[track_caller]
+        fn check(arguments: &[&str], yaml: &str, parts: &[&str]) {
+            let error = resolve(arguments, yaml).expect_err(&format!("{arguments:?}"));
+            for part in parts {
+                assert!(error.contains(part), "{error:?} lacks {part:?}");
+            }
+        }
+        check(&["--storage.tsdb.retention.time=15x"], "", &["--storage.tsdb.retention.time", "15x"]);
+        check(&["--storage.tsdb.retention=1.5d"], "", &["--storage.tsdb.retention:", "1.5d"]);
+        check(&["--storage.tsdb.retention.size=12XB"], "", &["--storage.tsdb.retention.size", "unknown size unit"]);
+        check(&["--storage.tsdb.min-block-duration=0s"], "", &["min block duration must be greater than zero"]);
+        check(
+            &["--storage.tsdb.max-block-duration=1h"],
+            "",
+            &["max block duration 1h is shorter than min block duration 2h"],
+        );
+        // The flag's minimum against the file's maximum.
+        check(
+            &["--storage.tsdb.min-block-duration=12h"],
+            "storage:\n  tsdb:\n    max_block_duration: 6h\n",
+            &["max block duration 6h is shorter than min block duration 12h"],
+        );
+        assert!(parse_flags(["--storage.tsdb.retention.time".to_string()].into_iter()).is_err(), "a value is needed");
+        let (_, deprecated) = retention_flags(&flags(&["--storage.tsdb.retention=2d"])).unwrap();
+        assert!(deprecated, "the deprecated alias is reported so run() warns");
+    }
 }

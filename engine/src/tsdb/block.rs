@@ -21,19 +21,33 @@
 //! value of the label; matchers that accept the empty string subtract the series they reject.
 //! Series come out in id order, which is label order in a valid block (checked as they stream).
 //!
+//! Lineage ([`write_block_compacted`], used by [`super::compact`]): a compacted block's
+//! `meta.json` names its level, its level-1 `sources` and its `parents` (ULID and range of each
+//! block merged into it), as upstream's `BlockMetaCompaction`; `failed` marks blocks whose
+//! compaction failed on their data, so the planner leaves them alone.
+//!
+//! Deletion ([`Block::delete_when_unused`]): a replaced or expired block is only marked; its
+//! directory goes when the last clone drops (queriers hold clones), so a query running across a
+//! compaction or a retention pass still reads whole files. Removal renames `<ULID>` to
+//! `<ULID>.tmp-for-deletion`, syncs the parent, then removes the renamed directory (upstream's
+//! `DB.deleteBlocks`): a crash leaves either the whole block or a leftover that never opens as a
+//! block and is removed at the next start.
+//!
 //! Concurrency: a [`Block`] is immutable and cheap to clone (shared `Arc`); queriers read files
-//! through the [`FileSystem`] seam without locks.
+//! through the [`FileSystem`] seam without locks. The deletion and compaction-failed marks are
+//! atomics, set from any task.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::chunk::{iter_bytes, XorChunk};
-use super::chunks::{ChunkReader, ChunkSegmentWriter, SEGMENT_SIZE_MAX_DEFAULT};
+use super::chunks::{BlockChunkRef, ChunkReader, ChunkSegmentWriter, SEGMENT_SIZE_MAX_DEFAULT};
 use super::index::{encode_index, ChunkMeta, IndexError, IndexReader};
 use super::postings::{intersect, subtract, union};
 use crate::io::fs::child;
@@ -53,6 +67,8 @@ const META_SIZE_MAX: u64 = 16 * 1024 * 1024;
 const INDEX_SIZE_MAX: u64 = 4 * 1024 * 1024 * 1024;
 /// Samples a block may hold in one XOR chunk (its header is a u16).
 const CHUNK_SAMPLE_COUNT_MAX: usize = u16::MAX as usize;
+/// Suffix of a block directory being removed (upstream's `tmpForDeletionBlockDirSuffix`).
+pub const TMP_FOR_DELETION_SUFFIX: &str = ".tmp-for-deletion";
 
 /// Errors writing or reading a block.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +114,12 @@ pub enum BlockError {
     InvalidSeries {
         /// The series (empty when the index found the problem).
         labels: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A compaction was asked for something it cannot do (no sources, say).
+    #[error("invalid compaction: {reason}")]
+    InvalidCompaction {
         /// What is wrong.
         reason: String,
     },
@@ -190,14 +212,44 @@ pub struct BlockStats {
     pub chunk_count: u64,
 }
 
-/// `meta.json`'s `compaction`.
+/// One parent of a compacted block (upstream's `BlockDesc`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDesc {
+    /// The parent's id.
+    pub ulid: String,
+    /// The parent's first timestamp, ms (inclusive).
+    #[serde(rename = "minTime")]
+    pub min_time_ms: i64,
+    /// The parent's range end, ms (exclusive).
+    #[serde(rename = "maxTime")]
+    pub max_time_ms: i64,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// `meta.json`'s `compaction` (upstream's `BlockMetaCompaction`; empty fields are omitted as
+/// upstream's `omitempty` does, so a level-1 block's meta is unchanged).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockCompaction {
     /// 1 for a block cut from the head, higher for compacted blocks.
     pub level: u32,
-    /// Ids of the level-1 blocks this one holds (itself for level 1).
+    /// Ids of the level-1 blocks this one holds (itself for level 1), sorted.
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Set by upstream on blocks whose compaction produced no samples; they may be deleted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deletable: bool,
+    /// The blocks merged into this one, in the order they were merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<BlockDesc>,
+    /// A compaction including this block failed on its data; the planner skips it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub failed: bool,
+    /// Upstream's hints (`from-out-of-order`, ...), kept so a rewritten meta loses none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
 }
 
 /// A block's `meta.json` (upstream's `BlockMeta`); unknown fields are ignored on read.
@@ -292,16 +344,55 @@ pub fn write_block(
     write_block_sized(fs, parent_dir, series, Ulid::new(ulid_time_ms, random), range_ms, SEGMENT_SIZE_MAX_DEFAULT)
 }
 
+/// Writes a block with the given lineage (level, sources, parents) instead of level 1, from
+/// series that may fail as they are read (a compaction streams them out of other blocks). The
+/// same contract and atomicity as [`write_block`]; the first error stops the write and leaves
+/// nothing behind. When the series hold no sample at all nothing is written and the result is
+/// `Ok(None)` (upstream's `LeveledCompactor.write` does the same).
+pub fn write_block_compacted(
+    fs: Arc<dyn FileSystem>,
+    parent_dir: &Path,
+    series: impl IntoIterator<Item = Result<(Labels, Vec<BlockChunk>), BlockError>>,
+    ulid: Ulid,
+    (min_time_ms, max_time_ms): (i64, i64),
+    compaction: BlockCompaction,
+) -> Result<Option<BlockMeta>, BlockError> {
+    let target = WriteTarget { ulid, range_ms: (min_time_ms, max_time_ms), segment_size_max: SEGMENT_SIZE_MAX_DEFAULT };
+    write_atomically(fs, parent_dir, series, target, Some(compaction))
+}
+
+/// Where and how a block is written.
+struct WriteTarget {
+    ulid: Ulid,
+    range_ms: (i64, i64),
+    segment_size_max: u64,
+}
+
 /// [`write_block`] with chunk segment files of at most `segment_size_max` bytes.
 pub(crate) fn write_block_sized(
     fs: Arc<dyn FileSystem>,
     parent_dir: &Path,
     series: impl IntoIterator<Item = (Labels, Vec<BlockChunk>)>,
     ulid: Ulid,
-    (min_time_ms, max_time_ms): (i64, i64),
+    range_ms: (i64, i64),
     segment_size_max: u64,
 ) -> Result<BlockMeta, BlockError> {
-    let ulid = ulid.to_string();
+    let target = WriteTarget { ulid, range_ms, segment_size_max };
+    let meta = write_atomically(fs, parent_dir, series.into_iter().map(Ok), target, None)?;
+    // A level-1 block is written even when empty (the head's range had no samples).
+    meta.ok_or_else(|| BlockError::InvalidCompaction { reason: "level-1 block write skipped".to_string() })
+}
+
+/// Writes into `<ULID>.tmp`, then renames it into place; `compaction: None` is level 1 (and
+/// always written), `Some` skips a block without samples (`Ok(None)`).
+fn write_atomically(
+    fs: Arc<dyn FileSystem>,
+    parent_dir: &Path,
+    series: impl IntoIterator<Item = Result<(Labels, Vec<BlockChunk>), BlockError>>,
+    target: WriteTarget,
+    compaction: Option<BlockCompaction>,
+) -> Result<Option<BlockMeta>, BlockError> {
+    let ulid = target.ulid.to_string();
     let tmp_dir = child(parent_dir, &format!("{ulid}.tmp"));
     match fs.remove_dir_all(&tmp_dir) {
         Err(source) if source.kind() != io::ErrorKind::NotFound => {
@@ -309,9 +400,15 @@ pub(crate) fn write_block_sized(
         }
         _ => {}
     }
-    let result = write_block_files(&fs, &tmp_dir, &ulid, series, (min_time_ms, max_time_ms), segment_size_max);
+    let result = write_block_files(&fs, &tmp_dir, &ulid, series, &target, compaction);
     let meta = match result {
-        Ok(meta) => meta,
+        Ok(Some(meta)) => meta,
+        Ok(None) => match fs.remove_dir_all(&tmp_dir) {
+            Err(source) if source.kind() != io::ErrorKind::NotFound => {
+                return Err(BlockError::io("remove empty block", &tmp_dir, source));
+            }
+            _ => return Ok(None),
+        },
         Err(error) => {
             let _ = fs.remove_dir_all(&tmp_dir); // Best effort; a leftover .tmp is removed next time.
             return Err(error);
@@ -320,17 +417,18 @@ pub(crate) fn write_block_sized(
     let final_dir = child(parent_dir, &ulid);
     fs.rename(&tmp_dir, &final_dir).map_err(|source| BlockError::io("rename block directory", &tmp_dir, source))?;
     fs.sync_dir(parent_dir).map_err(|source| BlockError::io("sync block parent directory", parent_dir, source))?;
-    Ok(meta)
+    Ok(Some(meta))
 }
 
 fn write_block_files(
     fs: &Arc<dyn FileSystem>,
     dir: &Path,
     ulid: &str,
-    series: impl IntoIterator<Item = (Labels, Vec<BlockChunk>)>,
-    (min_time_ms, max_time_ms): (i64, i64),
-    segment_size_max: u64,
-) -> Result<BlockMeta, BlockError> {
+    series: impl IntoIterator<Item = Result<(Labels, Vec<BlockChunk>), BlockError>>,
+    target: &WriteTarget,
+    compaction: Option<BlockCompaction>,
+) -> Result<Option<BlockMeta>, BlockError> {
+    let (min_time_ms, max_time_ms) = target.range_ms;
     if min_time_ms >= max_time_ms {
         return Err(BlockError::InvalidSeries {
             labels: String::new(),
@@ -338,10 +436,11 @@ fn write_block_files(
         });
     }
     fs.create_dir_all(dir).map_err(|source| BlockError::io("create block directory", dir, source))?;
-    let mut chunk_writer = ChunkSegmentWriter::new(fs.clone(), &child(dir, "chunks"), segment_size_max)?;
+    let mut chunk_writer = ChunkSegmentWriter::new(fs.clone(), &child(dir, "chunks"), target.segment_size_max)?;
     let mut indexed: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
     let mut stats = BlockStats::default();
-    for (labels, chunks) in series {
+    for item in series {
+        let (labels, chunks) = item?;
         let invalid = |reason: String| BlockError::InvalidSeries { labels: labels.to_string(), reason };
         if labels.is_empty() {
             return Err(invalid("empty label set".to_string()));
@@ -380,6 +479,9 @@ fn write_block_files(
         indexed.push((labels, metas));
     }
     chunk_writer.finish()?;
+    if compaction.is_some() && stats.sample_count == 0 {
+        return Ok(None);
+    }
     let index_path = child(dir, "index");
     let index_bytes = encode_index(&indexed).map_err(|error| BlockError::from_index(&index_path, error))?;
     drop(indexed);
@@ -390,12 +492,69 @@ fn write_block_files(
         min_time_ms,
         max_time_ms,
         stats,
-        compaction: BlockCompaction { level: 1, sources: vec![ulid.to_string()] },
+        compaction: compaction.unwrap_or_else(|| BlockCompaction {
+            level: 1,
+            sources: vec![ulid.to_string()],
+            ..Default::default()
+        }),
         version: META_VERSION,
     };
     write_synced(&**fs, &child(dir, "meta.json"), &meta_json(&meta)?, "write block meta")?;
     fs.sync_dir(dir).map_err(|source| BlockError::io("sync block directory", dir, source))?;
-    Ok(meta)
+    Ok(Some(meta))
+}
+
+/// Replaces `dir/meta.json` atomically (`meta.json.tmp`, fsync, rename, directory fsync), as
+/// upstream's `writeMetaFile`.
+fn rewrite_meta(fs: &dyn FileSystem, dir: &Path, meta: &BlockMeta) -> Result<(), BlockError> {
+    let tmp_path = child(dir, "meta.json.tmp");
+    match fs.remove_file(&tmp_path) {
+        Err(source) if source.kind() != io::ErrorKind::NotFound => {
+            return Err(BlockError::io("remove stale block meta", &tmp_path, source));
+        }
+        _ => {}
+    }
+    write_synced(fs, &tmp_path, &meta_json(meta)?, "write block meta")?;
+    let path = child(dir, "meta.json");
+    fs.rename(&tmp_path, &path).map_err(|source| BlockError::io("rename block meta", &tmp_path, source))?;
+    fs.sync_dir(dir).map_err(|source| BlockError::io("sync block directory", dir, source))
+}
+
+/// Removes a block directory so that no crash leaves part of it under its own name: rename to
+/// `<ULID>.tmp-for-deletion`, sync the parent, remove, sync again.
+pub(crate) fn delete_block_dir(fs: &dyn FileSystem, dir: &Path) -> Result<(), BlockError> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|name| name.to_str())) else {
+        return Err(BlockError::InvalidCompaction { reason: format!("cannot delete block at {}", dir.display()) });
+    };
+    let doomed = child(parent, &format!("{name}{TMP_FOR_DELETION_SUFFIX}"));
+    match fs.remove_dir_all(&doomed) {
+        Err(source) if source.kind() != io::ErrorKind::NotFound => {
+            return Err(BlockError::io("remove leftover deleted block", &doomed, source));
+        }
+        _ => {}
+    }
+    fs.rename(dir, &doomed).map_err(|source| BlockError::io("rename block for deletion", dir, source))?;
+    fs.sync_dir(parent).map_err(|source| BlockError::io("sync block parent directory", parent, source))?;
+    fs.remove_dir_all(&doomed).map_err(|source| BlockError::io("remove deleted block", &doomed, source))?;
+    fs.sync_dir(parent).map_err(|source| BlockError::io("sync block parent directory", parent, source))
+}
+
+/// Bytes of every file in `dir` (not recursive); 0 when it does not exist.
+fn directory_size(fs: &dyn FileSystem, dir: &Path) -> Result<u64, BlockError> {
+    let names = match fs.list_dir(dir) {
+        Err(source) if source.kind() == io::ErrorKind::NotFound => return Ok(0),
+        other => other.map_err(|source| BlockError::io("list block directory", dir, source))?,
+    };
+    let mut total_size = 0_u64;
+    for name in names {
+        let path = child(dir, &name);
+        match fs.file_size(&path) {
+            Ok(size) => total_size = total_size.saturating_add(size),
+            Err(source) if source.kind() == io::ErrorKind::NotFound => {} // A subdirectory.
+            Err(source) => return Err(BlockError::io("stat block file", &path, source)),
+        }
+    }
+    Ok(total_size)
 }
 
 fn read_bounded(fs: &dyn FileSystem, path: &Path, size_max: u64, what: &'static str) -> Result<Vec<u8>, BlockError> {
@@ -437,11 +596,31 @@ fn check_tombstones(fs: &dyn FileSystem, path: &Path) -> Result<(), BlockError> 
 }
 
 struct BlockInner {
+    fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     meta: BlockMeta,
     index_path: PathBuf,
     index: IndexReader,
     chunks: ChunkReader,
+    /// Index, chunk segments, tombstones and meta, bytes, at open.
+    size_bytes: u64,
+    /// Remove the directory when the last handle drops.
+    delete_when_unused: AtomicBool,
+    /// A compaction including this block failed on its data (also set in `meta.json`).
+    compaction_failed: AtomicBool,
+}
+
+impl Drop for BlockInner {
+    fn drop(&mut self) {
+        if !self.delete_when_unused.load(Ordering::Acquire) {
+            return;
+        }
+        match delete_block_dir(&*self.fs, &self.dir) {
+            Ok(()) => tracing::info!(block = %self.meta.ulid, "deleted block"),
+            // Left on disk: it opens again at the next start and is dealt with then.
+            Err(error) => tracing::error!(%error, block = %self.meta.ulid, "delete block"),
+        }
+    }
 }
 
 /// An open, immutable block.
@@ -481,8 +660,94 @@ impl Block {
         let index_path = child(dir, "index");
         let index_bytes = read_bounded(&*fs, &index_path, INDEX_SIZE_MAX, "read block index")?;
         let index = IndexReader::new(index_bytes).map_err(|error| BlockError::from_index(&index_path, error))?;
-        let chunks = ChunkReader::open(fs, &child(dir, "chunks"))?;
-        Ok(Block(Arc::new(BlockInner { dir: dir.to_path_buf(), meta, index_path, index, chunks })))
+        let chunks = ChunkReader::open(fs.clone(), &child(dir, "chunks"))?;
+        // As upstream's `Block.Size`: index, chunks, tombstones and meta.
+        let tombstones_size = match fs.file_size(&child(dir, "tombstones")) {
+            Err(source) if source.kind() == io::ErrorKind::NotFound => 0,
+            other => other.map_err(|source| BlockError::io("stat block tombstones", dir, source))?,
+        };
+        let index_size = fs.file_size(&index_path).map_err(|source| BlockError::io("stat block index", dir, source))?;
+        let size_bytes = directory_size(&*fs, &child(dir, "chunks"))?
+            .saturating_add(index_size)
+            .saturating_add(tombstones_size)
+            .saturating_add(meta_bytes.len() as u64);
+        let compaction_failed = AtomicBool::new(meta.compaction.failed);
+        Ok(Block(Arc::new(BlockInner {
+            fs,
+            dir: dir.to_path_buf(),
+            meta,
+            index_path,
+            index,
+            chunks,
+            size_bytes,
+            delete_when_unused: AtomicBool::new(false),
+            compaction_failed,
+        })))
+    }
+
+    /// Bytes the block takes on disk (index, chunk segments, tombstones and `meta.json`, as
+    /// upstream's `Block.Size`, which size retention sums).
+    pub fn size_bytes(&self) -> u64 {
+        self.0.size_bytes
+    }
+
+    /// Marks the block for deletion: its directory is removed (see the module docs) when the
+    /// last clone of this handle, including those inside queriers, drops. Idempotent.
+    pub fn delete_when_unused(&self) {
+        self.0.delete_when_unused.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Block::delete_when_unused`] was called.
+    pub fn is_marked_for_deletion(&self) -> bool {
+        self.0.delete_when_unused.load(Ordering::Acquire)
+    }
+
+    /// Whether a compaction including this block failed on its data (from `meta.json` or
+    /// [`Block::mark_compaction_failed`]).
+    pub fn compaction_failed(&self) -> bool {
+        self.0.compaction_failed.load(Ordering::Acquire)
+    }
+
+    /// The meta the compaction planner should see: [`Block::meta`] with the failed mark as it
+    /// is now.
+    pub fn planning_meta(&self) -> BlockMeta {
+        let mut meta = self.0.meta.clone();
+        meta.compaction.failed = self.compaction_failed();
+        meta
+    }
+
+    /// Records in `meta.json` (atomically) and in memory that a compaction including this
+    /// block failed on its data, so the planner stops choosing it (upstream's
+    /// `Block.setCompactionFailed`).
+    pub fn mark_compaction_failed(&self) -> Result<(), BlockError> {
+        let meta = self.planning_meta();
+        if !meta.compaction.failed {
+            let mut marked = meta;
+            marked.compaction.failed = true;
+            rewrite_meta(&*self.0.fs, &self.0.dir, &marked)?;
+        }
+        self.0.compaction_failed.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Ids of every series, in label order (the compactor's cursor).
+    pub(crate) fn series_ids(&self) -> Result<Vec<u32>, BlockError> {
+        self.0.index.all_postings().map_err(|error| self.0.index_error(error))
+    }
+
+    /// Labels and chunk metas of the series with `id`.
+    pub(crate) fn series_at(&self, id: u32) -> Result<(Labels, Vec<ChunkMeta>), BlockError> {
+        self.0.index.series(id).map_err(|error| self.0.index_error(error))
+    }
+
+    /// The bytes of one chunk, CRC-checked.
+    pub(crate) fn chunk_at(&self, chunk_ref: BlockChunkRef) -> Result<Vec<u8>, BlockError> {
+        self.0.chunks.chunk(chunk_ref)
+    }
+
+    /// The index file's path, for errors.
+    pub(crate) fn index_path(&self) -> &Path {
+        &self.0.index_path
     }
 
     /// The block's `meta.json`.

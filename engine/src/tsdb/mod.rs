@@ -19,6 +19,7 @@ pub mod chunk;
 pub mod chunks;
 pub mod chunks_head;
 pub mod commit;
+pub mod compact;
 pub mod head;
 pub mod index;
 mod persist;
@@ -60,8 +61,13 @@ pub struct DbOptions {
     pub sync_policy: SyncPolicy,
     /// Samples per chunk before a new one is cut.
     pub chunk_sample_count_max: usize,
-    /// Block range; head chunks never span a multiple of it.
+    /// Block range, the minimum block duration (`--storage.tsdb.min-block-duration`); head
+    /// chunks never span a multiple of it.
     pub block_range_ms: i64,
+    /// Longest a compacted block may span (`--storage.tsdb.max-block-duration`).
+    pub block_duration_max_ms: i64,
+    /// Which blocks retention removes (`--storage.tsdb.retention.time`, `.retention.size`).
+    pub retention: compact::Retention,
     /// Most series the head holds (`storage.tsdb.max_series`).
     pub series_count_max: u64,
     /// Skip the data directory's lock file (`--storage.tsdb.no-lockfile`).
@@ -81,12 +87,16 @@ pub struct DbOptions {
 }
 
 impl Default for DbOptions {
+    /// Prometheus' defaults: 15 d retention, 2 h blocks compacted up to 36 h (a tenth of it).
     fn default() -> Self {
+        let settings = compact::RetentionSettings::default().resolve();
         DbOptions {
             wal: WalOptions::default(),
             sync_policy: SyncPolicy::Commit,
             chunk_sample_count_max: CHUNK_SAMPLE_COUNT_MAX_DEFAULT,
             block_range_ms: BLOCK_RANGE_MS_DEFAULT,
+            block_duration_max_ms: settings.block_duration_max_ms,
+            retention: settings.retention,
             series_count_max: SERIES_COUNT_MAX_DEFAULT,
             no_lockfile: false,
             commit_observer: None,
@@ -204,7 +214,8 @@ pub enum TsdbError {
 
 /// Opens every block directory in `dir` (named by a ULID, with a `meta.json`), oldest first. A
 /// block that does not open is logged, left on disk untouched and not served; leftovers of an
-/// interrupted block write (`<ULID>.tmp`) are removed, as Prometheus does.
+/// interrupted block write (`<ULID>.tmp`) or deletion (`<ULID>.tmp-for-deletion`) are removed,
+/// as Prometheus does.
 fn open_blocks(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Vec<block::Block>, TsdbError> {
     let names = fs
         .list_dir(dir)
@@ -212,6 +223,14 @@ fn open_blocks(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<Vec<block::Block>
     let mut blocks = Vec::new();
     for name in names {
         let path = dir.join(&name);
+        if let Some(stem) = name.strip_suffix(block::TMP_FOR_DELETION_SUFFIX) {
+            if block::Ulid::parse(stem).is_some() {
+                tracing::warn!(dir = %path.display(), "removing the rest of an interrupted block deletion");
+                fs.remove_dir_all(&path)
+                    .map_err(|source| TsdbError::Io { context: format!("remove {}", path.display()), source })?;
+            }
+            continue;
+        }
         if let Some(stem) = name.strip_suffix(".tmp") {
             if block::Ulid::parse(stem).is_some() {
                 tracing::warn!(dir = %path.display(), "removing an interrupted block write");

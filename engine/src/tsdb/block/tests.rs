@@ -121,7 +121,7 @@ fn written_block_has_upstream_layout_and_meta() {
     let meta = write(&fs, &input()).unwrap();
     assert_eq!(meta.ulid, Ulid::new(ULID_TIME_MS, 42).to_string());
     assert_eq!(meta.stats, BlockStats { sample_count: 1200, series_count: 4, chunk_count: 12 });
-    assert_eq!(meta.compaction, BlockCompaction { level: 1, sources: vec![meta.ulid.clone()] });
+    assert_eq!(meta.compaction, BlockCompaction { level: 1, sources: vec![meta.ulid.clone()], ..Default::default() });
     let dir = Path::new(PARENT).join(&meta.ulid);
     let paths: Vec<PathBuf> = fs.paths();
     let expected: Vec<PathBuf> =
@@ -416,4 +416,40 @@ proptest! {
             let _ = querier.label_values("job", &[matcher(MatchKind::Regex, "job", "n.*")]);
         }
     }
+}
+
+#[test]
+fn size_is_the_sum_of_the_block_files() {
+    let fs = MemFileSystem::default();
+    let meta = write(&fs, &input()).unwrap();
+    let block = open(&fs, &meta);
+    let dir = Path::new(PARENT).join(&meta.ulid);
+    let expected: u64 =
+        fs.paths().iter().filter(|path| path.starts_with(&dir)).map(|path| fs.file_size(path).unwrap()).sum();
+    assert_eq!(block.size_bytes(), expected);
+    assert!(block.size_bytes() > 1200, "1200 samples take more than a byte each with the index");
+}
+
+#[test]
+fn marked_block_is_removed_when_the_last_handle_drops() {
+    let fs = MemFileSystem::default();
+    let meta = write(&fs, &input()).unwrap();
+    let block = open(&fs, &meta);
+    let clone = block.clone();
+    let querier = block.querier(0, i64::MAX);
+    assert!(!block.is_marked_for_deletion());
+    block.delete_when_unused();
+    assert!(clone.is_marked_for_deletion());
+    drop(block);
+    drop(clone);
+    // The querier keeps the files: it still reads every sample.
+    let read = collect_series(querier.select(None, &[])).unwrap();
+    assert_eq!(bits(&read), expected_bits(&input(), 0, i64::MAX));
+    assert!(!fs.paths().is_empty());
+    drop(querier);
+    assert_eq!(fs.paths(), Vec::<PathBuf>::new(), "the directory and its .tmp-for-deletion are gone");
+    // An unmarked block's drop deletes nothing.
+    let meta = write(&fs, &input()).unwrap();
+    drop(open(&fs, &meta));
+    assert_eq!(fs.paths().len(), 4);
 }
