@@ -29,10 +29,12 @@
 //!   increasing in `le` and in value, ending with `+Inf`, `_count` equal to it and present if and
 //!   only if the sum is; exemplars only on counter totals and buckets.
 //!
-//! One relaxation is an option ([`ParseOptions::negative_bucket_sums`]): the specification forbids
-//! a histogram with negative buckets to carry a `_sum`, yet client_golang exposes one (Prometheus'
-//! own `alltypes.5mfs.om.txt`); with the option, such a sum may also be negative, as a gauge
-//! histogram's may.
+//! One relaxation is an option ([`ParseOptions::negative_observations`]): the specification treats
+//! histogram and summary sums and quantiles as non-negative (no `_sum` beside negative buckets, no
+//! negative quantile), yet client_golang exposes distributions of negative observations with both
+//! (Prometheus' own `alltypes.5mfs.om.txt`). With the option, a histogram with negative buckets
+//! may have a `_sum`, negative too, as a gauge histogram's may, and a summary's `_sum` and
+//! quantiles may be negative.
 //!
 //! Where Prometheus (model/textparse/openmetricsparse.go) is laxer, this parser follows the
 //! specification: Prometheus checks syntax, the type keyword, the unit suffix and `# EOF`, but not
@@ -363,9 +365,10 @@ pub struct ParseError {
 /// Choices where the specification and real exposers disagree.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ParseOptions {
-    /// Accept a `_sum` (negative too) on a histogram with negative buckets, which the
-    /// specification forbids and client_golang emits. Off: the specification.
-    pub negative_bucket_sums: bool,
+    /// Accept distributions of negative observations as client_golang exposes them: a `_sum`
+    /// (negative too) on a histogram with negative buckets, negative summary sums and quantile
+    /// values. The specification forbids them; off by default.
+    pub negative_observations: bool,
 }
 
 /// Parses `{inner}` (without braces) label by label, calling `each(name, raw_value)`; the
@@ -856,7 +859,7 @@ impl<'a> Parser<'a> {
         if !(point.has_sum || point.has_gsum) && point.count.is_some() {
             return fail("a count without a sum");
         }
-        if point.has_negative_buckets && point.has_sum && !self.options.negative_bucket_sums {
+        if point.has_negative_buckets && point.has_sum && !self.options.negative_observations {
             return fail("_sum with negative buckets");
         }
         if !point.has_negative_buckets && point.has_negative_sum {
@@ -1125,15 +1128,20 @@ impl<'a> Parser<'a> {
         match (metric_type, suffix) {
             (MetricType::StateSet, _) if value != 0.0 && value != 1.0 => return Err(invalid_value("a state is 0 or 1")),
             (MetricType::Info, _) if value != 1.0 => return Err(invalid_value("an info value is 1")),
-            (MetricType::Summary, "") if value < 0.0 => return Err(invalid_value("a quantile value is not negative")),
+            (MetricType::Summary, "") if value < 0.0 && !self.options.negative_observations => {
+                return Err(invalid_value("a quantile value is not negative"))
+            }
             _ => {}
         }
-        let negative_sum_deferred = metric_type == MetricType::Histogram && self.options.negative_bucket_sums;
+        // With the option, a histogram's negative sum is checked against its buckets at the end of
+        // the point; a summary's is accepted.
+        let negative_sum_allowed =
+            matches!(metric_type, MetricType::Histogram | MetricType::Summary) && self.options.negative_observations;
         match suffix {
             "_total" | "_sum" | "_count" | "_bucket" | "_gcount" | "_gsum" if value.is_nan() => {
                 return Err(invalid_value("a counter-like value is not NaN"));
             }
-            "_sum" if value < 0.0 && !negative_sum_deferred => {
+            "_sum" if value < 0.0 && !negative_sum_allowed => {
                 return Err(invalid_value("a counter-like value is not negative"));
             }
             "_total" | "_count" | "_bucket" | "_gcount" if value < 0.0 => {

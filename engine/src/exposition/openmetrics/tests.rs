@@ -208,10 +208,10 @@ fn specification_rules_accepted() {
 }
 
 #[test]
-fn negative_bucket_sums_are_an_option() {
+fn negative_observations_are_an_option() {
     let input = "# TYPE a histogram\na_bucket{le=\"-1\"} 0\na_bucket{le=\"+Inf\"} 1\na_sum -0.5\na_count 1\n# EOF\n";
     assert!(parse_all(input, ParseOptions::default()).is_err());
-    let relaxed = ParseOptions { negative_bucket_sums: true };
+    let relaxed = ParseOptions { negative_observations: true };
     assert_eq!(parse_all(input, relaxed).unwrap().len(), 6);
     // A negative sum still needs negative buckets.
     let positive = "# TYPE a histogram\na_bucket{le=\"1\"} 0\na_bucket{le=\"+Inf\"} 1\na_sum -0.5\na_count 1\n# EOF\n";
@@ -292,7 +292,7 @@ proptest! {
         ),
     ) {
         let input = lines.join("\n");
-        for entry in Parser::with_options(input.as_bytes(), ParseOptions { negative_bucket_sums: true }) {
+        for entry in Parser::with_options(input.as_bytes(), ParseOptions { negative_observations: true }) {
             if let Ok(Entry::Sample { series, .. }) = entry {
                 prop_assert!(series_labels(series).is_ok(), "{series:?}");
             }
