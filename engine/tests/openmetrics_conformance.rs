@@ -26,7 +26,10 @@ fn conformance_dir() -> Option<PathBuf> {
         "ENGINE_CONFORMANCE_REQUIRED=1 but {} does not exist",
         dir.display()
     );
-    eprintln!("openmetrics conformance: skipped, {} does not exist (set ENGINE_CONFORMANCE_REQUIRED=1 to fail)", dir.display());
+    eprintln!(
+        "openmetrics conformance: skipped, {} does not exist (set ENGINE_CONFORMANCE_REQUIRED=1 to fail)",
+        dir.display()
+    );
     None
 }
 
@@ -111,7 +114,10 @@ fn prometheus_openmetrics_bodies_parse() {
         match name.as_str() {
             "alltypes.5mfs.om.txt" => {
                 let error = strict.expect_err("the strict parser refuses negative observations");
-                assert!(error.contains("rpc_durations_histogram_seconds_sum: a counter-like value is not negative"), "{error}");
+                assert!(
+                    error.contains("rpc_durations_histogram_seconds_sum: a counter-like value is not negative"),
+                    "{error}"
+                );
             }
             _ => assert_eq!(strict, Ok(sample_count), "{name}"),
         }

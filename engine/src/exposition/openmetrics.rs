@@ -155,7 +155,8 @@ impl Exemplar<'_> {
     pub fn labels(&self) -> Labels {
         let mut pairs = Vec::new();
         let inner = self.labels.strip_prefix('{').and_then(|rest| rest.strip_suffix('}')).unwrap_or("");
-        let _ = for_each_label(inner, |name, raw_value| pairs.push((name.to_string(), unescape(raw_value).into_owned())));
+        let _ =
+            for_each_label(inner, |name, raw_value| pairs.push((name.to_string(), unescape(raw_value).into_owned())));
         Labels::from_pairs(pairs)
     }
 }
@@ -374,10 +375,7 @@ pub struct ParseOptions {
 /// Parses `{inner}` (without braces) label by label, calling `each(name, raw_value)`; the
 /// error is the byte offset in `inner` and the kind. Shared by the line parser (through its own
 /// tokenizer) and [`series_labels`].
-fn for_each_label<'s>(
-    inner: &'s str,
-    mut each: impl FnMut(&'s str, &'s str),
-) -> Result<(), (usize, ParseErrorKind)> {
+fn for_each_label<'s>(inner: &'s str, mut each: impl FnMut(&'s str, &'s str)) -> Result<(), (usize, ParseErrorKind)> {
     let mut cursor = Cursor { text: inner, position: 0 };
     if cursor.at_end() {
         return Ok(());
@@ -407,8 +405,10 @@ pub fn series_labels(series: &str) -> Result<Labels, ParseError> {
         .get(labels_start + 1..series.len().saturating_sub(1))
         .filter(|_| series.ends_with('}') && series.as_bytes()[labels_start] == b'{' && series.len() > labels_start + 1)
         .ok_or_else(|| error(labels_start, unexpected("a label set", &series[labels_start..])))?;
-    for_each_label(inner, |label_name, raw_value| pairs.push((label_name.to_string(), unescape(raw_value).into_owned())))
-        .map_err(|(position, kind)| error(labels_start + 1 + position, kind))?;
+    for_each_label(inner, |label_name, raw_value| {
+        pairs.push((label_name.to_string(), unescape(raw_value).into_owned()))
+    })
+    .map_err(|(position, kind)| error(labels_start + 1 + position, kind))?;
     Ok(Labels::from_pairs(pairs))
 }
 
@@ -921,7 +921,10 @@ impl<'a> Parser<'a> {
                     return Err(repeated());
                 }
                 if let Some(offset) = value.bytes().position(|byte| !is_metric_name_byte(byte)) {
-                    return Err(at(value_start + offset, unexpected("a unit (metric name characters)", &value[offset..])));
+                    return Err(at(
+                        value_start + offset,
+                        unexpected("a unit (metric name characters)", &value[offset..]),
+                    ));
                 }
                 if !value.is_empty() && !name.strip_suffix(value).is_some_and(|stem| stem.ends_with('_')) {
                     return Err(at(
@@ -969,10 +972,10 @@ impl<'a> Parser<'a> {
             if cursor.peek() != Some(b'#') {
                 let timestamp_start = cursor.position;
                 let text = cursor.token();
-                timestamp = Some(
-                    parse_timestamp(text)
-                        .ok_or_else(|| at(timestamp_start, ParseErrorKind::InvalidTimestamp { text: text.to_string() }))?,
-                );
+                timestamp =
+                    Some(parse_timestamp(text).ok_or_else(|| {
+                        at(timestamp_start, ParseErrorKind::InvalidTimestamp { text: text.to_string() })
+                    })?);
                 if !cursor.at_end() {
                     cursor.position += 1;
                     if cursor.peek() != Some(b'#') {
@@ -1081,7 +1084,8 @@ impl<'a> Parser<'a> {
         let suffix = &name[family_name.len()..];
         let value = parsed.value;
         let invalid_value = |reason| at(0, ParseErrorKind::InvalidValue { name: name.to_string(), reason });
-        let missing = |label: &str| at(0, ParseErrorKind::MissingLabel { name: name.to_string(), label: label.to_string() });
+        let missing =
+            |label: &str| at(0, ParseErrorKind::MissingLabel { name: name.to_string(), label: label.to_string() });
 
         // Labels a type requires, and the label the type excludes from the metric's identity.
         let mut excluded = None;
@@ -1114,7 +1118,11 @@ impl<'a> Parser<'a> {
                 let Some(le) = le else {
                     return Err(at(
                         0,
-                        ParseErrorKind::InvalidLabelValue { name: name.to_string(), label: "le", value: raw.to_string() },
+                        ParseErrorKind::InvalidLabelValue {
+                            name: name.to_string(),
+                            label: "le",
+                            value: raw.to_string(),
+                        },
                     ));
                 };
                 bucket_le = Some(le);
@@ -1126,7 +1134,9 @@ impl<'a> Parser<'a> {
         // Values.
         let integer = value.is_finite() && value.fract() == 0.0;
         match (metric_type, suffix) {
-            (MetricType::StateSet, _) if value != 0.0 && value != 1.0 => return Err(invalid_value("a state is 0 or 1")),
+            (MetricType::StateSet, _) if value != 0.0 && value != 1.0 => {
+                return Err(invalid_value("a state is 0 or 1"))
+            }
             (MetricType::Info, _) if value != 1.0 => return Err(invalid_value("an info value is 1")),
             (MetricType::Summary, "") if value < 0.0 && !self.options.negative_observations => {
                 return Err(invalid_value("a quantile value is not negative"))

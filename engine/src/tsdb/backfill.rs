@@ -84,7 +84,9 @@ pub enum BackfillError {
         series: String,
     },
     /// A sample older than its series' previous one.
-    #[error("line {line}: out of order sample for series {series}: {timestamp_ms} ms after {previous_timestamp_ms} ms")]
+    #[error(
+        "line {line}: out of order sample for series {series}: {timestamp_ms} ms after {previous_timestamp_ms} ms"
+    )]
     OutOfOrder {
         /// 1-based line.
         line: usize,
@@ -214,8 +216,7 @@ pub fn create_blocks_from_openmetrics(
     for ((block_start_ms, index), series_chunks) in chunks {
         blocks.entry(block_start_ms).or_default().push((index, series_chunks));
     }
-    fs.create_dir_all(output_dir)
-        .map_err(|source| BackfillError::Io { path: output_dir.to_path_buf(), source })?;
+    fs.create_dir_all(output_dir).map_err(|source| BackfillError::Io { path: output_dir.to_path_buf(), source })?;
     let mut metas = Vec::with_capacity(blocks.len());
     for (block_index, (_, members)) in blocks.into_iter().enumerate() {
         let mut block_series: Vec<(Labels, Vec<BlockChunk>)> = members
@@ -268,7 +269,10 @@ mod tests {
         check(i64::MAX, 2 * HOUR_MS * 3_i64.pow(9));
     }
 
-    fn backfill(input: &str, options: &BackfillOptions) -> (Arc<dyn FileSystem>, Result<Vec<BlockMeta>, BackfillError>) {
+    fn backfill(
+        input: &str,
+        options: &BackfillOptions,
+    ) -> (Arc<dyn FileSystem>, Result<Vec<BlockMeta>, BackfillError>) {
         let fs: Arc<dyn FileSystem> = Arc::new(MemFileSystem::default());
         let result = create_blocks_from_openmetrics(fs.clone(), input.as_bytes(), Path::new("/out"), options);
         (fs, result)
@@ -382,7 +386,10 @@ mod tests {
         let text = "# TYPE g gauge\ng{a=\"1\",b=\"2\"} 1 1\ng{a=\"1\",b=\"2\"} 1 1\ng{a=\"1\",b=\"2\"} 2 2\n# EOF\n";
         let (fs, result) = backfill(text, &BackfillOptions::default());
         let metas = result.unwrap();
-        assert_eq!(read_back(&fs, &metas)[0].2, vec![("g{a=\"1\", b=\"2\"}".to_string(), vec![(1000, 1.0), (2000, 2.0)])]);
+        assert_eq!(
+            read_back(&fs, &metas)[0].2,
+            vec![("g{a=\"1\", b=\"2\"}".to_string(), vec![(1000, 1.0), (2000, 2.0)])]
+        );
         // `g` and `g{}` are one series; its second spelling continues it.
         let (fs, result) = backfill("g 1 1\ng{} 2 2\n# EOF\n", &BackfillOptions::default());
         let metas = result.unwrap();

@@ -24,7 +24,8 @@ fn check_samples(input: &str, expected: &[Expected<'_>]) {
             _ => None,
         })
         .collect();
-    let bits = |samples: &[Expected<'_>]| -> Vec<String> { samples.iter().map(|sample| format!("{sample:?}")).collect() };
+    let bits =
+        |samples: &[Expected<'_>]| -> Vec<String> { samples.iter().map(|sample| format!("{sample:?}")).collect() };
     assert_eq!(bits(&got), bits(expected), "{input:?}");
     assert_eq!(entries.last(), Some(&Entry::Eof), "{input:?}");
 }
@@ -46,10 +47,10 @@ fn samples_values_timestamps_and_exemplars() {
     check_samples("a 1\n# EOF\n", &[("a", 1.0, None, None)]);
     check_samples("a 1\n# EOF", &[("a", 1.0, None, None)]);
     check_samples("a{} -2.5e3 1.5\n# EOF\n", &[("a{}", -2500.0, Some(1500), None)]);
-    check_samples("a +Inf\na{b=\"c\"} -infinity\n# EOF\n", &[
-        ("a", f64::INFINITY, None, None),
-        ("a{b=\"c\"}", f64::NEG_INFINITY, None, None),
-    ]);
+    check_samples(
+        "a +Inf\na{b=\"c\"} -infinity\n# EOF\n",
+        &[("a", f64::INFINITY, None, None), ("a{b=\"c\"}", f64::NEG_INFINITY, None, None)],
+    );
     check_samples("a .5 1.\n# EOF\n", &[("a", 0.5, Some(1000), None)]);
     check_samples("a 007 -1\n# EOF\n", &[("a", 7.0, Some(-1000), None)]);
     // Prometheus' conversion: seconds * 1000, truncated toward zero.
@@ -115,7 +116,12 @@ fn errors_carry_line_and_column() {
     check_error("é{b=\"c\"} 0x1\n# EOF\n", 1, 1, unexpected("a metric name", "é{b=\"c\"} 0x1"));
     check_error("a{b=\"é\"} 0x1\n# EOF\n", 1, 10, ParseErrorKind::InvalidNumber { text: "0x1".to_string() });
     check_error("a{b=\"c\",b=\"d\"} 1\n# EOF\n", 1, 2, ParseErrorKind::DuplicateLabel { name: "b".to_string() });
-    check_error("a 1\n\u{ff}\n", 2, 1, ParseErrorKind::Unexpected { expected: "a metric name", found: "\u{ff}".into() });
+    check_error(
+        "a 1\n\u{ff}\n",
+        2,
+        1,
+        ParseErrorKind::Unexpected { expected: "a metric name", found: "\u{ff}".into() },
+    );
     let error = Parser::new(b"a 1\nb \xff\n# EOF\n").find_map(Result::err).unwrap();
     assert_eq!(error, ParseError { line: 2, column: 3, kind: ParseErrorKind::InvalidUtf8 });
     check_error(
@@ -130,9 +136,12 @@ fn errors_carry_line_and_column() {
         1,
         ParseErrorKind::InvalidHistogram { name: "h".to_string(), reason: "the +Inf bucket is missing" },
     );
-    check_error("# TYPE a_created gauge\n# TYPE a counter\n# EOF\n", 3, 1, ParseErrorKind::NameClash {
-        name: "a_created".to_string(),
-    });
+    check_error(
+        "# TYPE a_created gauge\n# TYPE a counter\n# EOF\n",
+        3,
+        1,
+        ParseErrorKind::NameClash { name: "a_created".to_string() },
+    );
 }
 
 #[test]
