@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use engine::exposition::openmetrics::{series_labels, Entry, ParseOptions, Parser};
+use engine::model::Labels;
 
 /// Cases in the suite; a smaller count means the copy is incomplete.
 const CASE_COUNT: usize = 211;
@@ -86,6 +87,67 @@ fn openmetrics_parser_suite() {
     }
     assert_eq!(cases.len(), CASE_COUNT, "the suite has {CASE_COUNT} cases");
     assert!(failures.is_empty(), "{} cases failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The samples of some cases that must parse, as the specification reads them: escapes,
+/// timestamps in seconds (to ms, truncated; beyond i64 saturated), exemplars, leading zeros.
+#[test]
+fn openmetrics_cases_give_their_samples() {
+    let Some(dir) = conformance_dir() else { return };
+    type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64, Option<i64>);
+    #[track_caller]
+    fn check(dir: &Path, case: &str, expected: &[Expected<'_>]) {
+        let body = std::fs::read(dir.join("openmetrics/parsers").join(case).join("metrics")).unwrap();
+        let mut got = Vec::new();
+        for entry in Parser::new(&body) {
+            if let Entry::Sample { series, value, timestamp_ms, .. } = entry.unwrap() {
+                got.push((series_labels(series).unwrap(), value, timestamp_ms));
+            }
+        }
+        let expected: Vec<(Labels, f64, Option<i64>)> = expected
+            .iter()
+            .map(|(name, pairs, value, timestamp_ms)| {
+                let labels = Labels::from_pairs(pairs.iter().copied().chain([("__name__", *name)]));
+                (labels, *value, *timestamp_ms)
+            })
+            .collect();
+        assert_eq!(got, expected, "{case}");
+    }
+    check(
+        &dir,
+        "escaping",
+        &[
+            ("a_total", &[("foo", "b\"a\nr")], 1.0, None),
+            ("a_total", &[("foo", "b\\a\\z")], 2.0, None),
+            ("a_total", &[("foo", "b\"a\nr # ")], 3.0, None),
+            ("a_total", &[("foo", "b\\a\\z # ")], 4.0, None),
+        ],
+    );
+    check(
+        &dir,
+        "timestamps",
+        &[
+            ("a_total", &[("foo", "1")], 1.0, Some(0)),
+            ("a_total", &[("foo", "2")], 1.0, Some(0)),
+            ("a_total", &[("foo", "3")], 1.0, Some(1100)),
+            ("a_total", &[("foo", "4")], 1.0, Some(i64::MAX)),
+            ("a_total", &[("foo", "5")], 1.0, Some(1_500_000)),
+            ("b_total", &[], 2.0, Some(1_234_567_890_000)),
+        ],
+    );
+    check(&dir, "leading_zeros_float_gauge", &[("a", &[], 0.12, None)]);
+    check(&dir, "uint64_counter", &[("a_total", &[], 9_223_372_036_854_775_808.0, None)]);
+    check(&dir, "empty_label", &[("a_total", &[("foo", "bar")], 1.0, None), ("a_total", &[], 2.0, None)]);
+    let body = std::fs::read(dir.join("openmetrics/parsers/histogram_exemplars/metrics")).unwrap();
+    let exemplars: Vec<_> = Parser::new(&body)
+        .filter_map(|entry| match entry.unwrap() {
+            Entry::Sample { exemplar: Some(exemplar), .. } => {
+                Some((exemplar.labels().len(), exemplar.value, exemplar.timestamp_ms))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exemplars, [(1, 0.5, None), (1, 0.5, None), (1, 4.0, Some(123_000))]);
 }
 
 /// Prometheus' benchmark bodies parse. `alltypes.5mfs.om.txt` holds client_golang distributions

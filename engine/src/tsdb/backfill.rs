@@ -278,8 +278,11 @@ mod tests {
         (fs, result)
     }
 
+    /// A block's range and its series with their samples.
+    type ReadBlock = (i64, i64, Vec<(String, Vec<(i64, f64)>)>);
+
     /// Every block's series and samples.
-    fn read_back(fs: &Arc<dyn FileSystem>, metas: &[BlockMeta]) -> Vec<(i64, i64, Vec<(String, Vec<(i64, f64)>)>)> {
+    fn read_back(fs: &Arc<dyn FileSystem>, metas: &[BlockMeta]) -> Vec<ReadBlock> {
         metas
             .iter()
             .map(|meta| {

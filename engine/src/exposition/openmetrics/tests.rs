@@ -225,6 +225,9 @@ fn negative_observations_are_an_option() {
     // A negative sum still needs negative buckets.
     let positive = "# TYPE a histogram\na_bucket{le=\"1\"} 0\na_bucket{le=\"+Inf\"} 1\na_sum -0.5\na_count 1\n# EOF\n";
     assert!(parse_all(positive, relaxed).is_err());
+    let summary = "# TYPE s summary\ns{quantile=\"0.5\"} -1\ns_sum -3\ns_count 2\n# EOF\n";
+    assert!(parse_all(summary, ParseOptions::default()).is_err());
+    assert_eq!(parse_all(summary, relaxed).unwrap().len(), 5);
 }
 
 #[test]
