@@ -1197,9 +1197,11 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
+        if family.group.is_none_or(|(previous, _)| previous != group) {
+            self.groups.insert(group); // Consecutive samples of one metric insert it once.
+        }
         family.group = Some((group, timestamp_seconds));
         family.has_samples = true;
-        self.groups.insert(group);
 
         // Histogram metric points.
         if metric_type.is_histogram() && !suffix.is_empty() {
