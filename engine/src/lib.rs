@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod exposition;
 pub mod io;
 pub mod limits;
 pub mod metrics;

@@ -6,6 +6,11 @@
 //!   directory (this engine's, Prometheus' or promtool's) as promtool's commands of the same
 //!   names do; `dump` prints promtool's line format. They read blocks only, never the WAL, and
 //!   change nothing on disk.
+//! - `enginectl tsdb create-blocks-from openmetrics FILE [DIR]` writes blocks from an OpenMetrics
+//!   file as promtool's command of that name does (`engine::tsdb::backfill`), into DIR (default
+//!   `data/`), and lists them unless `--quiet`. Flags as promtool's: `--max-block-duration=DUR`
+//!   (default 2h), `-r`/`--human-readable`, `-q`/`--quiet`, and `--max-samples-in-memory=N`,
+//!   accepted and without effect here (samples go straight into compressed chunks).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,24 +21,28 @@ use engine::config;
 use engine::io::{FileSystem, RealFileSystem};
 use engine::model::{MatchKind, Matcher};
 use engine::storage::Querier;
-use engine::tsdb::block::{Block, Ulid};
+use engine::tsdb::backfill::{create_blocks_from_openmetrics, BackfillOptions};
+use engine::tsdb::block::{Block, BlockMeta, Ulid};
 
 const USAGE: &str = "usage: enginectl check config FILE...
-       enginectl tsdb list DIR
+       enginectl tsdb list [-r] DIR
        enginectl tsdb dump DIR
-       enginectl tsdb analyze DIR";
+       enginectl tsdb analyze DIR
+       enginectl tsdb create-blocks-from openmetrics [--max-block-duration=2h] [-r] [-q] FILE [DIR]";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     match arguments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["check", "config", files @ ..] if !files.is_empty() => check_config(files),
-        ["tsdb", command @ ("list" | "dump" | "analyze"), dir] => match tsdb(command, Path::new(dir)) {
-            Ok(()) => ExitCode::SUCCESS,
+        ["tsdb", "create-blocks-from", "openmetrics", rest @ ..] => match Backfill::parse(rest) {
+            Ok(backfill) => report(backfill.run()),
             Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::FAILURE
+                eprintln!("error: {error}\n{USAGE}");
+                ExitCode::from(2)
             }
         },
+        ["tsdb", "list", "-r" | "--human-readable", dir] => report(list(Path::new(dir), true)),
+        ["tsdb", command @ ("list" | "dump" | "analyze"), dir] => report(tsdb(command, Path::new(dir))),
         ["-h" | "--help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -43,6 +52,214 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tsdb create-blocks-from openmetrics` arguments.
+struct Backfill {
+    input: String,
+    output_dir: String,
+    max_block_duration_ms: i64,
+    human_readable: bool,
+    quiet: bool,
+}
+
+impl Backfill {
+    fn parse(arguments: &[&str]) -> Result<Backfill, String> {
+        let mut positional = Vec::new();
+        let mut backfill = Backfill {
+            input: String::new(),
+            output_dir: "data/".to_string(),
+            max_block_duration_ms: engine::limits::BLOCK_RANGE_MS_DEFAULT,
+            human_readable: false,
+            quiet: false,
+        };
+        let mut arguments = arguments.iter().copied();
+        while let Some(argument) = arguments.next() {
+            let (flag, inline_value) = match argument.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value)),
+                _ => (argument, None),
+            };
+            let mut value = |name: &str| {
+                inline_value.or_else(|| arguments.next()).ok_or_else(|| format!("flag {name} needs a value"))
+            };
+            match flag {
+                "-r" | "--human-readable" => backfill.human_readable = true,
+                "-q" | "--quiet" => backfill.quiet = true,
+                "--max-block-duration" => {
+                    let text = value(flag)?;
+                    backfill.max_block_duration_ms = config::parse_duration_ms(text)
+                        .map_err(|error| format!("--max-block-duration {text:?}: {error}"))?;
+                }
+                "--max-samples-in-memory" => {
+                    let text = value(flag)?;
+                    text.parse::<u64>().map_err(|error| format!("--max-samples-in-memory {text:?}: {error}"))?;
+                }
+                flag if flag.starts_with('-') && flag.len() > 1 => return Err(format!("unknown flag {flag}")),
+                _ => positional.push(argument.to_string()),
+            }
+        }
+        match positional.as_slice() {
+            [input] => backfill.input = input.clone(),
+            [input, output_dir] => {
+                backfill.input = input.clone();
+                backfill.output_dir = output_dir.clone();
+            }
+            _ => return Err("expected an input file and an optional output directory".to_string()),
+        }
+        Ok(backfill)
+    }
+
+    // The binary's edge: wall time and OS randomness name the blocks, as promtool's ULIDs do.
+    #[allow(clippy::disallowed_methods)]
+    fn run(&self) -> Result<(), String> {
+        let fs: Arc<dyn FileSystem> = Arc::new(RealFileSystem);
+        let input = fs.read(Path::new(&self.input)).map_err(|error| format!("read {}: {error}", self.input))?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|error| format!("clock before 1970: {error}"))?
+            .as_millis() as u64;
+        let options = BackfillOptions {
+            max_block_duration_ms: self.max_block_duration_ms,
+            ulid_time_ms: now_ms,
+            ulid_random: rand::random::<u128>(),
+            ..BackfillOptions::default()
+        };
+        let output_dir = Path::new(&self.output_dir);
+        let metas = create_blocks_from_openmetrics(fs, &input, output_dir, &options)
+            .map_err(|error| format!("backfill {}: {error}", self.input))?;
+        if !self.quiet {
+            print_blocks(output_dir, &metas, self.human_readable);
+        }
+        Ok(())
+    }
+}
+
+fn list(dir: &Path, human_readable: bool) -> Result<(), String> {
+    let metas: Vec<BlockMeta> = blocks(dir)?.iter().map(|block| block.meta().clone()).collect();
+    print_blocks(dir, &metas, human_readable);
+    Ok(())
+}
+
+/// promtool's `printBlocks` table: ULID, times, duration, counts and size, aligned as Go's
+/// tabwriter (minimum width 13, padding 2) aligns them.
+fn print_blocks(dir: &Path, metas: &[BlockMeta], human_readable: bool) {
+    let mut rows =
+        vec![["BLOCK ULID", "MIN TIME", "MAX TIME", "DURATION", "NUM SAMPLES", "NUM CHUNKS", "NUM SERIES", "SIZE"]
+            .map(str::to_string)];
+    for meta in metas {
+        let size = directory_size(&dir.join(&meta.ulid));
+        let time = |time_ms: i64| match human_readable {
+            true => go_utc_time(time_ms.div_euclid(1000)),
+            false => time_ms.to_string(),
+        };
+        rows.push([
+            meta.ulid.clone(),
+            time(meta.min_time_ms),
+            time(meta.max_time_ms),
+            go_duration(meta.max_time_ms - meta.min_time_ms),
+            meta.stats.sample_count.to_string(),
+            meta.stats.chunk_count.to_string(),
+            meta.stats.series_count.to_string(),
+            match human_readable {
+                true => base2_bytes(size),
+                false => size.to_string(),
+            },
+        ]);
+    }
+    let column_count = rows[0].len();
+    let widths: Vec<usize> = (0..column_count - 1)
+        .map(|column| rows.iter().map(|row| row[column].chars().count() + 2).max().unwrap_or(0).max(13))
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            match widths.get(column) {
+                Some(width) => line.push_str(&format!("{cell:<width$}")),
+                None => line.push_str(cell),
+            }
+        }
+        println!("{line}");
+    }
+}
+
+/// Go's `time.Time.String()` of a UTC time: `2006-01-02 15:04:05 +0000 UTC`.
+fn go_utc_time(unix_s: i64) -> String {
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let days = unix_s.div_euclid(86_400);
+    let seconds_of_day = unix_s.rem_euclid(86_400);
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} +0000 UTC",
+        seconds_of_day / 3600,
+        seconds_of_day / 60 % 60,
+        seconds_of_day % 60
+    )
+}
+
+/// Go's `time.Duration.String()` for whole milliseconds: `2h0m0s`, `1m30.5s`, `250ms`.
+fn go_duration(duration_ms: i64) -> String {
+    if duration_ms == 0 {
+        return "0s".to_string();
+    }
+    let sign = if duration_ms < 0 { "-" } else { "" };
+    let total_ms = duration_ms.unsigned_abs();
+    if total_ms < 1000 {
+        return format!("{sign}{total_ms}ms");
+    }
+    let (hours, minutes, seconds, fraction_ms) =
+        (total_ms / 3_600_000, total_ms / 60_000 % 60, total_ms / 1000 % 60, total_ms % 1000);
+    let seconds = match fraction_ms {
+        0 => format!("{seconds}s"),
+        _ => format!("{seconds}.{}s", format!("{fraction_ms:03}").trim_end_matches('0')),
+    };
+    match (hours, minutes) {
+        (0, 0) => format!("{sign}{seconds}"),
+        (0, _) => format!("{sign}{minutes}m{seconds}"),
+        _ => format!("{sign}{hours}h{minutes}m{seconds}"),
+    }
+}
+
+/// alecthomas/units' `Base2Bytes.String()`: each non-zero power of 1024 from the largest,
+/// `1MiB512KiB`, `0B` for zero.
+fn base2_bytes(size: u64) -> String {
+    if size == 0 {
+        return "0B".to_string();
+    }
+    let mut out = String::new();
+    let mut rest = size;
+    for (unit, scale) in [
+        ("EiB", 1_u64 << 60),
+        ("PiB", 1 << 50),
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("B", 1),
+    ] {
+        if rest >= scale {
+            out.push_str(&format!("{}{unit}", rest / scale));
+            rest %= scale;
+        }
+    }
+    out
 }
 
 fn check_config(files: &[&str]) -> ExitCode {
@@ -89,20 +306,8 @@ fn tsdb(command: &str, dir: &Path) -> Result<(), String> {
     let blocks = blocks(dir)?;
     match command {
         "list" => {
-            println!("BLOCK ULID                  MIN TIME       MAX TIME       DURATION     NUM SAMPLES  NUM CHUNKS   NUM SERIES");
-            for block in &blocks {
-                let meta = block.meta();
-                println!(
-                    "{:<27} {:<14} {:<14} {:<12} {:<12} {:<12} {}",
-                    meta.ulid,
-                    meta.min_time_ms,
-                    meta.max_time_ms,
-                    format_duration_ms(meta.max_time_ms - meta.min_time_ms),
-                    meta.stats.sample_count,
-                    meta.stats.chunk_count,
-                    meta.stats.series_count
-                );
-            }
+            let metas: Vec<BlockMeta> = blocks.iter().map(|block| block.meta().clone()).collect();
+            print_blocks(dir, &metas, false);
         }
         "dump" => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -208,7 +413,29 @@ fn go_format_g(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::go_format_g;
+    use super::{base2_bytes, go_duration, go_format_g, go_utc_time};
+
+    #[test]
+    fn promtool_table_cells() {
+        #[track_caller]
+        fn check(got: String, expected: &str) {
+            assert_eq!(got, expected);
+        }
+        check(go_duration(7_200_000), "2h0m0s");
+        check(go_duration(7_199_999), "1h59m59.999s");
+        check(go_duration(90_500), "1m30.5s");
+        check(go_duration(1_000), "1s");
+        check(go_duration(250), "250ms");
+        check(go_duration(0), "0s");
+        check(go_duration(-1_500), "-1.5s");
+        check(go_utc_time(0), "1970-01-01 00:00:00 +0000 UTC");
+        check(go_utc_time(1_700_000_000), "2023-11-14 22:13:20 +0000 UTC");
+        check(go_utc_time(951_782_400), "2000-02-29 00:00:00 +0000 UTC");
+        check(go_utc_time(-1), "1969-12-31 23:59:59 +0000 UTC");
+        check(base2_bytes(0), "0B");
+        check(base2_bytes(1536), "1KiB512B");
+        check(base2_bytes(3 << 20), "3MiB");
+    }
 
     #[test]
     fn floats_print_as_go_percent_g() {

@@ -14,6 +14,7 @@
 //! Concurrency: [`Db`] is a cheap handle shared by scrape loops, the API and the writer; the head
 //! is sharded (see `head`), the WAL belongs to the writer task alone.
 
+pub mod backfill;
 pub mod block;
 pub mod chunk;
 pub mod chunks;
