@@ -144,7 +144,19 @@ impl SelfMetrics {
             "prometheus_tsdb_compactions_total",
             "counter",
             "Total number of compactions that were executed for the partition.",
-            compaction.head_compactions_total as f64,
+            (compaction.head_compactions_total + compaction.block_compactions_total) as f64,
+        );
+        float(
+            "prometheus_tsdb_time_retentions_total",
+            "counter",
+            "The number of times that blocks were deleted because the maximum time limit was exceeded.",
+            compaction.time_retentions_total as f64,
+        );
+        float(
+            "prometheus_tsdb_size_retentions_total",
+            "counter",
+            "The number of times that blocks were deleted because the maximum number of bytes was exceeded.",
+            compaction.size_retentions_total as f64,
         );
         float(
             "prometheus_tsdb_compactions_failed_total",

@@ -67,11 +67,12 @@ impl ServerOptions {
         }
     }
 
-    /// Sets `storage`'s retention, block range and maximum block duration from `flags` layered
-    /// over the config file's keys (a flag beats the file), with Prometheus' defaults for what
-    /// neither sets; an error names a value that does not fit (a maximum below the minimum).
+    /// Sets `storage`'s retention, block range and maximum block duration from the config
+    /// file's keys layered over `flags` (the file wins, as for every `storage.tsdb` key and as
+    /// Prometheus 3 does for retention), with Prometheus' defaults for what neither sets; an
+    /// error names a value that does not fit (a maximum below the minimum).
     pub fn apply_retention(&mut self, flags: RetentionSettings) -> Result<(), String> {
-        let settings = flags.or(self.config_retention_settings());
+        let settings = self.config_retention_settings().or(flags);
         settings.validate()?;
         let resolved = settings.resolve();
         self.storage.retention = resolved.retention;
@@ -102,7 +103,12 @@ pub enum ServerError {
 
 /// Opens storage, starts scraping and serves the API until cancelled.
 pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
-    let mut db_options = DbOptions { commit_observer: options.commit_observer.clone(), ..options.storage.clone() };
+    let mut db_options = DbOptions {
+        commit_observer: options.commit_observer.clone(),
+        clock: Some(env.clock.clone()),
+        seed: env.random.seed(),
+        ..options.storage.clone()
+    };
     // The config file's `storage.tsdb` keys, where set, win over the flags.
     let storage_config = &options.config.storage;
     if let Some(size) = storage_config.wal_segment_size_max {

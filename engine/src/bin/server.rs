@@ -21,7 +21,7 @@ const USAGE: &str = "usage: server [flags]
                                 rollover only, as Prometheus)
   --storage.tsdb.retention.time=DUR
                                 how long to keep blocks (default: 15d when no size is set;
-                                beats the config file's storage.tsdb.retention)
+                                the config file's storage.tsdb.retention wins over it)
   --storage.tsdb.retention.size=SIZE
                                 most bytes for blocks, WAL and head chunks, e.g. 512MB (units B KB
                                 MB GB TB PB EB, powers of 1024; default: no limit)
@@ -293,7 +293,7 @@ mod tests {
     }
 
     #[test]
-    fn retention_flags_beat_the_config_file_and_default_as_prometheus() {
+    fn retention_from_the_config_file_then_flags_then_prometheus_defaults() {
         #[track_caller]
         fn check(arguments: &[&str], yaml: &str, expected: (Option<i64>, Option<u64>, i64, i64)) {
             assert_eq!(resolve(arguments, yaml), Ok(expected), "{arguments:?} over {yaml:?}");
@@ -302,7 +302,8 @@ mod tests {
         let file = "storage:\n  tsdb:\n    retention: 30d\n    retention_size: 1GB\n";
         check(&[], "", (Some(15 * d), None, 2 * h, 36 * h));
         check(&[], file, (Some(30 * d), Some(1 << 30), 2 * h, 72 * h));
-        check(&["--storage.tsdb.retention.time=10d"], file, (Some(10 * d), Some(1 << 30), 2 * h, 24 * h));
+        check(&["--storage.tsdb.retention.time=10d"], file, (Some(30 * d), Some(1 << 30), 2 * h, 72 * h));
+        check(&["--storage.tsdb.retention.time=10d"], "", (Some(10 * d), None, 2 * h, 24 * h));
         check(&["--storage.tsdb.retention.size", "512MB"], "", (None, Some(512 << 20), 2 * h, 31 * d));
         // The deprecated alias, which the new flag beats.
         check(&["--storage.tsdb.retention=20d"], "", (Some(20 * d), None, 2 * h, 48 * h));
@@ -317,6 +318,11 @@ mod tests {
         check(
             &["--storage.tsdb.min-block-duration=1h", "--storage.tsdb.max-block-duration=3h"],
             "storage:\n  tsdb:\n    min_block_duration: 4h\n    max_block_duration: 8h\n",
+            (Some(15 * d), None, 4 * h, 8 * h),
+        );
+        check(
+            &["--storage.tsdb.min-block-duration=1h", "--storage.tsdb.max-block-duration=3h"],
+            "",
             (Some(15 * d), None, h, 3 * h),
         );
         check(&[], "storage:\n  tsdb:\n    min_block_duration: 4h\n", (Some(15 * d), None, 4 * h, 36 * h));

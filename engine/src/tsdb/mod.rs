@@ -373,7 +373,21 @@ impl Db {
                 _ => TsdbError::Io { context: format!("lock data directory {}", dir.display()), source },
             })?),
         };
-        let blocks = open_blocks(&fs, dir)?;
+        let mut blocks = open_blocks(&fs, dir)?;
+        // A crash between a compaction and the deletion of its sources leaves both: serve the
+        // successor only (upstream's `reloadBlocks`).
+        let metas: Vec<block::BlockMeta> = blocks.iter().map(|opened| opened.meta().clone()).collect();
+        let superseded = compact::superseded(&metas);
+        if !superseded.is_empty() {
+            tracing::info!(ulids = ?superseded, "removing blocks that a compacted block replaced");
+            blocks.retain(|opened| {
+                let replaced = superseded.contains(&opened.meta().ulid);
+                if replaced {
+                    opened.delete_when_unused();
+                }
+                !replaced
+            });
+        }
         // Full chunks live in `chunks_head/`. The WAL is never truncated yet (no blocks), so it
         // alone is the source of truth: old chunk files are removed and rewritten by replay.
         let chunks_dir = dir.join("chunks_head");

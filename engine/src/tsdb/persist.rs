@@ -15,6 +15,12 @@
 //! 5. remove head-chunk files that ended before the previous round's range (one round late, so
 //!    a query that located a chunk there just before step 3 can still read it).
 //!
+//! Then, in the same round, blocks are compacted by level (`compact::plan` over
+//! `compact::block_ranges`: 2 h, 6 h, 18 h, ... up to the maximum block duration) and retention
+//! removes whole blocks past `retention.time` or beyond `retention.size` (blocks, WAL and head
+//! chunks counted). Replaced and expired blocks leave the served list at once; their
+//! directories go when the last querier reading them is dropped (`Block::delete_when_unused`).
+//!
 //! A failure stops the round and is counted; the next trigger retries. A crash anywhere leaves a
 //! directory that opens: a `.tmp` block or checkpoint is removed, a written block raises the
 //! replay's lower bound so its samples are not loaded twice.
@@ -30,8 +36,9 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::{oneshot, Notify};
 
-use super::block::{self, Block, BlockMeta};
+use super::block::{self, Block, BlockMeta, Ulid};
 use super::commit::WriterRequest;
+use super::compact;
 use super::head::truncate::TruncateStats;
 use super::wal::checkpoint::checkpoint;
 use super::{Inner, TsdbError};
@@ -61,10 +68,22 @@ pub struct CompactionCounts {
     pub wal_segments_deleted_total: u64,
     /// Head-chunk files deleted.
     pub chunk_files_deleted_total: u64,
+    /// Blocks written by compacting blocks.
+    pub block_compactions_total: u64,
+    /// Retention passes that removed blocks by time (`prometheus_tsdb_time_retentions_total`).
+    pub time_retentions_total: u64,
+    /// Retention passes that removed blocks by size (`prometheus_tsdb_size_retentions_total`).
+    pub size_retentions_total: u64,
+    /// Blocks removed by retention or replaced by compaction.
+    pub blocks_removed_total: u64,
 }
 
 #[derive(Default)]
 struct Counters {
+    block_compactions_total: AtomicU64,
+    time_retentions_total: AtomicU64,
+    size_retentions_total: AtomicU64,
+    blocks_removed_total: AtomicU64,
     head_compactions_total: AtomicU64,
     compactions_failed_total: AtomicU64,
     head_truncations_total: AtomicU64,
@@ -121,6 +140,10 @@ impl PersistState {
             checkpoint_creations_failed_total: load(&counters.checkpoint_creations_failed_total),
             wal_segments_deleted_total: load(&counters.wal_segments_deleted_total),
             chunk_files_deleted_total: load(&counters.chunk_files_deleted_total),
+            block_compactions_total: load(&counters.block_compactions_total),
+            time_retentions_total: load(&counters.time_retentions_total),
+            size_retentions_total: load(&counters.size_retentions_total),
+            blocks_removed_total: load(&counters.blocks_removed_total),
         }
     }
 }
@@ -176,20 +199,139 @@ fn closed() -> TsdbError {
     }
 }
 
-/// Runs rounds while the head is compactable; returns the blocks written.
+/// One round: head ranges into blocks while the head is compactable, then block compaction and
+/// retention; returns the blocks written (from the head and by compaction).
 pub(super) async fn compact_head(inner: &Inner) -> Result<Vec<BlockMeta>, TsdbError> {
     let _round = inner.persist.round.lock().await;
     let mut written = Vec::new();
+    let result = run_round(inner, &mut written).await;
+    if result.is_err() {
+        inner.persist.counters.compactions_failed_total.fetch_add(1, Ordering::Relaxed);
+    }
+    result.map(|()| written)
+}
+
+async fn run_round(inner: &Inner, written: &mut Vec<BlockMeta>) -> Result<(), TsdbError> {
     while let Some((min_time_ms, max_time_ms)) = inner.head.compactable_range() {
-        match persist_range(inner, min_time_ms, max_time_ms).await {
-            Ok(meta) => written.extend(meta),
-            Err(error) => {
-                inner.persist.counters.compactions_failed_total.fetch_add(1, Ordering::Relaxed);
-                return Err(error);
+        written.extend(persist_range(inner, min_time_ms, max_time_ms).await?);
+    }
+    compact_blocks(inner, written)?;
+    apply_retention(inner)
+}
+
+/// Replaces the served block list by `next` (sorted here).
+fn set_blocks(inner: &Inner, mut next: Vec<Block>) {
+    next.sort_by_key(|opened| (opened.meta().min_time_ms, opened.meta().ulid.clone()));
+    *inner.blocks.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(next);
+}
+
+fn current_blocks(inner: &Inner) -> Arc<Vec<Block>> {
+    inner.blocks.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
+/// Takes `ulids` out of the served list and deletes them once unused; returns how many.
+fn remove_blocks(inner: &Inner, ulids: &[String]) -> usize {
+    let blocks = current_blocks(inner);
+    let (gone, kept): (Vec<Block>, Vec<Block>) =
+        blocks.iter().cloned().partition(|opened| ulids.contains(&opened.meta().ulid));
+    set_blocks(inner, kept);
+    for opened in &gone {
+        opened.delete_when_unused();
+    }
+    inner.persist.counters.blocks_removed_total.fetch_add(gone.len() as u64, Ordering::Relaxed);
+    gone.len()
+}
+
+/// Compacts blocks by level until the planner finds nothing (Prometheus' `compactBlocks`).
+fn compact_blocks(inner: &Inner, written: &mut Vec<BlockMeta>) -> Result<(), TsdbError> {
+    let ranges = compact::block_ranges(inner.options.block_range_ms, inner.options.block_duration_max_ms);
+    if ranges.len() < 2 {
+        return Ok(());
+    }
+    loop {
+        let blocks = current_blocks(inner);
+        let metas: Vec<BlockMeta> = blocks.iter().map(Block::planning_meta).collect();
+        let chosen = compact::plan(&metas, &ranges);
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        let sources: Vec<Block> =
+            blocks.iter().filter(|opened| chosen.contains(&opened.meta().ulid)).cloned().collect();
+        let max_time_ms = sources.iter().map(|opened| opened.meta().max_time_ms).max().unwrap_or(0);
+        let (ulid_time_ms, random) = block_id(inner, max_time_ms);
+        let result = compact::compact(inner.fs.clone(), &inner.dir, &sources, Ulid::new(ulid_time_ms, random));
+        match result.map_err(block_error)? {
+            Some(meta) => {
+                let opened = Block::open(inner.fs.clone(), &inner.dir.join(&meta.ulid)).map_err(block_error)?;
+                let mut next: Vec<Block> = current_blocks(inner)
+                    .iter()
+                    .filter(|opened| !chosen.contains(&opened.meta().ulid))
+                    .cloned()
+                    .collect();
+                next.push(opened);
+                set_blocks(inner, next);
+                for source in &sources {
+                    source.delete_when_unused();
+                }
+                let counters = &inner.persist.counters;
+                counters.block_compactions_total.fetch_add(1, Ordering::Relaxed);
+                counters.blocks_removed_total.fetch_add(sources.len() as u64, Ordering::Relaxed);
+                tracing::info!(ulid = %meta.ulid, sources = ?chosen, level = meta.compaction.level, "blocks compacted");
+                written.push(meta);
+            }
+            None => {
+                // No samples at all in the sources: they go without a successor, as upstream.
+                remove_blocks(inner, &chosen);
             }
         }
     }
-    Ok(written)
+}
+
+/// Bytes of the files directly in `dir` (the WAL's segments, the head-chunk files); checkpoint
+/// directories count through their segments.
+fn directory_size_bytes(inner: &Inner, dir: &std::path::Path) -> u64 {
+    let Ok(names) = inner.fs.list_dir(dir) else { return 0 };
+    names
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            match inner.fs.file_size(&path) {
+                Ok(size) => size,
+                Err(_) => directory_size_bytes(inner, &path),
+            }
+        })
+        .sum()
+}
+
+/// Removes whole blocks past the retention time or beyond the retention size.
+fn apply_retention(inner: &Inner) -> Result<(), TsdbError> {
+    let retention = &inner.options.retention;
+    if retention.duration_ms.is_none() && retention.size_bytes.is_none() {
+        return Ok(());
+    }
+    let blocks = current_blocks(inner);
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    let metas: Vec<BlockMeta> = blocks.iter().map(|opened| opened.meta().clone()).collect();
+    let sizes: Vec<u64> = blocks.iter().map(Block::size_bytes).collect();
+    let extra_size_bytes = match retention.size_bytes {
+        Some(_) => {
+            directory_size_bytes(inner, &inner.dir.join("wal"))
+                + directory_size_bytes(inner, &inner.dir.join("chunks_head"))
+        }
+        None => 0,
+    };
+    let outcome = compact::retention_outcome(&metas, &sizes, retention, extra_size_bytes);
+    if outcome.ulids.is_empty() {
+        return Ok(());
+    }
+    let removed = remove_blocks(inner, &outcome.ulids);
+    let counters = &inner.persist.counters;
+    counters.time_retentions_total.fetch_add(outcome.time_retentions_count, Ordering::Relaxed);
+    counters.size_retentions_total.fetch_add(outcome.size_retentions_count, Ordering::Relaxed);
+    tracing::info!(removed, ulids = ?outcome.ulids, "blocks removed by retention");
+    Ok(())
 }
 
 /// One round over `[min_time_ms, max_time_ms)`; `None` when the range held no samples.
@@ -203,11 +345,9 @@ async fn persist_range(inner: &Inner, min_time_ms: i64, max_time_ms: i64) -> Res
     let meta = write_head_block(inner, min_time_ms, max_time_ms)?;
     if let Some(meta) = &meta {
         let opened = Block::open(inner.fs.clone(), &inner.dir.join(&meta.ulid)).map_err(block_error)?;
-        let mut blocks = inner.blocks.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next: Vec<Block> = blocks.iter().cloned().collect();
+        let mut next: Vec<Block> = current_blocks(inner).iter().cloned().collect();
         next.push(opened);
-        next.sort_by_key(|opened| (opened.meta().min_time_ms, opened.meta().ulid.clone()));
-        *blocks = Arc::new(next);
+        set_blocks(inner, next);
         inner.persist.counters.head_compactions_total.fetch_add(1, Ordering::Relaxed);
         tracing::info!(ulid = %meta.ulid, min_time_ms, max_time_ms, series = meta.stats.series_count,
             samples = meta.stats.sample_count, "head range persisted into a block");

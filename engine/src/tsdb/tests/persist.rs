@@ -180,3 +180,61 @@ async fn the_compactor_task_persists_on_its_own() {
     assert_eq!(db.stats().block_count, 1);
     assert_eq!(db.stats().compaction.head_truncations_total, 1);
 }
+
+fn leveled_options(retention: compact::Retention) -> DbOptions {
+    DbOptions { retention, block_duration_max_ms: 54 * HOUR_MS, ..persist_options() }
+}
+
+fn block_ranges(db: &Db) -> Vec<(i64, i64, u32)> {
+    db.blocks()
+        .iter()
+        .map(|opened| (opened.meta().min_time_ms, opened.meta().max_time_ms, opened.meta().compaction.level))
+        .collect()
+}
+
+#[tokio::test]
+async fn blocks_are_compacted_by_level_and_replaced_sources_deleted() {
+    let fs = MemFs::default();
+    let db = open(&fs, leveled_options(compact::Retention::default()));
+    let up = series("up", "a");
+    fill_range(&db, &[&up], 0, 11 * HOUR_MS, 60_000).await;
+    let before = everything(&db);
+    db.compact_head().await.unwrap();
+    // Head ranges 0-2, 2-4, 4-6, 6-8 became blocks; the first three fill the 6 h range (the
+    // newest block is never compacted).
+    assert_eq!(block_ranges(&db), vec![(0, 6 * HOUR_MS, 2), (6 * HOUR_MS, 8 * HOUR_MS, 1)]);
+    assert_eq!(db.stats().compaction.block_compactions_total, 1);
+    assert_eq!(everything(&db), before);
+    let block_dirs: Vec<String> =
+        fs.list_dir(Path::new("/db")).unwrap().into_iter().filter(|name| block::Ulid::parse(name).is_some()).collect();
+    assert_eq!(block_dirs.len(), 2, "the three sources were deleted: {block_dirs:?}");
+    drop(db);
+    let db = open(&fs, leveled_options(compact::Retention::default()));
+    assert_eq!(everything(&db), before, "restart");
+}
+
+#[tokio::test]
+async fn retention_removes_whole_blocks_by_time_and_by_size() {
+    let fs = MemFs::default();
+    let by_time = compact::Retention { duration_ms: Some(2 * HOUR_MS), size_bytes: None };
+    let db = open(&fs, leveled_options(by_time));
+    let up = series("up", "a");
+    fill_range(&db, &[&up], 0, 11 * HOUR_MS, 60_000).await;
+    db.compact_head().await.unwrap();
+    // Blocks 0-6 and 6-8: the first ends 2 h before the newest's end, so it goes.
+    assert_eq!(block_ranges(&db), vec![(6 * HOUR_MS, 8 * HOUR_MS, 1)]);
+    assert_eq!(db.stats().compaction.time_retentions_total, 1);
+    let samples = &everything(&db)[0].1;
+    assert_eq!(samples.first().map(|sample| sample.0), Some(6 * HOUR_MS), "data before 6 h is gone");
+    drop(db);
+
+    // Size: a limit below the blocks' size keeps none of them, the head's data stays.
+    let by_size = compact::Retention { duration_ms: None, size_bytes: Some(1) };
+    let db = open(&fs, leveled_options(by_size));
+    fill_range(&db, &[&up], 11 * HOUR_MS, 12 * HOUR_MS, 60_000).await;
+    db.compact_head().await.unwrap();
+    assert!(block_ranges(&db).is_empty());
+    assert_eq!(db.stats().compaction.size_retentions_total, 1);
+    let samples = &everything(&db)[0].1;
+    assert!(samples.first().is_some_and(|sample| sample.0 >= 8 * HOUR_MS), "the head still serves its range");
+}
