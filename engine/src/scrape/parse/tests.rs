@@ -244,7 +244,9 @@ fn helps_and_types_are_found_without_a_scan_of_the_families() {
 }
 
 /// Samples as comparable tuples (NaN compared by bits).
-fn comparable(exposition: &Exposition) -> (Vec<(String, u64, Option<i64>)>, Vec<MetricMetadata>) {
+type Comparable = (Vec<(String, u64, Option<i64>)>, Vec<MetricMetadata>);
+
+fn comparable(exposition: &Exposition) -> Comparable {
     let samples = exposition
         .samples
         .iter()

@@ -1,0 +1,219 @@
+//! The per-target scrape cache (Prometheus scrape/scrape.go `scrapeCache`): the raw text of a
+//! series as the target writes it (`name{labels}`, the bytes of the body) maps to the store's
+//! [`SeriesRef`] and the marks of the scrapes that saw it. A known series is appended by
+//! reference: no label parsing, no allocation, no hash of a label set, only a hash of its text.
+//!
+//! Staleness is tracked by reference through the marks, not by label sets: an entry remembers
+//! whether the current scrape and the previous successful one appended it at the scrape's
+//! timestamp. When a scrape ends, every entry tracked last time and not this time gets a stale
+//! marker (all of them when the scrape failed), then entries the scrape did not see are evicted,
+//! so an entry lives one scrape past its last sighting, as upstream's `iterDone`.
+//!
+//! Bound: after each scrape the cache holds only the series texts that scrape saw, so at most
+//! `sample_limit` entries when one is set (lookups stop at the limit) and otherwise at most one
+//! per line of a body, whose size the body size limit bounds (64 MiB by default): key bytes never
+//! exceed the body size. During a scrape it holds the previous scrape's entries plus the new ones.
+//!
+//! Determinism: the map is for lookups only; stale markers are emitted sorted by reference, so
+//! no hash order reaches the store. Concurrency: owned by one target's loop.
+
+use std::collections::HashMap;
+
+use crate::model::SeriesRef;
+
+/// Appended at the scrape's timestamp in the current scrape.
+const TRACKED_NOW: u8 = 1;
+/// Appended at the scrape's timestamp in the previous successful scrape.
+const TRACKED_BEFORE: u8 = 2;
+
+/// What the cache knows of one series text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The store's reference for the series' final labels.
+    pub series_ref: SeriesRef,
+    /// Iteration of the last scrape whose body held this text.
+    seen_iteration: u64,
+    /// `TRACKED_NOW` | `TRACKED_BEFORE`.
+    staleness_marks: u8,
+}
+
+/// How a lookup went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Known; the current scrape had not seen it yet.
+    Hit(SeriesRef),
+    /// Known and already in the current body once (a duplicate line).
+    Repeated(SeriesRef),
+    /// Unknown: parse the labels, append by labels, then [`ScrapeCache::insert`].
+    Miss,
+}
+
+/// One target's cache. See the module doc.
+#[derive(Debug, Default)]
+pub struct ScrapeCache {
+    /// Number of the current scrape.
+    iteration: u64,
+    // Lookup only; never iterated into output (see `end_scrape`).
+    entries: HashMap<Box<str>, CacheEntry>,
+}
+
+impl ScrapeCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        ScrapeCache::default()
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The reference cached for `series`, if any, without marking anything.
+    pub fn series_ref(&self, series: &str) -> Option<SeriesRef> {
+        self.entries.get(series).map(|entry| entry.series_ref)
+    }
+
+    /// Looks `series` up and marks it seen by the current scrape.
+    pub fn get(&mut self, series: &str) -> Lookup {
+        let iteration = self.iteration;
+        match self.entries.get_mut(series) {
+            None => Lookup::Miss,
+            Some(entry) if entry.seen_iteration == iteration => Lookup::Repeated(entry.series_ref),
+            Some(entry) => {
+                entry.seen_iteration = iteration;
+                Lookup::Hit(entry.series_ref)
+            }
+        }
+    }
+
+    /// Records that the current scrape appended `series` (already looked up) under `series_ref`,
+    /// at the scrape's timestamp when `tracks_staleness` (explicit timestamps do not take part,
+    /// as upstream). A new reference (the store re-created the series) replaces the old one.
+    pub fn appended(&mut self, series: &str, series_ref: SeriesRef, tracks_staleness: bool) {
+        if let Some(entry) = self.entries.get_mut(series) {
+            entry.series_ref = series_ref;
+            if tracks_staleness {
+                entry.staleness_marks |= TRACKED_NOW;
+            }
+        }
+    }
+
+    /// Adds a series the current scrape appended for the first time (after a [`Lookup::Miss`]).
+    pub fn insert(&mut self, series: &str, series_ref: SeriesRef, tracks_staleness: bool) {
+        let staleness_marks = if tracks_staleness { TRACKED_NOW } else { 0 };
+        let entry = CacheEntry { series_ref, seen_iteration: self.iteration, staleness_marks };
+        self.entries.insert(series.into(), entry);
+    }
+
+    /// Ends the current scrape: calls `mark_stale(series_ref, series_text)` for every series
+    /// the previous successful scrape appended at its timestamp and this one did not (every such
+    /// series when `succeeded` is false: a failed scrape appended nothing), in reference order;
+    /// then evicts the entries this scrape did not see and starts the next iteration.
+    pub fn end_scrape(&mut self, succeeded: bool, mut mark_stale: impl FnMut(SeriesRef, &str)) {
+        let mut stale: Vec<(SeriesRef, &str)> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| {
+                let tracked_now = succeeded && entry.staleness_marks & TRACKED_NOW != 0;
+                entry.staleness_marks & TRACKED_BEFORE != 0 && !tracked_now
+            })
+            .map(|(series, entry)| (entry.series_ref, &**series))
+            .collect();
+        stale.sort_unstable();
+        for (series_ref, series) in stale {
+            mark_stale(series_ref, series);
+        }
+        let iteration = self.iteration;
+        self.entries.retain(|_, entry| {
+            let tracked_now = succeeded && entry.staleness_marks & TRACKED_NOW != 0;
+            entry.staleness_marks = if tracked_now { TRACKED_BEFORE } else { 0 };
+            entry.seen_iteration == iteration
+        });
+        self.iteration += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs scrapes over one cache: each is (series texts with explicit timestamps marked by a
+    /// leading `@`, succeeded); returns per scrape the stale texts and the cache size after.
+    fn run(scrapes: &[(&[&str], bool)]) -> Vec<(Vec<String>, usize)> {
+        let mut cache = ScrapeCache::new();
+        let mut next_ref = 1;
+        let mut out = Vec::new();
+        for (series_list, succeeded) in scrapes {
+            for series in series_list.iter() {
+                let (text, tracks) = match series.strip_prefix('@') {
+                    Some(text) => (text, false),
+                    None => (*series, true),
+                };
+                match cache.get(text) {
+                    Lookup::Hit(series_ref) => cache.appended(text, series_ref, tracks),
+                    Lookup::Repeated(_) => {}
+                    Lookup::Miss => {
+                        cache.insert(text, SeriesRef(next_ref), tracks);
+                        next_ref += 1;
+                    }
+                }
+            }
+            let mut stale = Vec::new();
+            cache.end_scrape(*succeeded, |_, series| stale.push(series.to_string()));
+            out.push((stale, cache.len()));
+        }
+        out
+    }
+
+    #[track_caller]
+    fn check(scrapes: &[(&[&str], bool)], expected: &[(&[&str], usize)]) {
+        let got = run(scrapes);
+        let want: Vec<(Vec<String>, usize)> = expected
+            .iter()
+            .map(|(stale, size)| (stale.iter().map(|series| series.to_string()).collect(), *size))
+            .collect();
+        assert_eq!(got, want, "{scrapes:?}");
+    }
+
+    #[test]
+    fn hits_misses_staleness_and_eviction() {
+        // A vanished series is marked once, then evicted.
+        check(&[(&["a", "b"], true), (&["a"], true), (&["a"], true)], &[(&[], 2), (&["b"], 1), (&[], 1)]);
+        // A repeated line counts once; a series that comes back is new again.
+        check(&[(&["a", "a", "b"], true), (&["a"], true), (&["a", "b"], true)], &[(&[], 2), (&["b"], 1), (&[], 2)]);
+        // Explicit timestamps take no part in staleness, but stay cached while seen.
+        check(&[(&["@a", "b"], true), (&[], true)], &[(&[], 2), (&["b"], 0)]);
+        // A series that switches to an explicit timestamp is stale from the scrape's view.
+        check(&[(&["a"], true), (&["@a"], true)], &[(&[], 1), (&["a"], 1)]);
+        // A failed scrape marks everything of the last success, keeps what it saw, tracks nothing.
+        check(
+            &[(&["a", "b", "c"], true), (&["a", "x"], false), (&["a"], true), (&[], true)],
+            &[(&[], 3), (&["a", "b", "c"], 2), (&[], 1), (&["a"], 0)],
+        );
+        // Two failures in a row mark nothing the second time.
+        check(&[(&["a"], true), (&[], false), (&[], false)], &[(&[], 1), (&["a"], 0), (&[], 0)]);
+    }
+
+    #[test]
+    fn stale_markers_come_in_reference_order_and_refs_can_change() {
+        let mut cache = ScrapeCache::new();
+        for (index, series) in ["z", "y", "x", "w"].iter().enumerate() {
+            assert_eq!(cache.get(series), Lookup::Miss);
+            cache.insert(series, SeriesRef(10 - index as u64), true);
+        }
+        cache.end_scrape(true, |_, _| unreachable!("nothing is stale after the first scrape"));
+        assert_eq!(cache.get("y"), Lookup::Hit(SeriesRef(9)));
+        cache.appended("y", SeriesRef(42), true);
+        assert_eq!(cache.get("y"), Lookup::Repeated(SeriesRef(42)));
+        let mut stale = Vec::new();
+        cache.end_scrape(true, |series_ref, series| stale.push((series_ref.0, series.to_string())));
+        assert_eq!(stale, vec![(7, "w".to_string()), (8, "x".to_string()), (10, "z".to_string())]);
+        assert_eq!(cache.series_ref("y"), Some(SeriesRef(42)));
+        assert_eq!(cache.len(), 1);
+    }
+}
