@@ -25,6 +25,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::RngCore;
+
 use super::cache::{Lookup, ScrapeCache};
 use super::parse::{self, Entry, TextParser};
 use super::{fetch, ScrapeError, Target};
@@ -76,7 +78,7 @@ pub struct ScrapeLoop {
 }
 
 /// What a loop carries from one scrape to the next.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ScrapeState {
     /// Series text -> reference, with staleness marks.
     pub cache: ScrapeCache,
@@ -89,9 +91,14 @@ pub struct ScrapeState {
 }
 
 impl ScrapeState {
-    /// The state before the first scrape.
-    pub fn new() -> Self {
-        ScrapeState::default()
+    /// The state before the first scrape; `hash_key` keys the cache's hash.
+    pub fn new(hash_key: u64) -> Self {
+        ScrapeState {
+            cache: ScrapeCache::new(hash_key),
+            body: Vec::new(),
+            report_refs: [None; REPORT_SERIES_COUNT],
+            last_error: None,
+        }
     }
 }
 
@@ -128,7 +135,8 @@ impl ScrapeLoop {
         tokio::time::sleep(Duration::from_millis(delay_ms as u64)).await;
         let mut ticker = tokio::time::interval(Duration::from_millis(self.interval_ms as u64));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut state = ScrapeState::new();
+        let hash_key = self.env.random.stream("scrape-cache").next_u64() ^ self.target.hash();
+        let mut state = ScrapeState::new(hash_key);
         loop {
             ticker.tick().await;
             self.scrape_and_report(&mut state).await;

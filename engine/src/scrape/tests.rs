@@ -196,7 +196,7 @@ fn fixture(configure: impl FnOnce(&mut ScrapeLoop)) -> Fixture {
         offset_seed: 0,
     };
     configure(&mut scrape_loop);
-    Fixture { clock, network, db, store, scrape_loop, state: ScrapeState::new() }
+    Fixture { clock, network, db, store, scrape_loop, state: ScrapeState::new(1) }
 }
 
 impl Fixture {

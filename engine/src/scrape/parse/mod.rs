@@ -169,7 +169,7 @@ impl<'a> TextParser<'a> {
         }
         while self.position < self.body.len() {
             let rest = &self.body[self.position..];
-            let line_size = rest.iter().position(|byte| *byte == b'\n').unwrap_or(rest.len());
+            let line_size = find_byte(rest, b'\n').unwrap_or(rest.len());
             let raw_line = &rest[..line_size];
             self.position += line_size + 1;
             self.line_number += 1;
@@ -397,12 +397,75 @@ struct Line<'a> {
     number: usize,
 }
 
-fn is_name_start(byte: u8) -> bool {
-    byte.is_ascii_alphabetic() || byte == b'_' || byte == b':'
+/// Character classes of name bytes, one table lookup per byte.
+const METRIC_NAME_START: u8 = 1;
+const METRIC_NAME_CHAR: u8 = 2;
+const LABEL_NAME_START: u8 = 4;
+const LABEL_NAME_CHAR: u8 = 8;
+
+const NAME_CLASSES: [u8; 256] = {
+    let mut classes = [0_u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let character = byte as u8;
+        let letter = character.is_ascii_alphabetic() || character == b'_';
+        let digit = character.is_ascii_digit();
+        let colon = character == b':';
+        let mut class = 0;
+        if letter || colon {
+            class |= METRIC_NAME_START | METRIC_NAME_CHAR;
+        }
+        if digit {
+            class |= METRIC_NAME_CHAR | LABEL_NAME_CHAR;
+        }
+        if letter {
+            class |= LABEL_NAME_START | LABEL_NAME_CHAR;
+        }
+        classes[byte] = class;
+        byte += 1;
+    }
+    classes
+};
+
+/// Bytes of a word with `byte` in every lane.
+const fn lanes(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
 }
 
-fn is_name_char(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b':'
+/// Bit 7 of each lane of `word` that is zero (exact for the lowest such lane, the one used).
+fn zero_lanes(word: u64) -> u64 {
+    word.wrapping_sub(lanes(1)) & !word & lanes(0x80)
+}
+
+/// Index of the first `byte` in `bytes`, eight bytes a step (SWAR).
+fn find_byte(bytes: &[u8], byte: u8) -> Option<usize> {
+    let mut index = 0;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = <[u8; 8]>::try_from(word).map(u64::from_le_bytes).unwrap_or(0);
+        let found = zero_lanes(word ^ lanes(byte));
+        if found != 0 {
+            return Some(index + found.trailing_zeros() as usize / 8);
+        }
+        index += 8;
+    }
+    words.remainder().iter().position(|candidate| *candidate == byte).map(|offset| index + offset)
+}
+
+/// Index of the first of `first` or `second` in `bytes`, eight bytes a step (SWAR).
+fn find_either(bytes: &[u8], first: u8, second: u8) -> Option<usize> {
+    let mut index = 0;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let word = <[u8; 8]>::try_from(word).map(u64::from_le_bytes).unwrap_or(0);
+        let found = zero_lanes(word ^ lanes(first)) | zero_lanes(word ^ lanes(second));
+        if found != 0 {
+            return Some(index + found.trailing_zeros() as usize / 8);
+        }
+        index += 8;
+    }
+    let rest = words.remainder();
+    rest.iter().position(|candidate| *candidate == first || *candidate == second).map(|offset| index + offset)
 }
 
 impl<'a> Line<'a> {
@@ -446,18 +509,19 @@ impl<'a> Line<'a> {
 
     /// A metric name (`allow_colon`) or label name.
     fn name(&mut self, what: &str, allow_colon: bool) -> Result<&'a str, ParseError> {
+        let (start_class, char_class) =
+            if allow_colon { (METRIC_NAME_START, METRIC_NAME_CHAR) } else { (LABEL_NAME_START, LABEL_NAME_CHAR) };
+        let bytes = self.text.as_bytes();
         let start = self.position;
-        let valid_start =
-            |byte: u8| if allow_colon { is_name_start(byte) } else { byte.is_ascii_alphabetic() || byte == b'_' };
-        let valid_char =
-            |byte: u8| if allow_colon { is_name_char(byte) } else { byte.is_ascii_alphanumeric() || byte == b'_' };
-        if !self.peek().is_some_and(valid_start) {
+        if !bytes.get(start).is_some_and(|byte| NAME_CLASSES[usize::from(*byte)] & start_class != 0) {
             return Err(self.error(format!("expected {what}, found {}", self.found())));
         }
-        while self.peek().is_some_and(valid_char) {
-            self.position += 1;
+        let mut end = start + 1;
+        while bytes.get(end).is_some_and(|byte| NAME_CLASSES[usize::from(*byte)] & char_class != 0) {
+            end += 1;
         }
-        Ok(&self.text[start..self.position])
+        self.position = end;
+        Ok(&self.text[start..end])
     }
 
     /// Moves past the `}` that closes a label block (after its `{`) without parsing the labels:
@@ -469,15 +533,19 @@ impl<'a> Line<'a> {
         let block_start = self.position;
         let mut index = block_start;
         let mut quoted = false;
-        while index < bytes.len() {
-            match (quoted, bytes[index]) {
-                (true, b'\\') => index += 1,
-                (_, b'"') => quoted = !quoted,
-                (false, b'}') => {
+        loop {
+            // Outside quotes only `"` and `}` matter, inside only `"` and `\`.
+            let rest = bytes.get(index..).unwrap_or_default();
+            let found = if quoted { find_either(rest, b'"', b'\\') } else { find_either(rest, b'"', b'}') };
+            let Some(offset) = found else { break };
+            index += offset;
+            match bytes[index] {
+                b'}' => {
                     self.position = index + 1;
                     return Ok(());
                 }
-                _ => {}
+                b'"' => quoted = !quoted,
+                _ => index += 1, // `\` escapes the next byte.
             }
             index += 1;
         }

@@ -302,6 +302,12 @@ proptest! {
     }
 
     #[test]
+    fn word_searches_agree_with_a_byte_scan(bytes in proptest::collection::vec(prop::sample::select(vec![b'a', b'"', b'}', b'\\', b'\n', 0x80, 0xff]), 0..40)) {
+        prop_assert_eq!(find_byte(&bytes, b'\n'), bytes.iter().position(|byte| *byte == b'\n'));
+        prop_assert_eq!(find_either(&bytes, b'"', b'}'), bytes.iter().position(|byte| matches!(byte, b'"' | b'}')));
+    }
+
+    #[test]
     fn pull_parser_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let mut parser = TextParser::new(&bytes);
         let mut entry_count = 0_usize;
