@@ -42,13 +42,31 @@ pub struct CacheEntry {
     staleness_marks: u8,
 }
 
-/// How a lookup went.
+impl CacheEntry {
+    /// The store's reference.
+    pub fn series_ref(&self) -> SeriesRef {
+        self.series_ref
+    }
+
+    /// Records that the current scrape appended the entry's series under `series_ref`, at the
+    /// scrape's timestamp when `tracks_staleness` (explicit timestamps take no part, as
+    /// upstream). A new reference (the store re-created the series) replaces the old one.
+    pub fn appended(&mut self, series_ref: SeriesRef, tracks_staleness: bool) {
+        self.series_ref = series_ref;
+        if tracks_staleness {
+            self.staleness_marks |= TRACKED_NOW;
+        }
+    }
+}
+
+/// How a lookup went; a found entry is handed out so the append updates it without a second
+/// lookup.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Lookup {
+pub enum Lookup<'c> {
     /// Known; the current scrape had not seen it yet.
-    Hit(SeriesRef),
+    Hit(&'c mut CacheEntry),
     /// Known and already in the current body once (a duplicate line).
-    Repeated(SeriesRef),
+    Repeated(&'c mut CacheEntry),
     /// Unknown: parse the labels, append by labels, then [`ScrapeCache::insert`].
     Miss,
 }
@@ -84,26 +102,14 @@ impl ScrapeCache {
     }
 
     /// Looks `series` up and marks it seen by the current scrape.
-    pub fn get(&mut self, series: &str) -> Lookup {
+    pub fn get(&mut self, series: &str) -> Lookup<'_> {
         let iteration = self.iteration;
         match self.entries.get_mut(series) {
             None => Lookup::Miss,
-            Some(entry) if entry.seen_iteration == iteration => Lookup::Repeated(entry.series_ref),
+            Some(entry) if entry.seen_iteration == iteration => Lookup::Repeated(entry),
             Some(entry) => {
                 entry.seen_iteration = iteration;
-                Lookup::Hit(entry.series_ref)
-            }
-        }
-    }
-
-    /// Records that the current scrape appended `series` (already looked up) under `series_ref`,
-    /// at the scrape's timestamp when `tracks_staleness` (explicit timestamps do not take part,
-    /// as upstream). A new reference (the store re-created the series) replaces the old one.
-    pub fn appended(&mut self, series: &str, series_ref: SeriesRef, tracks_staleness: bool) {
-        if let Some(entry) = self.entries.get_mut(series) {
-            entry.series_ref = series_ref;
-            if tracks_staleness {
-                entry.staleness_marks |= TRACKED_NOW;
+                Lookup::Hit(entry)
             }
         }
     }
@@ -214,7 +220,7 @@ mod tests {
                     None => (*series, true),
                 };
                 match cache.get(text) {
-                    Lookup::Hit(series_ref) => cache.appended(text, series_ref, tracks),
+                    Lookup::Hit(entry) => entry.appended(entry.series_ref(), tracks),
                     Lookup::Repeated(_) => {}
                     Lookup::Miss => {
                         cache.insert(text, SeriesRef(next_ref), tracks);
@@ -285,9 +291,14 @@ mod tests {
             cache.insert(series, SeriesRef(10 - index as u64), true);
         }
         cache.end_scrape(true, |_, _| unreachable!("nothing is stale after the first scrape"));
-        assert_eq!(cache.get("y"), Lookup::Hit(SeriesRef(9)));
-        cache.appended("y", SeriesRef(42), true);
-        assert_eq!(cache.get("y"), Lookup::Repeated(SeriesRef(42)));
+        match cache.get("y") {
+            Lookup::Hit(entry) => {
+                assert_eq!(entry.series_ref(), SeriesRef(9));
+                entry.appended(SeriesRef(42), true);
+            }
+            other => panic!("expected a hit, got {other:?}"),
+        }
+        assert!(matches!(cache.get("y"), Lookup::Repeated(entry) if entry.series_ref() == SeriesRef(42)));
         let mut stale = Vec::new();
         cache.end_scrape(true, |series_ref, series| stale.push((series_ref.0, series.to_string())));
         assert_eq!(stale, vec![(7, "w".to_string()), (8, "x".to_string()), (10, "z".to_string())]);

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use super::cache::{Lookup, ScrapeCache};
+use super::cache::{CacheEntry, Lookup, ScrapeCache};
 use super::parse::{self, Entry, TextParser};
 use super::{fetch, ScrapeError, Target};
 use crate::io::Env;
@@ -110,9 +110,9 @@ const BODY_BUFFER_SLACK_FACTOR: usize = 4;
 const BODY_BUFFER_SIZE_KEPT_MIN: usize = 1 << 20;
 
 /// Where one sample goes.
-enum Destination {
-    /// A cached series: by reference.
-    Known(SeriesRef),
+enum Destination<'c> {
+    /// A cached series: by reference, updating its entry.
+    Known(&'c mut CacheEntry),
     /// A new series: by its final labels.
     New(Labels),
 }
@@ -241,7 +241,7 @@ impl ScrapeLoop {
                     counts.rejected_count += 1;
                     continue;
                 }
-                Lookup::Hit(series_ref) | Lookup::Repeated(series_ref) => Destination::Known(series_ref),
+                Lookup::Hit(entry) | Lookup::Repeated(entry) => Destination::Known(entry),
                 Lookup::Miss => {
                     let labels = self.target.series_labels(&parser.labels()?, self.honor_labels);
                     self.check_label_limits(&labels)?;
@@ -253,14 +253,14 @@ impl ScrapeLoop {
                 continue;
             }
             let appended = match destination {
-                Destination::Known(series_ref) => match appender.append_by_ref(series_ref, timestamp_ms, value) {
+                Destination::Known(entry) => match appender.append_by_ref(entry.series_ref(), timestamp_ms, value) {
                     Err(AppendError::UnknownSeriesRef { .. }) => {
                         let labels = self.target.series_labels(&parse::series_labels(series)?, self.honor_labels);
                         appender
                             .append(None, &labels, timestamp_ms, value)
-                            .map(|new_ref| cache.appended(series, new_ref, tracks_staleness))
+                            .map(|new_ref| entry.appended(new_ref, tracks_staleness))
                     }
-                    other => other.map(|()| cache.appended(series, series_ref, tracks_staleness)),
+                    other => other.map(|()| entry.appended(entry.series_ref(), tracks_staleness)),
                 },
                 Destination::New(labels) => appender
                     .append(None, &labels, timestamp_ms, value)
