@@ -513,7 +513,7 @@ impl<'a> Line<'a> {
             if allow_colon { (METRIC_NAME_START, METRIC_NAME_CHAR) } else { (LABEL_NAME_START, LABEL_NAME_CHAR) };
         let bytes = self.text.as_bytes();
         let start = self.position;
-        if !bytes.get(start).is_some_and(|byte| NAME_CLASSES[usize::from(*byte)] & start_class != 0) {
+        if bytes.get(start).is_none_or(|byte| NAME_CLASSES[usize::from(*byte)] & start_class == 0) {
             return Err(self.error(format!("expected {what}, found {}", self.found())));
         }
         let mut end = start + 1;
