@@ -125,6 +125,9 @@ pub enum Entry<'a> {
 /// Pull parser over one body. See the module doc for what `next` validates.
 pub struct TextParser<'a> {
     body: &'a [u8],
+    /// The body as text when it is all valid UTF-8 (checked once, in one pass); otherwise each
+    /// line is checked on its own, so the error names the line.
+    body_text: Option<&'a str>,
     /// Byte offset of the next unread line.
     position: usize,
     /// 1-based number of the line last read.
@@ -148,6 +151,7 @@ impl<'a> TextParser<'a> {
     pub fn new(body: &'a [u8]) -> Self {
         TextParser {
             body,
+            body_text: std::str::from_utf8(body).ok(),
             position: 0,
             line_number: 0,
             sample_line: "",
@@ -171,9 +175,12 @@ impl<'a> TextParser<'a> {
             let rest = &self.body[self.position..];
             let line_size = find_byte(rest, b'\n').unwrap_or(rest.len());
             let raw_line = &rest[..line_size];
+            let line_start = self.position;
             self.position += line_size + 1;
             self.line_number += 1;
-            let result = match std::str::from_utf8(raw_line) {
+            // `\n` is ASCII, so a line of valid text is valid text.
+            let line_text = self.body_text.and_then(|text| text.get(line_start..line_start + line_size));
+            let result = match line_text.map(Ok).unwrap_or_else(|| std::str::from_utf8(raw_line)) {
                 Ok(text) => self.line(text),
                 Err(error) => {
                     let valid = std::str::from_utf8(&raw_line[..error.valid_up_to()]).unwrap_or("");
