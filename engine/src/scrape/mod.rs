@@ -2,9 +2,16 @@
 //! interval, parsing it, and writing samples plus the synthetic `up`, `scrape_duration_seconds`
 //! and `scrape_samples_scraped` series through the storage's `Appender` seam.
 //!
+//! The fast path, as Prometheus' scrape loop: the body is read into a buffer the loop reuses,
+//! pulled line by line by a parser that borrows from it (`parse::TextParser`), and each sample
+//! looked up by its raw series text in the target's `cache::ScrapeCache`; only a miss parses
+//! labels. Limits (`ScrapeLimits`) are checked while reading and parsing; a breach fails the
+//! whole scrape.
+//!
 //! Concurrency: each target loop is an independent task; loops share only the `Appendable`
 //! (which serialises commits) and the self-metrics counters.
 
+pub mod cache;
 pub mod fetch;
 pub mod parse;
 pub mod scrape_loop;
@@ -39,9 +46,49 @@ pub enum ScrapeError {
     /// The target answered with a status other than 200.
     #[error("server returned HTTP status {0}")]
     Status(String),
-    /// The body exceeded the size limit.
+    /// The body reached the size limit; reading stopped there (Prometheus' error text).
     #[error("body size limit exceeded: limit {limit_size} bytes")]
     BodyTooLarge {
+        /// The limit, bytes.
+        limit_size: usize,
+    },
+    /// A new series has more labels than `label_limit` (target labels and `__name__` count).
+    #[error("label_limit exceeded (metric: {metric:.50}, number of labels: {label_count}, limit: {limit_count})")]
+    LabelLimit {
+        /// The series' metric name.
+        metric: String,
+        /// Its labels.
+        label_count: usize,
+        /// The limit.
+        limit_count: usize,
+    },
+    /// A label name of a new series is longer than `label_name_length_limit`.
+    #[error(
+        "label_name_length_limit exceeded (metric: {metric:.50}, label name: {label_name:.50}, length: {length_size}, limit: {limit_size})"
+    )]
+    LabelNameLengthLimit {
+        /// The series' metric name.
+        metric: String,
+        /// The label.
+        label_name: String,
+        /// Its length, bytes.
+        length_size: usize,
+        /// The limit, bytes.
+        limit_size: usize,
+    },
+    /// A label value of a new series is longer than `label_value_length_limit`.
+    #[error(
+        "label_value_length_limit exceeded (metric: {metric:.50}, label name: {label_name:.50}, value: {label_value:?}, length: {length_size}, limit: {limit_size})"
+    )]
+    LabelValueLengthLimit {
+        /// The series' metric name.
+        metric: String,
+        /// The label.
+        label_name: String,
+        /// The value, cut to its first 50 characters (upstream quotes `%.50q`).
+        label_value: String,
+        /// Its length, bytes.
+        length_size: usize,
         /// The limit, bytes.
         limit_size: usize,
     },
@@ -54,7 +101,8 @@ pub enum ScrapeError {
     /// The body is not valid exposition text.
     #[error("parse exposition: {0}")]
     Parse(#[from] parse::ParseError),
-    /// The target exposed more samples than `sample_limit`.
+    /// The target exposed more samples than `sample_limit` (counted as upstream's
+    /// `limitAppender`: samples offered to storage, a repeated line excepted).
     #[error("sample limit exceeded: limit {limit_count}, got {actual_count}")]
     SampleLimit {
         /// Configured limit.
@@ -89,7 +137,12 @@ pub fn start(
                     timeout_ms: scrape_config.scrape_timeout_ms,
                     honor_labels: scrape_config.honor_labels,
                     honor_timestamps: scrape_config.honor_timestamps,
-                    sample_limit: scrape_config.sample_limit,
+                    // Only `sample_limit` is read from the configuration so far; the other keys
+                    // are refused by `config` and stay unlimited here.
+                    limits: scrape_loop::ScrapeLimits {
+                        sample_count_limit: scrape_config.sample_limit,
+                        ..scrape_loop::ScrapeLimits::default()
+                    },
                     body_size_max,
                     offset_seed,
                 };

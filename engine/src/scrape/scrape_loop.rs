@@ -1,21 +1,55 @@
 //! The per-target loop: wait for the target's phase, then scrape every interval.
 //!
 //! Each scrape appends the body's samples in one batch (all or nothing: a malformed body or a
-//! breached sample limit rolls the batch back) and then the report series in a second batch, as
-//! Prometheus does (scrape/scrape.go `scrapeAndReport`). Series present in the previous scrape
-//! but absent now get a staleness marker so queries stop returning them at once rather than
-//! after the lookback window.
+//! breached limit rolls the batch back and sets `up` to 0) and then the report series in a
+//! second batch, as Prometheus does (scrape/scrape.go `scrapeAndReport`).
+//!
+//! The fast path (upstream `scrapeLoop.append`): the parser hands out each sample's raw series
+//! text; a text the target's [`ScrapeCache`] knows is appended by reference
+//! (`Appender::append_by_ref`) with no label parsing and no allocation. A miss parses the labels,
+//! adds the target labels (`honor_labels` as upstream's `mutateSampleLabels`), checks the label
+//! limits, appends by labels and caches the returned reference. When the store no longer knows a
+//! cached reference (it dropped the series, e.g. after writing a block), the text is parsed
+//! again, appended by labels and the entry refreshed.
+//!
+//! Staleness is by reference (see `cache`): series the previous successful scrape appended at
+//! its timestamp and this one did not get a stale marker in the same batch; after a failed scrape
+//! all of them do, in a batch of their own. No label set is cloned or compared for it.
+//!
+//! Limits (`ScrapeLimits`, upstream's `scrape_config` keys, 0 meaning none): the body read stops
+//! at `body_size_limit`; `sample_limit` counts samples offered to storage and, once passed, the
+//! rest of the body is only counted; `label_limit`, `label_name_length_limit` and
+//! `label_value_length_limit` apply to a new series' final labels. Any breach fails the scrape.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{fetch, parse, ScrapeError, Target};
+use rand::RngCore;
+
+use super::cache::{CacheEntry, Lookup, ScrapeCache};
+use super::parse::{self, Entry, TextParser};
+use super::{fetch, ScrapeError, Target};
 use crate::io::Env;
 use crate::metrics::SelfMetrics;
-use crate::model::{Labels, STALE_NAN_BITS};
-use crate::storage::Appendable;
+use crate::model::{Labels, SeriesRef, METRIC_NAME_LABEL, STALE_NAN_BITS};
+use crate::storage::{AppendError, Appendable, Appender};
+
+/// Per-target limits of one scrape, as Prometheus' `scrape_config` keys of the same names; 0
+/// means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScrapeLimits {
+    /// `body_size_limit`, bytes; the server-wide body limit applies as well.
+    pub body_size_limit: usize,
+    /// `sample_limit`: samples per scrape.
+    pub sample_count_limit: u64,
+    /// `label_limit`: labels of a series, `__name__` and target labels included.
+    pub label_count_limit: usize,
+    /// `label_name_length_limit`, bytes.
+    pub label_name_size_limit: usize,
+    /// `label_value_length_limit`, bytes.
+    pub label_value_size_limit: usize,
+}
 
 /// Everything one target's loop needs.
 pub struct ScrapeLoop {
@@ -35,17 +69,63 @@ pub struct ScrapeLoop {
     pub honor_labels: bool,
     /// Use timestamps given in the body.
     pub honor_timestamps: bool,
-    /// Most samples per scrape, 0 for no limit.
-    pub sample_limit: u64,
-    /// Largest body, bytes.
+    /// The target's limits.
+    pub limits: ScrapeLimits,
+    /// Largest body, bytes, server-wide (`RuntimeLimits::scrape_body_size_max`).
     pub body_size_max: usize,
     /// Mixed into the target hash for the phase.
     pub offset_seed: u64,
 }
 
-/// What one successful scrape produced, for the report series.
-struct Scraped {
+/// What a loop carries from one scrape to the next.
+#[derive(Debug)]
+pub struct ScrapeState {
+    /// Series text -> reference, with staleness marks.
+    pub cache: ScrapeCache,
+    /// The body buffer, reused across scrapes.
+    body: Vec<u8>,
+    /// References of the report series (`up`, ...), hints for their appends.
+    report_refs: [Option<SeriesRef>; REPORT_SERIES_COUNT],
+    /// Why the last scrape failed; `None` after a success.
+    pub last_error: Option<String>,
+}
+
+impl ScrapeState {
+    /// The state before the first scrape; `hash_key` keys the cache's hash.
+    pub fn new(hash_key: u64) -> Self {
+        ScrapeState {
+            cache: ScrapeCache::new(hash_key),
+            body: Vec::new(),
+            report_refs: [None; REPORT_SERIES_COUNT],
+            last_error: None,
+        }
+    }
+}
+
+const REPORT_SERIES_COUNT: usize = 3;
+
+/// A body buffer keeps at most this many times its last body's size (and 1 MiB), so one huge
+/// scrape does not pin its memory for the target's life.
+const BODY_BUFFER_SLACK_FACTOR: usize = 4;
+const BODY_BUFFER_SIZE_KEPT_MIN: usize = 1 << 20;
+
+/// Where one sample goes.
+enum Destination<'c> {
+    /// A cached series: by reference, updating its entry.
+    Known(&'c mut CacheEntry),
+    /// A new series: by its final labels.
+    New(Labels),
+}
+
+/// Counts of one scrape's body.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Sample lines parsed (upstream's `total`: scrape_samples_scraped).
     sample_count: u64,
+    /// Samples offered to storage (what `sample_limit` counts).
+    offered_count: u64,
+    /// Samples the store refused (out of order, duplicates).
+    rejected_count: u64,
 }
 
 impl ScrapeLoop {
@@ -55,15 +135,24 @@ impl ScrapeLoop {
         tokio::time::sleep(Duration::from_millis(delay_ms as u64)).await;
         let mut ticker = tokio::time::interval(Duration::from_millis(self.interval_ms as u64));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut previous_series = BTreeSet::new();
+        let hash_key = self.env.random.stream("scrape-cache").next_u64() ^ self.target.hash();
+        let mut state = ScrapeState::new(hash_key);
         loop {
             ticker.tick().await;
-            self.scrape_and_report(&mut previous_series).await;
+            self.scrape_and_report(&mut state).await;
         }
     }
 
-    /// One scrape; `previous_series` carries the series seen last time, for staleness markers.
-    pub async fn scrape_and_report(&self, previous_series: &mut BTreeSet<Labels>) {
+    /// The body limit in force: the target's, within the server's.
+    fn body_size_limit(&self) -> usize {
+        match self.limits.body_size_limit {
+            0 => self.body_size_max,
+            limit => limit.min(self.body_size_max),
+        }
+    }
+
+    /// One scrape with its report series; `state` carries the cache and buffers between scrapes.
+    pub async fn scrape_and_report(&self, state: &mut ScrapeState) {
         self.metrics.scrapes_total.fetch_add(1, Ordering::Relaxed);
         let scrape_ms = self.env.clock.now_ms();
         let started = tokio::time::Instant::now(); // tokio's clock: virtual under turmoil
@@ -74,99 +163,208 @@ impl ScrapeLoop {
                 self.env.spawner.as_ref(),
                 &self.target,
                 self.timeout_ms,
-                self.body_size_max,
+                self.body_size_limit(),
+                &mut state.body,
             ),
         )
         .await
         .unwrap_or(Err(ScrapeError::Timeout { timeout_ms: self.timeout_ms }));
         let duration_seconds = started.elapsed().as_secs_f64();
+        let mut counts = Counts::default();
         let result = match fetched {
-            Ok(body) => self.append_body(&body, scrape_ms, previous_series).await,
+            Ok(()) => self.append_body(state, scrape_ms, &mut counts).await,
             Err(error) => Err(error),
         };
-        let scraped_count = match &result {
-            Ok(scraped) => scraped.sample_count,
-            Err(error) => {
-                self.metrics.scrape_failures_total.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    job = self.target.labels.get("job").unwrap_or(""),
-                    target = %self.target.address,
-                    %error,
-                    "scrape failed"
-                );
-                self.mark_stale(scrape_ms, previous_series).await;
-                0
-            }
-        };
+        state.last_error = result.as_ref().err().map(|error| error.to_string());
+        if let Err(error) = &result {
+            self.metrics.scrape_failures_total.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                job = self.target.labels.get("job").unwrap_or(""),
+                target = %self.target.address,
+                %error,
+                "scrape failed"
+            );
+            self.mark_stale_after_failure(state, scrape_ms).await;
+        }
+        let kept_size = (state.body.len() * BODY_BUFFER_SLACK_FACTOR).max(BODY_BUFFER_SIZE_KEPT_MIN);
+        if state.body.capacity() > kept_size {
+            state.body.clear();
+            state.body.shrink_to(kept_size);
+        }
+        self.metrics.scrape_samples_rejected_total.fetch_add(counts.rejected_count, Ordering::Relaxed);
         let up = if result.is_ok() { 1.0 } else { 0.0 };
-        self.report(scrape_ms, up, duration_seconds, scraped_count).await;
+        self.report(state, scrape_ms, up, duration_seconds, counts.sample_count).await;
     }
 
     async fn append_body(
         &self,
-        body: &[u8],
+        state: &mut ScrapeState,
         scrape_ms: i64,
-        previous_series: &mut BTreeSet<Labels>,
-    ) -> Result<Scraped, ScrapeError> {
-        let exposition = parse::parse(body)?;
-        let sample_count = exposition.samples.len() as u64;
-        if self.sample_limit > 0 && sample_count > self.sample_limit {
-            return Err(ScrapeError::SampleLimit { limit_count: self.sample_limit, actual_count: sample_count });
-        }
+        counts: &mut Counts,
+    ) -> Result<(), ScrapeError> {
         let mut appender = self.appendable.appender();
-        let mut current_series = BTreeSet::new();
-        let mut rejected_count = 0_u64;
-        for sample in &exposition.samples {
-            let labels = self.target.series_labels(&sample.labels, self.honor_labels);
-            let timestamp_ms = match sample.timestamp_ms {
-                Some(timestamp_ms) if self.honor_timestamps => timestamp_ms,
-                _ => {
-                    // Only series stamped by the scrape take part in staleness (as upstream).
-                    current_series.insert(labels.clone());
-                    scrape_ms
+        let ScrapeState { cache, body, .. } = state;
+        if let Err(error) = self.append_samples(body, cache, appender.as_mut(), scrape_ms, counts) {
+            appender.rollback();
+            return Err(error);
+        }
+        cache
+            .end_scrape(true, |series_ref, series| self.append_stale(appender.as_mut(), series_ref, series, scrape_ms));
+        appender.commit().await.map_err(|error| ScrapeError::Commit(error.to_string()))?;
+        Ok(())
+    }
+
+    /// The body's samples into `appender`: the hot loop.
+    fn append_samples(
+        &self,
+        body: &[u8],
+        cache: &mut ScrapeCache,
+        appender: &mut dyn Appender,
+        scrape_ms: i64,
+        counts: &mut Counts,
+    ) -> Result<(), ScrapeError> {
+        let sample_count_limit = self.limits.sample_count_limit;
+        let mut parser = TextParser::new(body);
+        while let Some(entry) = parser.next() {
+            let Entry::Sample { series, value, timestamp_ms } = entry? else { continue };
+            counts.sample_count += 1;
+            if sample_count_limit > 0 && counts.offered_count > sample_count_limit {
+                continue; // Past the limit: only counted, for scrape_samples_scraped.
+            }
+            let (timestamp_ms, tracks_staleness) = match timestamp_ms {
+                Some(timestamp_ms) if self.honor_timestamps => (timestamp_ms, false),
+                _ => (scrape_ms, true),
+            };
+            let destination = match cache.get(series) {
+                // A second line of one series at the scrape's timestamp (upstream: duplicate).
+                Lookup::Repeated(_) if tracks_staleness => {
+                    counts.rejected_count += 1;
+                    continue;
+                }
+                Lookup::Hit(entry) | Lookup::Repeated(entry) => Destination::Known(entry),
+                Lookup::Miss => {
+                    let labels = self.target.series_labels(&parser.labels()?, self.honor_labels);
+                    self.check_label_limits(&labels)?;
+                    Destination::New(labels)
                 }
             };
-            if let Err(error) = appender.append(None, &labels, timestamp_ms, sample.value) {
-                rejected_count += 1;
-                tracing::debug!(%error, "sample rejected");
+            counts.offered_count += 1;
+            if sample_count_limit > 0 && counts.offered_count > sample_count_limit {
+                continue;
+            }
+            let appended = match destination {
+                Destination::Known(entry) => match appender.append_by_ref(entry.series_ref(), timestamp_ms, value) {
+                    Err(AppendError::UnknownSeriesRef { .. }) => {
+                        let labels = self.target.series_labels(&parse::series_labels(series)?, self.honor_labels);
+                        appender
+                            .append(None, &labels, timestamp_ms, value)
+                            .map(|new_ref| entry.appended(new_ref, tracks_staleness))
+                    }
+                    other => other.map(|()| entry.appended(entry.series_ref(), tracks_staleness)),
+                },
+                Destination::New(labels) => appender
+                    .append(None, &labels, timestamp_ms, value)
+                    .map(|series_ref| cache.insert(series, series_ref, tracks_staleness)),
+            };
+            if let Err(error) = appended {
+                counts.rejected_count += 1;
+                tracing::debug!(%error, series, "sample rejected");
             }
         }
-        for gone in previous_series.difference(&current_series) {
-            // A marker that lands behind a newer sample is rejected; that is harmless.
-            let _ = appender.append(None, gone, scrape_ms, f64::from_bits(STALE_NAN_BITS));
+        if sample_count_limit > 0 && counts.offered_count > sample_count_limit {
+            return Err(ScrapeError::SampleLimit {
+                limit_count: sample_count_limit,
+                actual_count: counts.sample_count,
+            });
         }
-        appender.commit().await.map_err(|error| ScrapeError::Commit(error.to_string()))?;
-        self.metrics.scrape_samples_rejected_total.fetch_add(rejected_count, Ordering::Relaxed);
-        *previous_series = current_series;
-        Ok(Scraped { sample_count })
+        Ok(())
     }
 
-    async fn mark_stale(&self, scrape_ms: i64, previous_series: &mut BTreeSet<Labels>) {
-        if previous_series.is_empty() {
+    /// Upstream's `verifyLabelLimits` on a new series' final labels.
+    fn check_label_limits(&self, labels: &Labels) -> Result<(), ScrapeError> {
+        let limits = &self.limits;
+        let metric = || labels.metric_name().unwrap_or("").chars().take(50).collect::<String>();
+        if limits.label_count_limit > 0 && labels.len() > limits.label_count_limit {
+            return Err(ScrapeError::LabelLimit {
+                metric: metric(),
+                label_count: labels.len(),
+                limit_count: limits.label_count_limit,
+            });
+        }
+        if limits.label_name_size_limit == 0 && limits.label_value_size_limit == 0 {
+            return Ok(());
+        }
+        for label in labels.iter() {
+            if limits.label_name_size_limit > 0 && label.name.len() > limits.label_name_size_limit {
+                return Err(ScrapeError::LabelNameLengthLimit {
+                    metric: metric(),
+                    label_name: label.name.chars().take(50).collect(),
+                    length_size: label.name.len(),
+                    limit_size: limits.label_name_size_limit,
+                });
+            }
+            if limits.label_value_size_limit > 0 && label.value.len() > limits.label_value_size_limit {
+                return Err(ScrapeError::LabelValueLengthLimit {
+                    metric: metric(),
+                    label_name: label.name.chars().take(50).collect(),
+                    label_value: label.value.chars().take(50).collect(),
+                    length_size: label.value.len(),
+                    limit_size: limits.label_value_size_limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A stale marker by reference; by labels (parsed from the cached text) when the store
+    /// dropped the series. A marker the store refuses (a newer sample exists, or the same
+    /// series was appended under another text this scrape) is harmless and dropped.
+    fn append_stale(&self, appender: &mut dyn Appender, series_ref: SeriesRef, series: &str, scrape_ms: i64) {
+        let stale_nan = f64::from_bits(STALE_NAN_BITS);
+        if let Err(AppendError::UnknownSeriesRef { .. }) = appender.append_by_ref(series_ref, scrape_ms, stale_nan) {
+            if let Ok(scraped) = parse::series_labels(series) {
+                let labels = self.target.series_labels(&scraped, self.honor_labels);
+                let _ = appender.append(None, &labels, scrape_ms, stale_nan);
+            }
+        }
+    }
+
+    async fn mark_stale_after_failure(&self, state: &mut ScrapeState, scrape_ms: i64) {
+        let mut appender = self.appendable.appender();
+        let mut marker_count = 0_usize;
+        state.cache.end_scrape(false, |series_ref, series| {
+            marker_count += 1;
+            self.append_stale(appender.as_mut(), series_ref, series, scrape_ms);
+        });
+        if marker_count == 0 {
+            appender.rollback();
             return;
         }
-        let mut appender = self.appendable.appender();
-        for gone in previous_series.iter() {
-            let _ = appender.append(None, gone, scrape_ms, f64::from_bits(STALE_NAN_BITS));
-        }
-        match appender.commit().await {
-            Ok(_) => previous_series.clear(),
-            Err(error) => tracing::warn!(%error, "commit staleness markers"),
+        if let Err(error) = appender.commit().await {
+            tracing::warn!(%error, "commit staleness markers");
         }
     }
 
-    async fn report(&self, scrape_ms: i64, up: f64, duration_seconds: f64, scraped_count: u64) {
+    async fn report(
+        &self,
+        state: &mut ScrapeState,
+        scrape_ms: i64,
+        up: f64,
+        duration_seconds: f64,
+        scraped_count: u64,
+    ) {
         let mut appender = self.appendable.appender();
-        let report_series = [
+        let report_series: [(&str, f64); REPORT_SERIES_COUNT] = [
             ("up", up),
             ("scrape_duration_seconds", duration_seconds),
             ("scrape_samples_scraped", scraped_count as f64),
         ];
-        for (name, value) in report_series {
+        for ((name, value), series_ref) in report_series.into_iter().zip(state.report_refs.iter_mut()) {
             let mut labels = self.target.labels.clone();
-            labels.set(crate::model::METRIC_NAME_LABEL, name);
-            if let Err(error) = appender.append(None, &labels, scrape_ms, value) {
-                tracing::warn!(%error, series = name, "append report sample");
+            labels.set(METRIC_NAME_LABEL, name);
+            match appender.append(*series_ref, &labels, scrape_ms, value) {
+                Ok(appended_ref) => *series_ref = Some(appended_ref),
+                Err(error) => tracing::warn!(%error, series = name, "append report sample"),
             }
         }
         if let Err(error) = appender.commit().await {

@@ -2,7 +2,7 @@
 //! hyper server on the far end answering from a table of canned responses, so every outcome
 //! (good body, malformed body, HTTP error, refused connection) is exercised without sockets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
 use std::path::Path;
@@ -15,13 +15,13 @@ use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use super::scrape_loop::ScrapeLoop;
+use super::scrape_loop::{ScrapeLimits, ScrapeLoop, ScrapeState};
 use super::Target;
 use crate::io::net::BoxFuture;
 use crate::io::{BoxConnection, Clock, Env, Listener, MemFileSystem, Network, RandomStreams, TokioSpawner};
 use crate::metrics::SelfMetrics;
 use crate::model::{is_stale_nan, Labels, MatchKind, Matcher};
-use crate::storage::Queryable;
+use crate::storage::{AppendError, Appendable, Appender, CommitFuture, Queryable, SeriesRef};
 use crate::tsdb::{Db, DbOptions};
 
 #[derive(Default)]
@@ -67,12 +67,101 @@ impl Network for CannedNetwork {
     }
 }
 
+/// Calls the loop made for scraped series (report series are not counted).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AppendCounts {
+    by_labels: u64,
+    by_ref: u64,
+    unknown_ref: u64,
+}
+
+/// The store as the loop sees it, recording its calls. References carry an epoch in their top
+/// bits; [`Recording::drop_all_series`] starts a new epoch, so every reference handed out
+/// before is unknown, as after the head dropped its series.
+#[derive(Clone)]
+struct Recording {
+    db: Db,
+    state: Arc<Mutex<(AppendCounts, u64)>>,
+}
+
+const EPOCH_SHIFT: u32 = 40;
+
+impl Recording {
+    fn drop_all_series(&self) {
+        self.state.lock().unwrap().1 += 1;
+    }
+
+    fn take_counts(&self) -> AppendCounts {
+        std::mem::take(&mut self.state.lock().unwrap().0)
+    }
+}
+
+impl Appendable for Recording {
+    fn appender(&self) -> Box<dyn Appender> {
+        Box::new(RecordingAppender { inner: self.db.appender(), state: self.state.clone() })
+    }
+}
+
+struct RecordingAppender {
+    inner: Box<dyn Appender>,
+    state: Arc<Mutex<(AppendCounts, u64)>>,
+}
+
+fn is_report_series(labels: &Labels) -> bool {
+    matches!(labels.metric_name(), Some("up" | "scrape_duration_seconds" | "scrape_samples_scraped"))
+}
+
+impl Appender for RecordingAppender {
+    fn append(
+        &mut self,
+        series_ref: Option<SeriesRef>,
+        labels: &Labels,
+        timestamp_ms: i64,
+        value: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        let epoch = {
+            let mut state = self.state.lock().unwrap();
+            if !is_report_series(labels) {
+                state.0.by_labels += 1;
+            }
+            state.1
+        };
+        let hint = series_ref
+            .filter(|hint| hint.0 >> EPOCH_SHIFT == epoch)
+            .map(|hint| SeriesRef(hint.0 & ((1 << EPOCH_SHIFT) - 1)));
+        let inner_ref = self.inner.append(hint, labels, timestamp_ms, value)?;
+        Ok(SeriesRef(inner_ref.0 | epoch << EPOCH_SHIFT))
+    }
+
+    fn append_by_ref(&mut self, series_ref: SeriesRef, timestamp_ms: i64, value: f64) -> Result<(), AppendError> {
+        let epoch = {
+            let mut state = self.state.lock().unwrap();
+            state.0.by_ref += 1;
+            if series_ref.0 >> EPOCH_SHIFT != state.1 {
+                state.0.unknown_ref += 1;
+                return Err(AppendError::UnknownSeriesRef { series_ref: series_ref.0 });
+            }
+            state.1
+        };
+        self.inner.append_by_ref(SeriesRef(series_ref.0 ^ epoch << EPOCH_SHIFT), timestamp_ms, value)
+    }
+
+    fn commit(self: Box<Self>) -> CommitFuture {
+        self.inner.commit()
+    }
+
+    fn rollback(self: Box<Self>) {
+        self.inner.rollback()
+    }
+}
+
 struct Fixture {
     clock: Arc<TestClock>,
     network: CannedNetwork,
     db: Db,
+    store: Recording,
     scrape_loop: ScrapeLoop,
-    previous: BTreeSet<Labels>,
+    state: ScrapeState,
 }
 
 const ADDRESS: &str = "target:9100";
@@ -88,6 +177,7 @@ fn fixture(configure: impl FnOnce(&mut ScrapeLoop)) -> Fixture {
         random: RandomStreams::new(1),
     };
     let db = Db::open(env.fs.clone(), env.spawner.as_ref(), Path::new("/db"), DbOptions::default()).unwrap();
+    let store = Recording { db: db.clone(), state: Arc::default() };
     let mut scrape_loop = ScrapeLoop {
         env,
         target: Target {
@@ -95,24 +185,24 @@ fn fixture(configure: impl FnOnce(&mut ScrapeLoop)) -> Fixture {
             metrics_path: "/metrics".to_string(),
             labels: Labels::from_pairs([("job", "node"), ("instance", ADDRESS)]),
         },
-        appendable: Arc::new(db.clone()),
+        appendable: Arc::new(store.clone()),
         metrics: Arc::new(SelfMetrics::default()),
         interval_ms: 1000,
         timeout_ms: 500,
         honor_labels: false,
         honor_timestamps: true,
-        sample_limit: 0,
+        limits: ScrapeLimits::default(),
         body_size_max: 1 << 20,
         offset_seed: 0,
     };
     configure(&mut scrape_loop);
-    Fixture { clock, network, db, scrape_loop, previous: BTreeSet::new() }
+    Fixture { clock, network, db, store, scrape_loop, state: ScrapeState::new(1) }
 }
 
 impl Fixture {
     async fn scrape_at(&mut self, time_ms: i64) {
         self.clock.0.store(time_ms, Ordering::Relaxed);
-        self.scrape_loop.scrape_and_report(&mut self.previous).await;
+        self.scrape_loop.scrape_and_report(&mut self.state).await;
     }
 
     /// Every stored sample of `name` as (labels text, timestamp, value).
@@ -172,7 +262,8 @@ async fn malformed_body_is_down_keeps_nothing_and_marks_stale() {
     fixture.network.serve(ADDRESS, 200, "a 2\nb{x=\"1\" 1\n");
     fixture.scrape_at(11_000).await;
     assert_eq!(fixture.last("up"), 0.0);
-    assert_eq!(fixture.last("scrape_samples_scraped"), 0.0);
+    // As upstream, the samples parsed before the error are counted; none is kept.
+    assert_eq!(fixture.last("scrape_samples_scraped"), 1.0);
     let a = fixture.samples("a");
     assert_eq!(a.len(), 2, "the good line of a malformed body is not kept: {a:?}");
     assert!(is_stale_nan(a[1].2));
@@ -186,7 +277,7 @@ async fn failures_set_up_to_zero() {
     {
         let mut fixture = fixture(|scrape_loop| {
             if let Some(limit) = configure {
-                scrape_loop.sample_limit = limit;
+                scrape_loop.limits.sample_count_limit = limit;
             }
         });
         if let Some((status, body)) = serve {
@@ -212,4 +303,184 @@ async fn clashing_labels_and_honor_options() {
     honoring.network.serve(ADDRESS, 200, body);
     honoring.scrape_at(10_000).await;
     assert_eq!(honoring.samples("a"), vec![("a{instance=\"target:9100\", job=\"inner\"}".to_string(), 10_000, 1.0)]);
+}
+
+#[tokio::test]
+async fn known_series_are_appended_by_reference_without_labels() {
+    let mut fixture = fixture(|_| {});
+    let body = "# TYPE a gauge\na{x=\"1\"} 5\na{x=\"2\"} 6\nb 7\n";
+    fixture.network.serve(ADDRESS, 200, body);
+    fixture.scrape_at(10_000).await;
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 3, by_ref: 0, unknown_ref: 0 });
+    assert_eq!(fixture.state.cache.len(), 3);
+    fixture.scrape_at(11_000).await;
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 0, by_ref: 3, unknown_ref: 0 });
+    assert_eq!(
+        fixture.samples("a"),
+        vec![
+            ("a{instance=\"target:9100\", job=\"node\", x=\"1\"}".to_string(), 10_000, 5.0),
+            ("a{instance=\"target:9100\", job=\"node\", x=\"1\"}".to_string(), 11_000, 5.0),
+            ("a{instance=\"target:9100\", job=\"node\", x=\"2\"}".to_string(), 10_000, 6.0),
+            ("a{instance=\"target:9100\", job=\"node\", x=\"2\"}".to_string(), 11_000, 6.0),
+        ]
+    );
+    // Another spelling of a known series is another cache entry for the same store series.
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\",} 8\na{x=\"2\"} 6\nb 7\n");
+    fixture.scrape_at(12_000).await;
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 1, by_ref: 3, unknown_ref: 0 });
+    assert_eq!(fixture.samples("a").len(), 6, "{:?}", fixture.samples("a"));
+    assert_eq!(fixture.last("up"), 1.0);
+    assert_eq!(fixture.state.cache.len(), 3, "the old spelling is evicted");
+}
+
+#[tokio::test]
+async fn dropped_series_fall_back_to_labels_and_refresh_the_cache() {
+    let mut fixture = fixture(|_| {});
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 5\na{x=\"2\"} 6\n");
+    fixture.scrape_at(10_000).await;
+    fixture.store.take_counts();
+    fixture.store.drop_all_series();
+    fixture.scrape_at(11_000).await;
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 2, by_ref: 2, unknown_ref: 2 });
+    assert_eq!(fixture.last("up"), 1.0);
+    assert_eq!(fixture.samples("a").len(), 4);
+    fixture.scrape_at(12_000).await;
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 0, by_ref: 2, unknown_ref: 0 }, "refreshed");
+    // A stale marker for a dropped series goes by the labels parsed from the cached text.
+    fixture.store.drop_all_series();
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 5\n");
+    fixture.scrape_at(13_000).await;
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 2, by_ref: 2, unknown_ref: 2 });
+    let gone = fixture.samples("a").into_iter().rfind(|(labels, _, _)| labels.contains("x=\"2\"")).unwrap();
+    assert_eq!(gone.1, 13_000);
+    assert!(is_stale_nan(gone.2));
+}
+
+#[tokio::test]
+async fn staleness_goes_by_reference_once_and_then_evicts() {
+    let mut fixture = fixture(|_| {});
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 5\na{x=\"2\"} 6\nc 1 5000\n");
+    fixture.scrape_at(10_000).await;
+    fixture.store.take_counts();
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 5\n");
+    fixture.scrape_at(11_000).await;
+    // One sample and one marker, both by reference; an explicitly stamped series gets none.
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 0, by_ref: 2, unknown_ref: 0 });
+    assert_eq!(fixture.state.cache.len(), 1);
+    fixture.scrape_at(12_000).await;
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 0, by_ref: 1, unknown_ref: 0 });
+    let gone: Vec<_> = fixture.samples("a").into_iter().filter(|(labels, _, _)| labels.contains("x=\"2\"")).collect();
+    assert_eq!(gone.len(), 2, "one marker only: {gone:?}");
+    assert_eq!(fixture.samples("c").len(), 1);
+    // A failed scrape marks what the last success appended, and the next success starts clean.
+    fixture.network.serve(ADDRESS, 500, "");
+    fixture.scrape_at(13_000).await;
+    let kept = |fixture: &Fixture| -> Vec<(i64, f64)> {
+        let samples = fixture.samples("a").into_iter().filter(|(labels, _, _)| labels.contains("x=\"1\""));
+        samples.map(|(_, timestamp_ms, value)| (timestamp_ms, value)).collect()
+    };
+    assert_eq!(kept(&fixture).len(), 4);
+    assert_eq!(kept(&fixture)[3].0, 13_000);
+    assert!(is_stale_nan(kept(&fixture)[3].1));
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 7\n");
+    fixture.scrape_at(14_000).await;
+    assert_eq!(kept(&fixture)[4], (14_000, 7.0));
+    // The marker went by reference; the failed fetch saw nothing, so the cache was emptied.
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 1, by_ref: 1, unknown_ref: 0 });
+}
+
+#[tokio::test]
+async fn repeated_line_at_the_scrape_timestamp_is_rejected() {
+    let mut fixture = fixture(|_| {});
+    fixture.network.serve(ADDRESS, 200, "a 1\na 2\nb 1 100\nb 2 200\n");
+    fixture.scrape_at(10_000).await;
+    assert_eq!(fixture.samples("a"), vec![("a{instance=\"target:9100\", job=\"node\"}".to_string(), 10_000, 1.0)]);
+    assert_eq!(fixture.samples("b").len(), 2, "explicit timestamps append both");
+    assert_eq!(fixture.scrape_loop.metrics.scrape_samples_rejected_total.load(Ordering::Relaxed), 1);
+    assert_eq!(fixture.last("up"), 1.0);
+}
+
+#[track_caller]
+fn check_limit(
+    limits: ScrapeLimits,
+    body: &str,
+    expected_error: Option<&str>,
+) -> impl std::future::Future<Output = ()> {
+    let location = std::panic::Location::caller();
+    let body = body.to_string();
+    let expected_error = expected_error.map(str::to_string);
+    async move {
+        let mut fixture = fixture(|scrape_loop| scrape_loop.limits = limits);
+        fixture.network.serve(ADDRESS, 200, &body);
+        fixture.scrape_at(10_000).await;
+        let context = format!("{location}: {limits:?} {body:?}");
+        match &expected_error {
+            None => {
+                assert_eq!(fixture.state.last_error, None, "{context}");
+                assert_eq!(fixture.last("up"), 1.0, "{context}");
+                assert!(!fixture.samples("a").is_empty(), "{context}");
+            }
+            Some(expected) => {
+                let error = fixture.state.last_error.clone().unwrap_or_default();
+                assert!(error.contains(expected.as_str()), "{context}: {error}");
+                assert_eq!(fixture.last("up"), 0.0, "{context}");
+                assert!(fixture.samples("a").is_empty(), "{context}: the batch is rolled back");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_limit_fails_the_whole_scrape() {
+    let none = ScrapeLimits::default();
+    check_limit(none, "a 1\n", None).await;
+    // Upstream refuses a body of the limit's size or more.
+    check_limit(ScrapeLimits { body_size_limit: 5, ..none }, "a 1\n", None).await;
+    check_limit(ScrapeLimits { body_size_limit: 4, ..none }, "a 1\n", Some("body size limit exceeded")).await;
+    let huge: String = (0..20_000).map(|index| format!("a{{i=\"{index}\"}} 1\n")).collect();
+    check_limit(ScrapeLimits { body_size_limit: 1000, ..none }, &huge, Some("body size limit exceeded: limit 1000"))
+        .await;
+    check_limit(ScrapeLimits { sample_count_limit: 2, ..none }, "a 1\nb 2\n", None).await;
+    check_limit(
+        ScrapeLimits { sample_count_limit: 2, ..none },
+        "a 1\nb 2\nc 3\n",
+        Some("sample limit exceeded: limit 2, got 3"),
+    )
+    .await;
+    // __name__, instance and job count towards label_limit.
+    check_limit(ScrapeLimits { label_count_limit: 4, ..none }, "a{x=\"1\"} 1\n", None).await;
+    check_limit(
+        ScrapeLimits { label_count_limit: 3, ..none },
+        "a{x=\"1\"} 1\n",
+        Some("label_limit exceeded (metric: a, number of labels: 4, limit: 3)"),
+    )
+    .await;
+    check_limit(ScrapeLimits { label_name_size_limit: 8, ..none }, "a{x=\"1\"} 1\n", None).await;
+    check_limit(
+        ScrapeLimits { label_name_size_limit: 8, ..none },
+        "a{longername=\"1\"} 1\n",
+        Some("label_name_length_limit exceeded (metric: a, label name: longername, length: 10, limit: 8)"),
+    )
+    .await;
+    // "target:9100" is 11 bytes.
+    check_limit(ScrapeLimits { label_value_size_limit: 11, ..none }, "a{x=\"1\"} 1\n", None).await;
+    check_limit(
+        ScrapeLimits { label_value_size_limit: 11, ..none },
+        "a{x=\"123456789012\"} 1\n",
+        Some("label_value_length_limit exceeded (metric: a, label name: x, value: \"123456789012\", length: 12, limit: 11)"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sample_limit_counts_the_whole_body_and_keeps_nothing() {
+    let mut fixture = fixture(|scrape_loop| scrape_loop.limits.sample_count_limit = 2);
+    fixture.network.serve(ADDRESS, 200, "a 1\nb 1\n");
+    fixture.scrape_at(10_000).await;
+    fixture.network.serve(ADDRESS, 200, "a 2\nb 2\nc 2\nd 2\n");
+    fixture.scrape_at(11_000).await;
+    assert_eq!(fixture.last("up"), 0.0);
+    assert_eq!(fixture.last("scrape_samples_scraped"), 4.0);
+    assert!(is_stale_nan(fixture.last("a")), "the last good scrape's series are marked stale");
+    assert!(fixture.samples("c").is_empty());
 }
