@@ -1,13 +1,26 @@
 //! PromQL: parses with the `promql-parser` crate and evaluates over the storage's [`Queryable`]
 //! seam (the engine never sees the head).
 //!
-//! Implemented so far: instant and range vector selectors with the four matcher types, `offset`,
-//! `@`, the lookback window, number and string literals, parentheses and unary minus. Any other
-//! node is an execution error naming it, never a silent wrong answer.
+//! The language over floats, with Prometheus 3.x semantics: vector and range selectors with
+//! `offset` and `@` (`start()`/`end()`), subqueries, left-open lookback and range windows,
+//! staleness markers, every aggregation ([`aggregate`]), every binary operator with vector
+//! matching ([`binary`]) and the float functions ([`functions`]). Evaluation is step-wise, as
+//! Prometheus' `rangeEval` ([`eval`]). Native histograms, annotations and the experimental
+//! syntax (duration expressions, `anchored`/`smoothed`, `fill`) are not implemented; a node the
+//! engine cannot evaluate is an execution error naming it, never a silent wrong answer.
 //!
-//! Concurrency: an [`Engine`] is immutable and shared; each query opens its own querier.
+//! Limits, checked before any work where possible: the query's size and its nesting depth
+//! (checked on the text, before parsing, so no input can exhaust the stack), the points per
+//! series of a range query, and the samples held in memory (counted while series stream in).
+//! Error messages quote at most a bounded prefix of the query.
+//!
+//! Concurrency: an [`Engine`] is immutable and shared; each query opens one querier and
+//! evaluates on the calling task.
 
+mod aggregate;
+mod binary;
 mod eval;
+mod functions;
 mod value;
 
 use std::sync::Arc;
@@ -18,16 +31,27 @@ pub use value::{InstantSample, RangeSeries, Value};
 
 /// Default lookback window for instant selectors (Prometheus `--query.lookback-delta`).
 pub const LOOKBACK_DELTA_MS_DEFAULT: i64 = 5 * 60 * 1000;
+/// Default bound on a query's nesting (parentheses plus operators, counted on the text): deep
+/// enough for any real query, shallow enough that evaluation's recursion fits a 2 MiB stack.
+pub const EXPRESSION_DEPTH_MAX_DEFAULT: usize = 256;
+/// Default bound on a query's length in bytes.
+pub const QUERY_SIZE_MAX_DEFAULT: usize = 1 << 20;
+/// Longest part of a query or parser message an error quotes.
+pub const ERROR_QUOTE_SIZE_MAX: usize = 256;
 
 /// Query engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     /// How far back an instant selector looks for the latest sample.
     pub lookback_delta_ms: i64,
-    /// Most samples one query may load (Prometheus `--query.max-samples`).
+    /// Most samples one query may hold in memory (Prometheus `--query.max-samples`).
     pub query_samples_max: usize,
     /// Most points per series a range query may produce (Prometheus' 11,000 limit).
     pub range_points_per_series_max: i64,
+    /// Deepest nesting of parentheses and operators a query may have.
+    pub expression_depth_max: usize,
+    /// Longest query text, in bytes.
+    pub query_size_max: usize,
 }
 
 impl Default for EngineOptions {
@@ -36,11 +60,13 @@ impl Default for EngineOptions {
             lookback_delta_ms: LOOKBACK_DELTA_MS_DEFAULT,
             query_samples_max: crate::limits::QUERY_SAMPLES_MAX_DEFAULT,
             range_points_per_series_max: crate::limits::RANGE_POINTS_PER_SERIES_MAX,
+            expression_depth_max: EXPRESSION_DEPTH_MAX_DEFAULT,
+            query_size_max: QUERY_SIZE_MAX_DEFAULT,
         }
     }
 }
 
-/// Why a query failed. The API maps each variant to Prometheus' `errorType`.
+/// Why a query failed. The API maps each variant to Prometheus' `errorType` and status.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum QueryError {
     /// The expression does not parse, or has the wrong type for the request (`bad_data`, 400).
@@ -49,6 +75,32 @@ pub enum QueryError {
     /// The expression parsed but could not be evaluated (`execution`, 422).
     #[error("{0}")]
     Execution(String),
+    /// The query would hold more samples than `query_samples_max` (`execution`, 422), worded
+    /// as Prometheus' `ErrTooManySamples`.
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples {
+        /// The limit in force.
+        samples_max: usize,
+    },
+    /// The query nests deeper than `expression_depth_max` (`bad_data`, 400).
+    #[error("query nests {depth} parentheses and operators deep, more than the limit of {depth_max}")]
+    TooDeep {
+        /// Nesting counted on the text (an upper bound of the syntax tree's depth).
+        depth: usize,
+        /// The limit in force.
+        depth_max: usize,
+    },
+    /// The query text is longer than `query_size_max` (`bad_data`, 400).
+    #[error("query of {size} bytes exceeds the limit of {size_max} bytes")]
+    TooLong {
+        /// Query length in bytes.
+        size: usize,
+        /// The limit in force.
+        size_max: usize,
+    },
+    /// The store failed while the query read it (`internal`, 500).
+    #[error("read series: {0}")]
+    Storage(String),
 }
 
 /// Evaluates PromQL over a [`Queryable`].
@@ -71,9 +123,9 @@ impl Engine {
 
     /// Evaluates `query` at `time_ms` (`/api/v1/query`).
     pub fn instant_query(&self, query: &str, time_ms: i64) -> Result<Value, QueryError> {
-        let expr = parse(query)?;
+        let expr = self.parse(query)?;
         let range = eval::EvalRange { start_ms: time_ms, end_ms: time_ms, step_ms: 0 };
-        eval::Evaluator::new(self.queryable.as_ref(), &self.options, range).instant(&expr)
+        self.evaluate(&expr, range, false)
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` (`/api/v1/query_range`);
@@ -93,14 +145,98 @@ impl Engine {
                 self.options.range_points_per_series_max
             )));
         }
-        let expr = parse(query)?;
+        let expr = self.parse(query)?;
         let range = eval::EvalRange { start_ms, end_ms, step_ms };
-        eval::Evaluator::new(self.queryable.as_ref(), &self.options, range).range(&expr)
+        self.evaluate(&expr, range, true)
+    }
+
+    fn evaluate(
+        &self,
+        expr: &promql_parser::parser::Expr,
+        range: eval::EvalRange,
+        is_range_query: bool,
+    ) -> Result<Value, QueryError> {
+        // One querier, covering every selector's reach, serves the whole query.
+        let (min_time_ms, max_time_ms) = eval::time_bounds(expr, range, self.options.lookback_delta_ms);
+        let querier = self
+            .queryable
+            .querier(min_time_ms.saturating_add(1).min(max_time_ms), max_time_ms)
+            .map_err(|error| QueryError::Storage(error.to_string()))?;
+        eval::Evaluator::new(querier.as_ref(), &self.options, range).run(expr, is_range_query)
+    }
+
+    /// Checks the size and depth limits on the text, then parses.
+    fn parse(&self, query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+        if query.len() > self.options.query_size_max {
+            return Err(QueryError::TooLong { size: query.len(), size_max: self.options.query_size_max });
+        }
+        let depth = nesting_bound(query);
+        if depth > self.options.expression_depth_max {
+            return Err(QueryError::TooDeep { depth, depth_max: self.options.expression_depth_max });
+        }
+        promql_parser::parser::parse(query).map_err(|message| QueryError::BadData(bounded(&message)))
     }
 }
 
-fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    promql_parser::parser::parse(query).map_err(QueryError::BadData)
+/// At most [`ERROR_QUOTE_SIZE_MAX`] bytes of `text`, cut at a character boundary.
+fn bounded(text: &str) -> String {
+    if text.len() <= ERROR_QUOTE_SIZE_MAX {
+        return text.to_string();
+    }
+    let mut end = ERROR_QUOTE_SIZE_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len())
+}
+
+/// An upper bound of the syntax tree's depth, from the text alone: the deepest parenthesis
+/// or bracket nesting plus every operator outside strings and label braces (each operator adds
+/// at most one level). No recursion, so any input is safe.
+fn nesting_bound(query: &str) -> usize {
+    let bytes = query.as_bytes();
+    let (mut depth, mut depth_max, mut operators) = (0usize, 0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut braces = 0usize;
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if let Some(open) = quote {
+            if byte == b'\\' && open != b'`' {
+                index += 1;
+            } else if byte == open {
+                quote = None;
+            }
+            index += 1;
+            continue;
+        }
+        match byte {
+            b'"' | b'\'' | b'`' => quote = Some(byte),
+            b'{' => braces += 1,
+            b'}' => braces = braces.saturating_sub(1),
+            _ if braces > 0 => {}
+            b'(' | b'[' => {
+                depth += 1;
+                depth_max = depth_max.max(depth);
+            }
+            b')' | b']' => depth = depth.saturating_sub(1),
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'=' | b'!' => operators += 1,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = index;
+                while index < bytes.len() && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_') {
+                    index += 1;
+                }
+                let word = &query[start..index];
+                if ["and", "or", "unless", "atan2"].iter().any(|keyword| word.eq_ignore_ascii_case(keyword)) {
+                    operators += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    depth_max.saturating_add(operators)
 }
 
 #[cfg(test)]
