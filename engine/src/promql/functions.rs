@@ -30,7 +30,8 @@ type RangeFn = fn(&Window<'_>, &[f64]) -> Result<Option<f64>, QueryError>;
 
 pub(super) fn eval_call(ev: &mut Evaluator<'_>, call: &Call) -> Result<Val, QueryError> {
     let name = call.func.name;
-    let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
+    // Parentheses around an argument change nothing: `rate((x[5m]))`, `label_replace(("a"), ...)`.
+    let args: Vec<&Expr> = call.args.args.iter().map(|arg| unwrap_parens(arg)).collect();
     if let Some(range_index) = args.iter().position(|arg| matches!(arg, Expr::MatrixSelector(_) | Expr::Subquery(_))) {
         return eval_range_call(ev, name, &args, range_index);
     }
@@ -219,6 +220,13 @@ fn instant_function<'a>(
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => Vec::new(),
         other => return Err(QueryError::Execution(format!("function {other} is not supported yet"))),
     })
+}
+
+fn unwrap_parens(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(paren) = expr {
+        expr = &paren.expr;
+    }
+    expr
 }
 
 /// Go's `natsort.Compare` ordering: runs of digits compare by number, the rest by bytes.

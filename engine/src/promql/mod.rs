@@ -249,6 +249,10 @@ mod tests {
     use crate::tsdb::{Db, DbOptions};
 
     fn engine() -> Engine {
+        engine_with(EngineOptions::default())
+    }
+
+    fn engine_with(options: EngineOptions) -> Engine {
         // The writer task lives as long as this runtime; queries need no runtime.
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let db = runtime.block_on(async {
@@ -259,10 +263,99 @@ mod tests {
             for index in 0..10 {
                 appender.append(None, &labels, index * 10_000, index as f64).unwrap();
             }
+            for (job, scale) in [("a", 1.0), ("b", 2.0)] {
+                let labels = Labels::from_pairs([("__name__", "c_total"), ("job", job)]);
+                for index in 0..10 {
+                    appender.append(None, &labels, index * 10_000, index as f64 * scale).unwrap();
+                }
+            }
             appender.commit().await.unwrap();
             db
         });
-        Engine::new(Arc::new(db), EngineOptions::default())
+        Engine::new(Arc::new(db), options)
+    }
+
+    fn instant_values(engine: &Engine, query: &str, time_ms: i64) -> Vec<(String, f64)> {
+        match engine.instant_query(query, time_ms).unwrap() {
+            Value::Vector(samples) => {
+                samples.into_iter().map(|sample| (sample.labels.to_string(), sample.value)).collect()
+            }
+            Value::Scalar(sample) => vec![(String::new(), sample.value)],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn check(query: &str, time_ms: i64, expected: &[(&str, f64)]) {
+        let got = instant_values(&engine(), query, time_ms);
+        let want: Vec<(String, f64)> = expected.iter().map(|(labels, value)| (labels.to_string(), *value)).collect();
+        assert_eq!(got.len(), want.len(), "{query}: {got:?}");
+        for ((got_labels, got_value), (want_labels, want_value)) in got.iter().zip(&want) {
+            assert_eq!(got_labels, want_labels, "{query}");
+            assert!((got_value - want_value).abs() < 1e-9, "{query}: {got_value} != {want_value}");
+        }
+    }
+
+    #[test]
+    fn operators_aggregations_and_functions() {
+        check("1 + 2 * 3", 0, &[("", 7.0)]);
+        check("sum(c_total)", 90_000, &[("{}", 27.0)]);
+        check("sum by (job) (c_total) > 10", 90_000, &[("{job=\"b\"}", 18.0)]);
+        check("c_total / on(job) group_left c_total", 90_000, &[("{job=\"a\"}", 1.0), ("{job=\"b\"}", 1.0)]);
+        check("topk(1, c_total)", 90_000, &[("c_total{job=\"b\"}", 18.0)]);
+        check("rate(c_total{job=\"a\"}[30s])", 90_000, &[("{job=\"a\"}", 0.1)]);
+        check("max_over_time(m[1m:10s])", 90_000, &[("{}", 9.0)]);
+        check("-m", 90_000, &[("{}", -9.0)]);
+        check("absent(nonexistent{job=\"x\"})", 90_000, &[("{job=\"x\"}", 1.0)]);
+    }
+
+    /// Per-step windows: `rate` inside a range query sees `(t - range, t]` at every step.
+    #[test]
+    fn range_query_rate_per_step() {
+        let Value::Matrix(series) =
+            engine().range_query("rate(c_total{job=\"b\"}[20s])", 20_000, 90_000, 10_000).unwrap()
+        else {
+            panic!("matrix expected");
+        };
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].samples.len(), 8);
+        assert!(series[0].samples.iter().all(|sample| (sample.value - 0.2).abs() < 1e-9), "{series:?}");
+    }
+
+    #[test]
+    fn sample_limit_is_a_typed_error() {
+        let engine = engine_with(EngineOptions { query_samples_max: 5, ..EngineOptions::default() });
+        assert_eq!(engine.range_query("m", 0, 90_000, 10_000), Err(QueryError::TooManySamples { samples_max: 5 }));
+        assert!(engine.instant_query("m", 90_000).is_ok());
+    }
+
+    /// Deep inputs are refused on the text, before the parser or the evaluator could recurse.
+    #[test]
+    fn deep_queries_are_refused_without_recursion() {
+        let engine = engine();
+        let parentheses = format!("{}m{}", "(".repeat(50_000), ")".repeat(50_000));
+        assert!(matches!(engine.instant_query(&parentheses, 0), Err(QueryError::TooDeep { depth: 50_000, .. })));
+        let minuses = format!("{}up", "- ".repeat(5_000));
+        assert!(matches!(engine.instant_query(&minuses, 0), Err(QueryError::TooDeep { depth: 5_000, .. })));
+        let long = "m".repeat(QUERY_SIZE_MAX_DEFAULT + 1);
+        assert!(matches!(engine.instant_query(&long, 0), Err(QueryError::TooLong { .. })));
+        // Strings and label braces do not count.
+        assert_eq!(nesting_bound(r#"m{a="((((-", b!~"+"} + "))""#), 1);
+        assert!(bounded(&"x".repeat(10_000)).len() < ERROR_QUOTE_SIZE_MAX + 32);
+    }
+
+    /// The deepest query the limit admits evaluates within a 2 MiB stack (a tokio worker's).
+    #[test]
+    fn deepest_admitted_query_fits_a_small_stack() {
+        let engine = engine();
+        let half = EXPRESSION_DEPTH_MAX_DEFAULT / 2;
+        let query =
+            format!("{}{}m{}", "(".repeat(half), "-".repeat(EXPRESSION_DEPTH_MAX_DEFAULT - half), ")".repeat(half));
+        let worker = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || engine.range_query(&query, 0, 90_000, 10_000).map(|value| value.type_name()))
+            .unwrap();
+        assert_eq!(worker.join().unwrap(), Ok("matrix"));
     }
 
     /// Extreme durations and times are answered or rejected, never an arithmetic overflow.
