@@ -156,6 +156,7 @@ pub(super) struct Evaluator<'a> {
     /// The outermost query's start and end, for `@ start()` / `@ end()`.
     query_start_ms: i64,
     query_end_ms: i64,
+    query_step_ms: i64,
     /// Points held by live intermediate results.
     pub(super) samples_current_count: usize,
 }
@@ -168,6 +169,7 @@ impl<'a> Evaluator<'a> {
             range,
             query_start_ms: range.start_ms,
             query_end_ms: range.end_ms,
+            query_step_ms: range.step_ms,
             samples_current_count: 0,
         }
     }
@@ -568,6 +570,11 @@ fn select(
 }
 
 impl Evaluator<'_> {
+    /// The outermost query's start, end and step, ms.
+    pub(super) fn query_range(&self) -> (i64, i64, i64) {
+        (self.query_start_ms, self.query_end_ms, self.query_step_ms)
+    }
+
     pub(super) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
         match at {
             None => None,

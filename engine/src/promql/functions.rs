@@ -40,6 +40,29 @@ pub(super) fn eval_call(ev: &mut Evaluator<'_>, call: &Call) -> Result<Val, Quer
         "label_join" => return label_join(ev, &args),
         "time" => return Ok(Val::Scalar(ev.range.steps().map(|step_ms| step_ms as f64 / 1000.0).collect())),
         "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; ev.range.step_count()])),
+        // The outermost query's range and step, in seconds (experimental upstream).
+        "start" | "end" | "range" | "step" => {
+            let (start_ms, end_ms, step_ms) = ev.query_range();
+            let value_ms = match name {
+                "start" => start_ms,
+                "end" => end_ms,
+                "range" => end_ms.saturating_sub(start_ms),
+                _ => step_ms,
+            };
+            return Ok(Val::Scalar(vec![value_ms as f64 / 1000.0; ev.range.step_count()]));
+        }
+        "min_of" | "max_of" => {
+            let (Some(first), Some(second)) = (args.first(), args.get(1)) else {
+                return Err(QueryError::BadData(format!("{name}() needs two scalars")));
+            };
+            let (first, second) = (ev.eval_scalar(first)?, ev.eval_scalar(second)?);
+            let pick = |a: f64, b: f64| match (a.is_nan() || b.is_nan(), name == "min_of") {
+                (true, _) => f64::NAN,
+                (false, true) => a.min(b),
+                (false, false) => a.max(b),
+            };
+            return Ok(Val::Scalar(first.iter().zip(&second).map(|(a, b)| pick(*a, *b)).collect()));
+        }
         _ => {}
     }
     if name == "timestamp" {
@@ -414,6 +437,9 @@ fn range_function(name: &str) -> Option<RangeFn> {
         "stdvar_over_time" => |window, _| Ok(Some(variance(window.samples))),
         "mad_over_time" => |window, _| {
             let mut values: Vec<f64> = window.samples.iter().map(|sample| sample.value).collect();
+            if values.iter().any(|value| value.is_nan()) {
+                return Ok(Some(f64::NAN));
+            }
             let median = quantile(0.5, &mut values);
             let mut deviations: Vec<f64> = values.iter().map(|value| (value - median).abs()).collect();
             Ok(Some(quantile(0.5, &mut deviations)))
