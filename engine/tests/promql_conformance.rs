@@ -246,7 +246,7 @@ fn run_eval(engine: &Engine, eval: &Eval<'_>) -> Result<(), String> {
     {
         return Err(format!("requires an annotation ({line}), which the engine does not produce"));
     }
-    let expect_ordered = eval.body.iter().any(|line| *line == "expect ordered") || words[0] == "eval_ordered";
+    let expect_ordered = eval.body.contains(&"expect ordered") || words[0] == "eval_ordered";
     let expected_lines: Vec<&str> = eval
         .body
         .iter()

@@ -195,6 +195,9 @@ fn valid_label_name(name: &str) -> bool {
     !name.is_empty()
 }
 
+/// 2^63: the first float past `i64::MAX`.
+const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
 fn aggregate_step<'a>(
     op: AggregateOp,
     vector: &[StepSample<'a>],
@@ -208,7 +211,7 @@ fn aggregate_step<'a>(
             if parameter.is_nan() {
                 return Err(QueryError::Execution("Parameter value is NaN".to_string()));
             }
-            if parameter >= 9.223_372_036_854_775_807e18 || parameter <= -9.223_372_036_854_775_808e18 {
+            if !(-I64_BOUND..I64_BOUND).contains(&parameter) {
                 return Err(QueryError::Execution(format!("Scalar value {parameter} overflows int64")));
             }
             if parameter < 1.0 {

@@ -215,7 +215,7 @@ impl Matching {
     fn signature(&self, labels: &Labels) -> String {
         let mut key = String::new();
         for label in labels.iter() {
-            let listed = self.names.iter().any(|name| *name == label.name);
+            let listed = self.names.contains(&label.name);
             let used = if self.on { listed } else { !listed && label.name != METRIC_NAME_LABEL };
             if used {
                 key.push_str(&label.name);
@@ -233,7 +233,7 @@ impl Matching {
             labels
                 .iter()
                 .filter(|label| {
-                    let listed = self.names.iter().any(|name| *name == label.name);
+                    let listed = self.names.contains(&label.name);
                     if self.on {
                         listed
                     } else {
@@ -360,7 +360,7 @@ fn result_labels(many: &Labels, one: &Labels, op: Op, matching: &Matching) -> La
         let pairs: Vec<(String, String)> = labels
             .iter()
             .filter(|label| {
-                let listed = matching.names.iter().any(|name| *name == label.name);
+                let listed = matching.names.contains(&label.name);
                 if matching.on {
                     listed
                 } else {
