@@ -14,9 +14,9 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::eval::{Evaluator, OutSample, StepArg, StepSample, Val};
+use super::eval::{Evaluator, OutSample, Series, StepSample, Val};
 use super::QueryError;
-use crate::model::{Labels, METRIC_NAME_LABEL};
+use crate::model::{Labels, Sample, METRIC_NAME_LABEL};
 
 /// Kahan-Neumaier addition (Prometheus `kahansum.Inc`): returns the new sum and compensation.
 pub(super) fn kahan_inc(increment: f64, sum: f64, compensation: f64) -> (f64, f64) {
@@ -130,9 +130,10 @@ impl Grouping {
     }
 }
 
-/// Running state of one group at one step.
-struct Group<'a> {
-    labels: Labels,
+/// Running state of one group at one step; reused across steps.
+#[derive(Default)]
+struct Group {
+    seen: bool,
     drop_name: bool,
     value: f64,
     compensation: f64,
@@ -140,7 +141,8 @@ struct Group<'a> {
     count: f64,
     incremental_mean: bool,
     values: Vec<f64>,
-    members: Vec<StepSample<'a>>,
+    /// (input series index, value) for topk, bottomk, limitk and limit_ratio.
+    members: Vec<(usize, f64)>,
 }
 
 pub(super) fn eval_aggregate(ev: &mut Evaluator<'_>, aggregate: &AggregateExpr) -> Result<Val, QueryError> {
@@ -166,7 +168,7 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator<'_>, aggregate: &AggregateExpr) 
         ev.release(&args[0]);
         return Ok(Val::Vector(result));
     }
-    let param = match (&aggregate.param, op) {
+    let parameters = match (&aggregate.param, op) {
         (
             Some(param),
             AggregateOp::Quantile
@@ -178,16 +180,222 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator<'_>, aggregate: &AggregateExpr) 
         _ => None,
     };
     let input = ev.eval(&aggregate.expr)?;
-    let args = match param {
-        Some(values) => vec![input, Val::Scalar(values)],
-        None => vec![input],
+    let Val::Vector(series) = &input else {
+        return Err(QueryError::BadData(format!("expected an instant vector in aggregation {op_text}")));
     };
-    let result = ev.range_eval(&args, |step, _| {
-        let parameter = step.get(1).map(StepArg::scalar).unwrap_or(f64::NAN);
-        aggregate_step(op, step[0].vector(), &grouping, parameter)
-    })?;
-    ev.release(&args[0]);
+    let result = aggregate_series(ev, op, series, &grouping, parameters.as_deref())?;
+    ev.release(&input);
     Ok(Val::Vector(result))
+}
+
+/// Aggregates step by step (Prometheus `rangeEvalAgg`): each input series' group is found once,
+/// then every step folds the series present at it into their groups.
+fn aggregate_series(
+    ev: &mut Evaluator<'_>,
+    op: AggregateOp,
+    series: &[Series],
+    grouping: &Grouping,
+    parameters: Option<&[f64]>,
+) -> Result<Vec<Series>, QueryError> {
+    let mut index_by_key: HashMap<String, usize> = HashMap::new();
+    let mut group_labels: Vec<Labels> = Vec::new();
+    let group_of: Vec<usize> = series
+        .iter()
+        .map(|series| {
+            let key = grouping.key(&series.labels);
+            *index_by_key.entry(key).or_insert_with(|| {
+                group_labels.push(grouping.labels(&series.labels));
+                group_labels.len() - 1
+            })
+        })
+        .collect();
+    let mut groups: Vec<Group> = (0..group_labels.len()).map(|_| Group::default()).collect();
+    // Output series: one per group, or one per input series for the k-selecting operators.
+    let selects_series =
+        matches!(op, AggregateOp::Topk | AggregateOp::Bottomk | AggregateOp::Limitk | AggregateOp::LimitRatio);
+    let mut output_index: Vec<Option<usize>> = vec![None; if selects_series { series.len() } else { groups.len() }];
+    let mut output: Vec<Series> = Vec::new();
+    let mut cursors = vec![0usize; series.len()];
+    let mut touched: Vec<usize> = Vec::new();
+    let steps: Vec<i64> = ev.range.steps().collect();
+    for (step_index, &step_ms) in steps.iter().enumerate() {
+        let parameter = parameters.and_then(|values| values.get(step_index).copied()).unwrap_or(f64::NAN);
+        let (k_count, ratio) = k_parameters(op, parameter, series.len())?;
+        if selects_series && k_count == 0 && ratio == 0.0 {
+            // Nothing is selected at this step; the cursors still advance.
+            for (cursor, series) in cursors.iter_mut().zip(series) {
+                if series.points.get(*cursor).is_some_and(|point| point.timestamp_ms == step_ms) {
+                    *cursor += 1;
+                }
+            }
+            continue;
+        }
+        touched.clear();
+        for (series_index, input) in series.iter().enumerate() {
+            let Some(point) = input.points.get(cursors[series_index]).filter(|point| point.timestamp_ms == step_ms)
+            else {
+                continue;
+            };
+            cursors[series_index] += 1;
+            let group_index = group_of[series_index];
+            let group = &mut groups[group_index];
+            let value = point.value;
+            if !group.seen {
+                touched.push(group_index);
+                group.seen = true;
+                group.drop_name = input.drop_name;
+                group.value = match op {
+                    AggregateOp::Group => 1.0,
+                    AggregateOp::Stddev | AggregateOp::Stdvar if !value.is_finite() => f64::NAN,
+                    AggregateOp::Stddev | AggregateOp::Stdvar => 0.0,
+                    _ => value,
+                };
+                group.compensation = 0.0;
+                group.mean = value;
+                group.count = 1.0;
+                group.incremental_mean = false;
+                group.values.clear();
+                group.values.push(value);
+                group.members.clear();
+                group.members.push((series_index, value));
+                continue;
+            }
+            group.drop_name |= input.drop_name;
+            fold(op, group, series_index, value);
+        }
+        for &group_index in &touched {
+            let group = &mut groups[group_index];
+            group.seen = false;
+            if selects_series {
+                let members = select_members(op, group, k_count, ratio, series);
+                ev.count_samples(members.len())?;
+                for (series_index, value) in members {
+                    let index = *output_index[series_index].get_or_insert_with(|| {
+                        output.push(Series {
+                            labels: series[series_index].labels.clone(),
+                            drop_name: series[series_index].drop_name,
+                            points: Vec::new(),
+                        });
+                        output.len() - 1
+                    });
+                    output[index].points.push(Sample { timestamp_ms: step_ms, value });
+                }
+                continue;
+            }
+            let value = finish(op, group, parameter);
+            ev.count_samples(1)?;
+            let index = *output_index[group_index].get_or_insert_with(|| {
+                output.push(Series { labels: group_labels[group_index].clone(), drop_name: false, points: Vec::new() });
+                output.len() - 1
+            });
+            output[index].drop_name |= group.drop_name;
+            output[index].points.push(Sample { timestamp_ms: step_ms, value });
+        }
+    }
+    Ok(output)
+}
+
+/// `k` for topk/bottomk/limitk and the ratio for limit_ratio at one step; (0, 0) selects
+/// nothing. Errors are worded as Prometheus' `newFParams`.
+fn k_parameters(op: AggregateOp, parameter: f64, series_count: usize) -> Result<(usize, f64), QueryError> {
+    match op {
+        AggregateOp::Topk | AggregateOp::Bottomk | AggregateOp::Limitk => {
+            if parameter.is_nan() {
+                return Err(QueryError::Execution("Parameter value is NaN".to_string()));
+            }
+            if !(-I64_BOUND..I64_BOUND).contains(&parameter) {
+                return Err(QueryError::Execution(format!("Scalar value {parameter} overflows int64")));
+            }
+            if parameter < 1.0 {
+                return Ok((0, 0.0));
+            }
+            Ok(((parameter as i64).min(series_count as i64) as usize, 0.0))
+        }
+        AggregateOp::LimitRatio => {
+            if parameter.is_nan() {
+                return Err(QueryError::Execution("Ratio value is NaN".to_string()));
+            }
+            Ok((0, parameter.clamp(-1.0, 1.0)))
+        }
+        _ => Ok((0, 0.0)),
+    }
+}
+
+/// Folds one more sample into a group that has seen one already.
+fn fold(op: AggregateOp, group: &mut Group, series_index: usize, value: f64) {
+    match op {
+        AggregateOp::Sum => (group.value, group.compensation) = kahan_inc(value, group.value, group.compensation),
+        AggregateOp::Avg => {
+            group.count += 1.0;
+            if !group.incremental_mean {
+                let (sum, compensation) = kahan_inc(value, group.value, group.compensation);
+                if !sum.is_infinite() {
+                    (group.value, group.compensation) = (sum, compensation);
+                    return;
+                }
+                group.incremental_mean = true;
+                group.mean = group.value / (group.count - 1.0);
+                group.compensation /= group.count - 1.0;
+            }
+            let q = (group.count - 1.0) / group.count;
+            (group.mean, group.compensation) = kahan_inc(value / group.count, q * group.mean, q * group.compensation);
+        }
+        AggregateOp::Max => {
+            if group.value < value || group.value.is_nan() {
+                group.value = value;
+            }
+        }
+        AggregateOp::Min => {
+            if group.value > value || group.value.is_nan() {
+                group.value = value;
+            }
+        }
+        AggregateOp::Count => group.count += 1.0,
+        AggregateOp::Stddev | AggregateOp::Stdvar => {
+            group.count += 1.0;
+            let delta = value - group.mean;
+            group.mean += delta / group.count;
+            group.value += delta * (value - group.mean);
+        }
+        AggregateOp::Quantile => group.values.push(value),
+        AggregateOp::Topk | AggregateOp::Bottomk | AggregateOp::Limitk | AggregateOp::LimitRatio => {
+            group.members.push((series_index, value))
+        }
+        AggregateOp::Group | AggregateOp::CountValues => {}
+    }
+}
+
+/// The value a group aggregates to at this step.
+fn finish(op: AggregateOp, group: &mut Group, parameter: f64) -> f64 {
+    match op {
+        AggregateOp::Sum if group.value.is_infinite() => group.value,
+        AggregateOp::Sum => group.value + group.compensation,
+        AggregateOp::Avg if group.incremental_mean => group.mean + group.compensation,
+        AggregateOp::Avg => group.value / group.count + group.compensation / group.count,
+        AggregateOp::Count => group.count,
+        AggregateOp::Stdvar => group.value / group.count,
+        AggregateOp::Stddev => (group.value / group.count).sqrt(),
+        AggregateOp::Quantile => quantile(parameter, &mut group.values),
+        _ => group.value,
+    }
+}
+
+/// The members topk/bottomk/limitk/limit_ratio keep, in output order.
+fn select_members(
+    op: AggregateOp,
+    group: &mut Group,
+    k_count: usize,
+    ratio: f64,
+    series: &[Series],
+) -> Vec<(usize, f64)> {
+    match op {
+        AggregateOp::Topk | AggregateOp::Bottomk => {
+            select_k(&mut group.members, k_count, op == AggregateOp::Topk);
+            group.members.clone()
+        }
+        AggregateOp::Limitk => group.members.iter().take(k_count).copied().collect(),
+        _ => group.members.iter().copied().filter(|(index, _)| ratio_selects(ratio, &series[*index].labels)).collect(),
+    }
 }
 
 /// Prometheus' (UTF-8) label name rule: any non-empty valid UTF-8 string.
@@ -198,165 +406,11 @@ fn valid_label_name(name: &str) -> bool {
 /// 2^63: the first float past `i64::MAX`.
 const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
 
-fn aggregate_step<'a>(
-    op: AggregateOp,
-    vector: &[StepSample<'a>],
-    grouping: &Grouping,
-    parameter: f64,
-) -> Result<Vec<OutSample<'a>>, QueryError> {
-    let mut k_count = 0usize;
-    let mut ratio = 0.0;
-    match op {
-        AggregateOp::Topk | AggregateOp::Bottomk | AggregateOp::Limitk => {
-            if parameter.is_nan() {
-                return Err(QueryError::Execution("Parameter value is NaN".to_string()));
-            }
-            if !(-I64_BOUND..I64_BOUND).contains(&parameter) {
-                return Err(QueryError::Execution(format!("Scalar value {parameter} overflows int64")));
-            }
-            if parameter < 1.0 {
-                return Ok(Vec::new());
-            }
-            k_count = (parameter as i64).min(vector.len() as i64) as usize;
-        }
-        AggregateOp::LimitRatio => {
-            if parameter.is_nan() {
-                return Err(QueryError::Execution("Ratio value is NaN".to_string()));
-            }
-            ratio = parameter.clamp(-1.0, 1.0);
-            if ratio == 0.0 {
-                return Ok(Vec::new());
-            }
-        }
-        _ => {}
-    }
-    let mut index_by_key: HashMap<String, usize> = HashMap::new();
-    let mut groups: Vec<Group<'a>> = Vec::new();
-    for sample in vector {
-        let key = grouping.key(sample.labels);
-        let index = match index_by_key.get(&key) {
-            Some(index) => *index,
-            None => {
-                index_by_key.insert(key, groups.len());
-                let value = sample.value;
-                groups.push(Group {
-                    labels: grouping.labels(sample.labels),
-                    drop_name: sample.drop_name,
-                    value: match op {
-                        AggregateOp::Group => 1.0,
-                        AggregateOp::Stddev | AggregateOp::Stdvar if !value.is_finite() => f64::NAN,
-                        AggregateOp::Stddev | AggregateOp::Stdvar => 0.0,
-                        _ => value,
-                    },
-                    compensation: 0.0,
-                    mean: value,
-                    count: 1.0,
-                    incremental_mean: false,
-                    values: vec![value],
-                    members: vec![*sample],
-                });
-                continue;
-            }
-        };
-        let group = &mut groups[index];
-        group.drop_name |= sample.drop_name;
-        let value = sample.value;
-        match op {
-            AggregateOp::Sum => (group.value, group.compensation) = kahan_inc(value, group.value, group.compensation),
-            AggregateOp::Avg => {
-                group.count += 1.0;
-                if !group.incremental_mean {
-                    let (sum, compensation) = kahan_inc(value, group.value, group.compensation);
-                    if !sum.is_infinite() {
-                        (group.value, group.compensation) = (sum, compensation);
-                        continue;
-                    }
-                    group.incremental_mean = true;
-                    group.mean = group.value / (group.count - 1.0);
-                    group.compensation /= group.count - 1.0;
-                }
-                let q = (group.count - 1.0) / group.count;
-                (group.mean, group.compensation) =
-                    kahan_inc(value / group.count, q * group.mean, q * group.compensation);
-            }
-            AggregateOp::Max => {
-                if group.value < value || group.value.is_nan() {
-                    group.value = value;
-                }
-            }
-            AggregateOp::Min => {
-                if group.value > value || group.value.is_nan() {
-                    group.value = value;
-                }
-            }
-            AggregateOp::Count => group.count += 1.0,
-            AggregateOp::Group => {}
-            AggregateOp::Stddev | AggregateOp::Stdvar => {
-                group.count += 1.0;
-                let delta = value - group.mean;
-                group.mean += delta / group.count;
-                group.value += delta * (value - group.mean);
-            }
-            AggregateOp::Quantile => group.values.push(value),
-            AggregateOp::Topk | AggregateOp::Bottomk | AggregateOp::Limitk | AggregateOp::LimitRatio => {
-                group.members.push(*sample)
-            }
-            AggregateOp::CountValues => {}
-        }
-    }
-    let mut out = Vec::with_capacity(groups.len());
-    for mut group in groups {
-        let value = match op {
-            AggregateOp::Sum => {
-                if group.value.is_infinite() {
-                    group.value
-                } else {
-                    group.value + group.compensation
-                }
-            }
-            AggregateOp::Avg => {
-                if group.incremental_mean {
-                    group.mean + group.compensation
-                } else {
-                    group.value / group.count + group.compensation / group.count
-                }
-            }
-            AggregateOp::Count => group.count,
-            AggregateOp::Stdvar => group.value / group.count,
-            AggregateOp::Stddev => (group.value / group.count).sqrt(),
-            AggregateOp::Quantile => quantile(parameter, &mut group.values),
-            AggregateOp::Min | AggregateOp::Max | AggregateOp::Group => group.value,
-            AggregateOp::Topk | AggregateOp::Bottomk => {
-                select_k(&mut group.members, k_count, op == AggregateOp::Topk);
-                out.extend(group.members.iter().map(|sample| OutSample::keep(sample, sample.value)));
-                continue;
-            }
-            AggregateOp::Limitk => {
-                out.extend(group.members.iter().take(k_count).map(|sample| OutSample::keep(sample, sample.value)));
-                continue;
-            }
-            AggregateOp::LimitRatio => {
-                out.extend(
-                    group
-                        .members
-                        .iter()
-                        .filter(|sample| ratio_selects(ratio, sample.labels))
-                        .map(|sample| OutSample::keep(sample, sample.value)),
-                );
-                continue;
-            }
-            AggregateOp::CountValues => continue,
-        };
-        out.push(OutSample { labels: Cow::Owned(group.labels), drop_name: group.drop_name, value });
-    }
-    Ok(out)
-}
-
 /// Keeps the `k` largest (`top`) or smallest values, NaN least preferred, ordered best first
 /// as Prometheus' heaps come out. Ties keep input order.
-fn select_k(members: &mut Vec<StepSample<'_>>, k: usize, top: bool) {
+fn select_k(members: &mut Vec<(usize, f64)>, k: usize, top: bool) {
     members.sort_by(|a, b| {
-        let (x, y) = (a.value, b.value);
+        let (x, y) = (a.1, b.1);
         match (x.is_nan(), y.is_nan()) {
             (true, true) => std::cmp::Ordering::Equal,
             (true, false) => std::cmp::Ordering::Greater,

@@ -313,6 +313,7 @@ impl<'a> Evaluator<'a> {
             })
             .collect();
         let mut index_by_labels: HashMap<Labels, usize> = HashMap::new();
+        let mut index_by_pointer: HashMap<*const Labels, usize> = HashMap::new();
         let mut output: Vec<Series> = Vec::new();
         let step_count = self.range.step_count();
         let mut step_args: Vec<StepArg<'v>> = Vec::with_capacity(args.len());
@@ -347,10 +348,17 @@ impl<'a> Evaluator<'a> {
             let out = step_fn(&step_args, step_ms)?;
             self.count_samples(out.len())?;
             for sample in out {
-                let index = match index_by_labels.get(sample.labels.as_ref()) {
-                    Some(index) => *index,
+                // Labels borrowed from an input series are found by address first: hashing a
+                // pointer is cheaper than hashing the labels at every step.
+                let pointer = match &sample.labels {
+                    Cow::Borrowed(labels) => Some(*labels as *const Labels),
+                    Cow::Owned(_) => None,
+                };
+                let known = pointer.and_then(|pointer| index_by_pointer.get(&pointer).copied());
+                let index = match known.or_else(|| index_by_labels.get(sample.labels.as_ref()).copied()) {
+                    Some(index) => index,
                     None => {
-                        let labels = sample.labels.into_owned();
+                        let labels = sample.labels.clone().into_owned();
                         index_by_labels.insert(labels.clone(), output.len());
                         output.push(Series {
                             labels,
@@ -360,6 +368,9 @@ impl<'a> Evaluator<'a> {
                         output.len() - 1
                     }
                 };
+                if let (Some(pointer), None) = (pointer, known) {
+                    index_by_pointer.insert(pointer, index);
+                }
                 let series = &mut output[index];
                 series.drop_name |= sample.drop_name;
                 series.points.push(Sample { timestamp_ms: step_ms, value: sample.value });
