@@ -255,9 +255,10 @@ impl<'a> Evaluator<'a> {
             Expr::MatrixSelector(selector) => {
                 let time_ms = self.range.start_ms;
                 let mut result = Vec::new();
-                self.for_each_window_series(&RangeSource::Selector(selector), |_, series, windows| {
+                self.for_each_window_series(&RangeSource::Selector(selector), |ev, series, windows| {
                     let window = windows(time_ms);
                     if !window.samples.is_empty() {
+                        ev.count_samples(window.samples.len())?;
                         result.push(Series {
                             labels: series.labels.clone(),
                             drop_name: series.drop_name,
@@ -271,9 +272,10 @@ impl<'a> Evaluator<'a> {
             Expr::Subquery(subquery) => {
                 let time_ms = self.range.start_ms;
                 let mut result = Vec::new();
-                self.for_each_window_series(&RangeSource::Subquery(subquery), |_, series, windows| {
+                self.for_each_window_series(&RangeSource::Subquery(subquery), |ev, series, windows| {
                     let window = windows(time_ms);
                     if !window.samples.is_empty() {
+                        ev.count_samples(window.samples.len())?;
                         result.push(Series {
                             labels: series.labels.clone(),
                             drop_name: series.drop_name,

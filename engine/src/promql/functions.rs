@@ -340,6 +340,10 @@ fn eval_range_call(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], range_ind
             if window.samples.is_empty() {
                 continue;
             }
+            // The window is held while the function reads it (Prometheus counts it too).
+            if ev.samples_current_count.saturating_add(window.samples.len()) > ev.options.query_samples_max {
+                return Err(QueryError::TooManySamples { samples_max: ev.options.query_samples_max });
+            }
             present[step_index] = true;
             for (parameter, values) in parameters.iter_mut().zip(&scalars) {
                 *parameter = values.get(step_index).copied().unwrap_or(f64::NAN);
