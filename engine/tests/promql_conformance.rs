@@ -27,7 +27,7 @@ use engine::tsdb::{Db, DbOptions};
 use promql_parser::parser::{parse, Expr};
 
 /// Evals of selector-level features that pass today; raise it as PromQL grows.
-const PASSED_EVAL_COUNT_MIN: usize = 863;
+const PASSED_EVAL_COUNT_MIN: usize = 872;
 /// Feature tags (promql-evals.tsv) the engine does not implement yet.
 const UNSUPPORTED_TAGS: [&str; 8] = ["nh", "nhcb", "st", "typeunit", "expfn", "durexpr", "extrange", "fill"];
 
@@ -241,11 +241,6 @@ fn fail_expectation(eval: &Eval<'_>) -> Result<Option<FailExpectation>, String> 
 fn run_eval(engine: &Engine, eval: &Eval<'_>) -> Result<(), String> {
     let words: Vec<&str> = eval.header.split_whitespace().collect();
     let expect_fail = fail_expectation(eval)?;
-    // Annotations are not produced yet: an eval that requires one cannot pass.
-    if let Some(line) = eval.body.iter().find(|line| line.starts_with("expect warn") || line.starts_with("expect info"))
-    {
-        return Err(format!("requires an annotation ({line}), which the engine does not produce"));
-    }
     let expect_ordered = eval.body.contains(&"expect ordered") || words[0] == "eval_ordered";
     let expected_lines: Vec<&str> = eval
         .body
@@ -259,13 +254,13 @@ fn run_eval(engine: &Engine, eval: &Eval<'_>) -> Result<(), String> {
         Some("instant") => {
             let time_ms = duration_ms(words[3]);
             let query = eval.header.splitn(5, ' ').nth(4).unwrap_or("");
-            (engine.instant_query(query, time_ms), vec![time_ms], query)
+            (engine.instant_query_annotated(query, time_ms), vec![time_ms], query)
         }
         Some("range") => {
             let (start_ms, end_ms, step_ms) = (duration_ms(words[3]), duration_ms(words[5]), duration_ms(words[7]));
             let query = eval.header.splitn(9, ' ').nth(8).unwrap_or("");
             let steps = (0..).map(|index| start_ms + index * step_ms).take_while(|t| *t <= end_ms).collect();
-            (engine.range_query(query, start_ms, end_ms, step_ms), steps, query)
+            (engine.range_query_annotated(query, start_ms, end_ms, step_ms), steps, query)
         }
         _ => return Err(format!("unknown eval form {:?}", eval.header)),
     };
@@ -281,8 +276,12 @@ fn run_eval(engine: &Engine, eval: &Eval<'_>) -> Result<(), String> {
             };
         }
         (Err(error), None) => return Err(format!("unexpected error: {error}")),
-        (Ok(value), Some(_)) => return Err(format!("expected a failure, got {value:?}")),
-        (Ok(value), None) => value,
+        (Ok((value, _)), Some(_)) => return Err(format!("expected a failure, got {value:?}")),
+        (Ok((value, annotations)), None) => {
+            check_annotations(&eval.body, "warn", &annotations.warnings)?;
+            check_annotations(&eval.body, "info", &annotations.infos)?;
+            value
+        }
     };
     compare(&value, &expected_lines, &steps_ms, range_vector, expect_string, expect_ordered)
         .map_err(|why| format!("{why}\n    got {}", truncate(&format!("{value:?}"), 600)))?;
@@ -295,6 +294,48 @@ fn run_eval(engine: &Engine, eval: &Eval<'_>) -> Result<(), String> {
             .range_query(query, time_ms - 60_000, time_ms + 60_000, 60_000)
             .map_err(|error| format!("(as a range query): {error}"))?;
         middle_step_mismatch(&value, &range_value, time_ms).map_err(|why| format!("(as a range query): {why}"))?;
+    }
+    Ok(())
+}
+
+/// Upstream's annotation rules: `expect no_<kind>` forbids any; with `expect <kind>` lines, each
+/// must match an annotation of that kind and every such annotation must match a line.
+fn check_annotations(body: &[&str], kind: &str, got: &[String]) -> Result<(), String> {
+    if body.iter().any(|line| *line == format!("expect no_{kind}")) && !got.is_empty() {
+        return Err(format!("expected no {kind} annotations, got {got:?}"));
+    }
+    let prefix = format!("expect {kind}");
+    let mut expectations = Vec::new();
+    for line in body {
+        let Some(rest) = line.strip_prefix(&prefix) else { continue };
+        let rest = rest.trim();
+        expectations.push(if rest.is_empty() {
+            FailExpectation::Any
+        } else if let Some(message) = rest.strip_prefix("msg:") {
+            FailExpectation::Message(message.trim().to_string())
+        } else if let Some(pattern) = rest.strip_prefix("regex:") {
+            FailExpectation::Regex(regex::Regex::new(pattern.trim()).map_err(|error| format!("bad regex: {error}"))?)
+        } else {
+            return Err(format!("unknown annotation expectation {line:?}"));
+        });
+    }
+    if expectations.is_empty() {
+        return Ok(());
+    }
+    let matches = |expectation: &FailExpectation, message: &String| match expectation {
+        FailExpectation::Any => true,
+        FailExpectation::Message(want) => want == message,
+        FailExpectation::Regex(regex) => regex.is_match(message),
+    };
+    for expectation in &expectations {
+        if !got.iter().any(|message| matches(expectation, message)) {
+            return Err(format!("no {kind} annotation matches the expectation; got {got:?}"));
+        }
+    }
+    if let Some(message) =
+        got.iter().find(|message| !expectations.iter().any(|expectation| matches(expectation, message)))
+    {
+        return Err(format!("unexpected {kind} annotation {message:?}"));
     }
     Ok(())
 }

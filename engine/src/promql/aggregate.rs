@@ -179,6 +179,11 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator<'_>, aggregate: &AggregateExpr) 
         ) => Some(ev.eval_scalar(param)?),
         _ => None,
     };
+    if op == AggregateOp::Quantile {
+        if let Some(q) = parameters.iter().flatten().find(|q| !(0.0..=1.0).contains(*q)) {
+            ev.warn(invalid_quantile(*q));
+        }
+    }
     let input = ev.eval(&aggregate.expr)?;
     let Val::Vector(series) = &input else {
         return Err(QueryError::BadData(format!("expected an instant vector in aggregation {op_text}")));
@@ -440,6 +445,19 @@ fn ratio_selects(ratio: f64, labels: &Labels) -> bool {
     } else {
         position >= 1.0 + ratio
     }
+}
+
+/// Prometheus' `NewInvalidQuantileWarning` text.
+pub(super) fn invalid_quantile(q: f64) -> String {
+    format!("PromQL warning: quantile value should be between 0 and 1, got {}", format_go_g(q))
+}
+
+/// Go's `%g` for the values annotations quote.
+fn format_go_g(value: f64) -> String {
+    if value.is_infinite() {
+        return if value > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() };
+    }
+    format_float(value)
 }
 
 /// Go's `strconv.FormatFloat(value, 'f', -1, 64)`.

@@ -21,7 +21,7 @@
 //! Concurrency: an [`Evaluator`] belongs to one query on one task.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp, Matcher as ParserMatcher};
@@ -159,6 +159,8 @@ pub(super) struct Evaluator<'a> {
     query_step_ms: i64,
     /// Points held by live intermediate results.
     pub(super) samples_current_count: usize,
+    /// (is an info, message): warnings and infos, deduplicated and ordered.
+    annotations: BTreeSet<(bool, String)>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -171,6 +173,7 @@ impl<'a> Evaluator<'a> {
             query_end_ms: range.end_ms,
             query_step_ms: range.step_ms,
             samples_current_count: 0,
+            annotations: BTreeSet::new(),
         }
     }
 
@@ -583,6 +586,29 @@ fn select(
 }
 
 impl Evaluator<'_> {
+    /// Records a warning (Prometheus `annotations.PromQLWarning`).
+    pub(super) fn warn(&mut self, message: String) {
+        self.annotations.insert((false, message));
+    }
+
+    /// Records a note an operation produced (`true` for an info).
+    pub(super) fn note(&mut self, (is_info, message): (bool, String)) {
+        self.annotations.insert((is_info, message));
+    }
+
+    /// The warnings and infos recorded so far.
+    pub(super) fn annotations(&self) -> super::Annotations {
+        let mut annotations = super::Annotations::default();
+        for (is_info, message) in &self.annotations {
+            if *is_info {
+                annotations.infos.push(message.clone());
+            } else {
+                annotations.warnings.push(message.clone());
+            }
+        }
+        annotations
+    }
+
     /// The outermost query's start, end and step, ms.
     pub(super) fn query_range(&self) -> (i64, i64, i64) {
         (self.query_start_ms, self.query_end_ms, self.query_step_ms)

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use super::aggregate::{kahan_inc, quantile};
+use super::aggregate::{invalid_quantile, kahan_inc, quantile};
 use super::eval::{duplicate_labelset, Evaluator, OutSample, RangeSource, Series, StepArg, StepSample, Val, Window};
 use super::QueryError;
 use crate::model::{Labels, Sample, METRIC_NAME_LABEL};
@@ -104,11 +104,31 @@ pub(super) fn eval_call(ev: &mut Evaluator<'_>, call: &Call) -> Result<Val, Quer
         ev.release(&values[0]);
         return Ok(Val::Scalar(result));
     }
+    if matches!(name, "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc")
+        && ev.range.start_ms != ev.range.end_ms
+    {
+        ev.warn(
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels"
+                .to_string(),
+        );
+    }
+    if name == "histogram_quantile" {
+        if let Some(Val::Scalar(quantiles)) = values.first() {
+            if let Some(q) = quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                ev.warn(invalid_quantile(*q));
+            }
+        }
+    }
     let absent_labels = if name == "absent" { absent_labels(args.first().copied()) } else { Labels::empty() };
-    let result =
-        ev.range_eval(&values, |step, step_ms| instant_function(name, step, step_ms, &strings, &absent_labels))?;
+    let mut notes: Vec<(bool, String)> = Vec::new();
+    let result = ev.range_eval(&values, |step, step_ms| {
+        instant_function(name, step, step_ms, &strings, &absent_labels, &mut notes)
+    })?;
     for value in &values {
         ev.release(value);
+    }
+    for note in notes {
+        ev.note(note);
     }
     Ok(Val::Vector(result))
 }
@@ -119,6 +139,7 @@ fn instant_function<'a>(
     step_ms: i64,
     strings: &[String],
     absent_labels: &Labels,
+    notes: &mut Vec<(bool, String)>,
 ) -> Result<Vec<OutSample<'a>>, QueryError> {
     let vector = || step.first().map(StepArg::vector).unwrap_or(&[]);
     let map = |f: &dyn Fn(f64) -> f64| -> Vec<OutSample<'a>> {
@@ -222,8 +243,8 @@ fn instant_function<'a>(
             });
             out
         }
-        "histogram_quantile" => histogram_quantile(step[0].scalar(), step[1].vector()),
-        "histogram_fraction" => histogram_fraction(step[0].scalar(), step[1].scalar(), step[2].vector()),
+        "histogram_quantile" => histogram_quantile(step[0].scalar(), step[1].vector(), notes),
+        "histogram_fraction" => histogram_fraction(step[0].scalar(), step[1].scalar(), step[2].vector(), notes),
         "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute" | "month" | "year" => {
             if step.is_empty() {
                 vec![OutSample {
@@ -333,6 +354,8 @@ fn eval_range_call(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], range_ind
     let mut output: Vec<Series> = Vec::new();
     let mut present = vec![false; steps.len()];
     let mut parameters = vec![0.0; scalars.len()];
+    // A few quantiles the function ran with, for the out-of-range warning.
+    let mut evaluated_quantiles: Vec<f64> = Vec::new();
     ev.for_each_window_series(&source, |ev, series, windows| {
         let mut points = Vec::new();
         for (step_index, &step_ms) in steps.iter().enumerate() {
@@ -348,6 +371,9 @@ fn eval_range_call(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], range_ind
             for (parameter, values) in parameters.iter_mut().zip(&scalars) {
                 *parameter = values.get(step_index).copied().unwrap_or(f64::NAN);
             }
+            if name == "quantile_over_time" && evaluated_quantiles.len() < 2 {
+                evaluated_quantiles.push(parameters[0]);
+            }
             if let Some(value) = function(&window, &parameters)? {
                 points.push(Sample { timestamp_ms: step_ms, value });
             }
@@ -358,6 +384,11 @@ fn eval_range_call(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], range_ind
         }
         Ok(())
     })?;
+    if name == "quantile_over_time" {
+        if let Some(q) = evaluated_quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            ev.warn(invalid_quantile(*q));
+        }
+    }
     if name == "absent_over_time" {
         for series in &output {
             ev.release(&Val::Vector(vec![series.clone()]));
@@ -636,11 +667,19 @@ struct Buckets {
 
 /// Groups `le` buckets by their labels without `le`; samples whose `le` does not parse are
 /// left out (upstream warns).
-fn group_buckets(vector: &[StepSample<'_>]) -> Vec<Buckets> {
+fn group_buckets(vector: &[StepSample<'_>], notes: &mut Vec<(bool, String)>) -> Vec<Buckets> {
     let mut index_by_labels: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<Buckets> = Vec::new();
     for sample in vector {
         let Some(upper_bound) = sample.labels.get("le").and_then(parse_go_float) else {
+            notes.push((
+                false,
+                format!(
+                    "PromQL warning: bucket label \"le\" is missing or has a malformed value of {:?}{}",
+                    sample.labels.get("le").unwrap_or(""),
+                    for_metric_name(sample.labels)
+                ),
+            ));
             continue;
         };
         let mut labels = sample.labels.clone();
@@ -666,19 +705,40 @@ fn parse_go_float(text: &str) -> Option<f64> {
     }
 }
 
-fn histogram_quantile<'a>(q: f64, vector: &[StepSample<'a>]) -> Vec<OutSample<'a>> {
-    group_buckets(vector)
-        .into_iter()
-        .map(|mut group| OutSample {
-            labels: Cow::Owned(group.labels),
-            drop_name: true,
-            value: bucket_quantile(q, &mut group.buckets),
-        })
-        .collect()
+fn histogram_quantile<'a>(q: f64, vector: &[StepSample<'a>], notes: &mut Vec<(bool, String)>) -> Vec<OutSample<'a>> {
+    let groups = group_buckets(vector, notes);
+    let mut out = Vec::with_capacity(groups.len());
+    for mut group in groups {
+        let (value, forced_monotonic) = bucket_quantile(q, &mut group.buckets);
+        if forced_monotonic {
+            notes.push((
+                true,
+                format!(
+                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile){}",
+                    for_metric_name(&group.labels)
+                ),
+            ));
+        }
+        out.push(OutSample { labels: Cow::Owned(group.labels), drop_name: true, value });
+    }
+    out
 }
 
-fn histogram_fraction<'a>(lower: f64, upper: f64, vector: &[StepSample<'a>]) -> Vec<OutSample<'a>> {
-    group_buckets(vector)
+/// Prometheus' `maybeAddMetricName` suffix.
+fn for_metric_name(labels: &Labels) -> String {
+    match labels.metric_name() {
+        Some(name) => format!(" for metric name {name:?}"),
+        None => String::new(),
+    }
+}
+
+fn histogram_fraction<'a>(
+    lower: f64,
+    upper: f64,
+    vector: &[StepSample<'a>],
+    notes: &mut Vec<(bool, String)>,
+) -> Vec<OutSample<'a>> {
+    group_buckets(vector, notes)
         .into_iter()
         .map(|mut group| OutSample {
             labels: Cow::Owned(group.labels),
@@ -702,48 +762,54 @@ fn sort_and_coalesce(buckets: &mut Vec<(f64, f64)>) {
 
 /// Prometheus `BucketQuantile`: linear interpolation inside the bucket holding the rank, after
 /// forcing the cumulative counts to be monotonic.
-fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> (f64, bool) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
     buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal));
     if buckets.last().is_none_or(|last| last.0 != f64::INFINITY) {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     sort_and_coalesce(buckets);
     // Ensure monotonic counts, ignoring tiny float noise.
     let mut previous = buckets[0].1;
+    let mut forced_monotonic = false;
     for bucket in buckets.iter_mut().skip(1) {
         let current = bucket.1;
         if current == previous {
             continue;
         }
-        if almost_equal(previous, current, 1e-12) || current < previous {
+        if almost_equal(previous, current, 1e-12) {
             bucket.1 = previous;
+            continue;
+        }
+        if current < previous {
+            bucket.1 = previous;
+            forced_monotonic = true;
             continue;
         }
         previous = current;
     }
     if buckets.len() < 2 {
-        return f64::NAN;
+        return (f64::NAN, forced_monotonic);
     }
     let observations = buckets[buckets.len() - 1].1;
     if observations == 0.0 {
-        return f64::NAN;
+        return (f64::NAN, forced_monotonic);
     }
     let mut rank = q * observations;
     let index = buckets[..buckets.len() - 1].partition_point(|bucket| bucket.1 < rank);
     if index == buckets.len() - 1 {
-        return buckets[buckets.len() - 2].0;
+        return (buckets[buckets.len() - 2].0, forced_monotonic);
     }
     if index == 0 && buckets[0].0 <= 0.0 {
-        return buckets[0].0;
+        return (buckets[0].0, forced_monotonic);
     }
     let (mut bucket_start, bucket_end, mut count) = (0.0, buckets[index].0, buckets[index].1);
     if index > 0 {
@@ -751,7 +817,7 @@ fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
         count -= buckets[index - 1].1;
         rank -= buckets[index - 1].1;
     }
-    bucket_start + (bucket_end - bucket_start) * (rank / count)
+    (bucket_start + (bucket_end - bucket_start) * (rank / count), forced_monotonic)
 }
 
 /// Prometheus `almost.Equal`.
@@ -965,7 +1031,7 @@ mod tests {
 
     #[track_caller]
     fn check_quantile(q: f64, buckets: &[(f64, f64)], expected: f64) {
-        let got = bucket_quantile(q, &mut buckets.to_vec());
+        let (got, _) = bucket_quantile(q, &mut buckets.to_vec());
         assert!((got - expected).abs() < 1e-9 || (got.is_nan() && expected.is_nan()), "{q}: {got} != {expected}");
     }
 
@@ -976,8 +1042,9 @@ mod tests {
         check_quantile(0.05, &buckets, 0.05);
         check_quantile(0.95, &buckets, 1.0);
         check_quantile(0.5, &[(1.0, 5.0)], f64::NAN);
-        // Non-monotonic counts are forced up.
+        // Non-monotonic counts are forced up, and say so.
         check_quantile(0.5, &[(1.0, 10.0), (2.0, 5.0), (f64::INFINITY, 20.0)], 1.0);
+        assert!(bucket_quantile(0.5, &mut vec![(1.0, 10.0), (2.0, 5.0), (f64::INFINITY, 20.0)]).1);
     }
 
     #[test]

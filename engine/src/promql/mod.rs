@@ -103,6 +103,16 @@ pub enum QueryError {
     Storage(String),
 }
 
+/// Warnings and infos a query produced, with Prometheus' texts (without the position suffix:
+/// the parser keeps no positions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// `PromQL warning: ...` messages, sorted, distinct.
+    pub warnings: Vec<String>,
+    /// `PromQL info: ...` messages, sorted, distinct.
+    pub infos: Vec<String>,
+}
+
 /// Evaluates PromQL over a [`Queryable`].
 #[derive(Clone)]
 pub struct Engine {
@@ -123,14 +133,30 @@ impl Engine {
 
     /// Evaluates `query` at `time_ms` (`/api/v1/query`).
     pub fn instant_query(&self, query: &str, time_ms: i64) -> Result<Value, QueryError> {
-        let expr = self.parse(query)?;
-        let range = eval::EvalRange { start_ms: time_ms, end_ms: time_ms, step_ms: 0 };
-        self.evaluate(&expr, range, false)
+        self.instant_query_annotated(query, time_ms).map(|(value, _)| value)
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` (`/api/v1/query_range`);
     /// the result is always a matrix.
     pub fn range_query(&self, query: &str, start_ms: i64, end_ms: i64, step_ms: i64) -> Result<Value, QueryError> {
+        self.range_query_annotated(query, start_ms, end_ms, step_ms).map(|(value, _)| value)
+    }
+
+    /// [`Engine::instant_query`] with the warnings and infos the evaluation produced.
+    pub fn instant_query_annotated(&self, query: &str, time_ms: i64) -> Result<(Value, Annotations), QueryError> {
+        let expr = self.parse(query)?;
+        let range = eval::EvalRange { start_ms: time_ms, end_ms: time_ms, step_ms: 0 };
+        self.evaluate(&expr, range, false)
+    }
+
+    /// [`Engine::range_query`] with the warnings and infos the evaluation produced.
+    pub fn range_query_annotated(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<(Value, Annotations), QueryError> {
         if step_ms <= 0 {
             return Err(QueryError::BadData(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".to_string(),
@@ -155,14 +181,16 @@ impl Engine {
         expr: &promql_parser::parser::Expr,
         range: eval::EvalRange,
         is_range_query: bool,
-    ) -> Result<Value, QueryError> {
+    ) -> Result<(Value, Annotations), QueryError> {
         // One querier, covering every selector's reach, serves the whole query.
         let (min_time_ms, max_time_ms) = eval::time_bounds(expr, range, self.options.lookback_delta_ms);
         let querier = self
             .queryable
             .querier(min_time_ms.saturating_add(1).min(max_time_ms), max_time_ms)
             .map_err(|error| QueryError::Storage(error.to_string()))?;
-        eval::Evaluator::new(querier.as_ref(), &self.options, range).run(expr, is_range_query)
+        let mut evaluator = eval::Evaluator::new(querier.as_ref(), &self.options, range);
+        let value = evaluator.run(expr, is_range_query)?;
+        Ok((value, evaluator.annotations()))
     }
 
     /// Checks the size and depth limits on the text, then parses.
