@@ -5,9 +5,12 @@
 //! `offset` and `@` (`start()`/`end()`), subqueries, left-open lookback and range windows,
 //! staleness markers, every aggregation ([`aggregate`]), every binary operator with vector
 //! matching ([`binary`]) and the float functions ([`functions`]). Evaluation is step-wise, as
-//! Prometheus' `rangeEval` ([`eval`]). Native histograms, annotations and the experimental
-//! syntax (duration expressions, `anchored`/`smoothed`, `fill`) are not implemented; a node the
-//! engine cannot evaluate is an execution error naming it, never a silent wrong answer.
+//! Prometheus' `rangeEval` ([`eval`]). Annotations ([`Annotations`]) carry Prometheus' texts
+//! without the `(line:column)` suffix (the parser keeps no positions) and cover invalid
+//! quantiles, malformed `le` labels, forced bucket monotonicity and sorting in range queries.
+//! Native histograms, `info()` and the experimental syntax (duration expressions,
+//! `anchored`/`smoothed`, `fill`) are not implemented; a node the engine cannot evaluate is an
+//! execution error naming it, never a silent wrong answer.
 //!
 //! Limits, checked before any work where possible: the query's size and its nesting depth
 //! (checked on the text, before parsing, so no input can exhaust the stack), the points per
