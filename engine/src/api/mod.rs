@@ -56,10 +56,16 @@ impl ApiError {
 
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
+        let message = error.to_string();
         match error {
-            QueryError::BadData(message) => ApiError::bad_data(message),
-            QueryError::Execution(message) => {
+            QueryError::BadData(_) | QueryError::TooDeep { .. } | QueryError::TooLong { .. } => {
+                ApiError::bad_data(message)
+            }
+            QueryError::Execution(_) | QueryError::TooManySamples { .. } => {
                 ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, error_type: "execution", message }
+            }
+            QueryError::Storage(_) => {
+                ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, error_type: "internal", message }
             }
         }
     }

@@ -109,9 +109,18 @@ async fn bad_requests_are_bad_data_400() {
 
 #[tokio::test]
 async fn unsupported_expressions_are_execution_422() {
-    let (status, _, body) = call(&api().await, Method::GET, "/api/v1/query?query=sum(up)", None).await;
+    let (status, _, body) = call(&api().await, Method::GET, "/api/v1/query?query=info(up)", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(body.contains(r#""errorType":"execution""#) && body.contains("not supported yet"), "{body}");
+}
+
+/// A query nested past the depth limit is `bad_data`, refused before parsing.
+#[tokio::test]
+async fn too_deep_queries_are_bad_data_400() {
+    let uri = format!("/api/v1/query?query={}up{}", "%28".repeat(300), "%29".repeat(300));
+    let (status, _, body) = call(&api().await, Method::GET, &uri, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains(r#""errorType":"bad_data""#) && body.contains("more than the limit of 256"), "{body}");
 }
 
 #[tokio::test]

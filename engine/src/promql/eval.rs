@@ -1,22 +1,39 @@
-//! Step-wise evaluation. An instant query is a range query with one step, so both share one
-//! path: every instant-vector expression evaluates to a series map keyed by labels (a BTreeMap,
-//! so output order is the label order, never hash order).
+//! Step-wise evaluation, as Prometheus' `rangeEval` (promql/engine.go). An instant query is a
+//! range query with one step, so both share one path: every instant-vector node evaluates to a
+//! set of series with at most one point per step, and operators, aggregations and functions are
+//! applied step by step to the vectors the inputs hold at that step.
 //!
-//! Selector semantics follow Prometheus' promql/engine.go (`vectorSelectorSingle`,
-//! `matrixIterSlice`): an instant selector takes the newest sample in
-//! `(t - offset - lookback, t - offset]` unless it is a staleness marker; a range selector takes
-//! every sample in `(t - offset - range, t - offset]` except staleness markers.
+//! Invariants:
+//! - Selector windows are left-open: an instant selector takes the newest sample in
+//!   `(t - offset - lookback, t - offset]` unless it is a staleness marker
+//!   (`vectorSelectorSingle`); a range selector takes every sample in
+//!   `(t - offset - range, t - offset]` except staleness markers (`matrixIterSlice`), per step,
+//!   so `rate(x[5m])` works inside range queries and subqueries.
+//! - One querier serves the whole query; its time range covers every selector (Prometheus
+//!   `FindMinMaxTime`).
+//! - Points held by intermediate results are counted while they are produced, against
+//!   `query_samples_max`; a breach stops the query with [`QueryError::TooManySamples`].
+//! - `__name__` removal is delayed (Prometheus' `EnableDelayedNameRemoval`): operations mark a
+//!   series `drop_name`, and the name goes at the end, where equal label sets then collide.
+//! - Output order never depends on hash order: series keep insertion order (instant queries
+//!   keep the order the last operation produced, as Prometheus does), range results are sorted.
+//!
+//! Concurrency: an [`Evaluator`] belongs to one query on one task.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp, Matcher as ParserMatcher};
 use promql_parser::parser::value::ValueType;
-use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, VectorSelector};
+use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
 
 use super::{EngineOptions, InstantSample, QueryError, RangeSeries, Value};
 use crate::model::{is_stale_nan, Labels, MatchKind, Matcher, Sample, METRIC_NAME_LABEL};
-use crate::storage::{Queryable, Series};
+use crate::storage::Querier;
+
+/// Subquery step when the query gives none (`[10m:]`): Prometheus' default evaluation interval.
+pub(super) const SUBQUERY_STEP_MS_DEFAULT: i64 = 60_000;
 
 /// The evaluation steps: `start_ms`, `start_ms + step_ms`, ... up to `end_ms` inclusive.
 /// `step_ms` is 0 for an instant query (one step).
@@ -28,114 +45,395 @@ pub(super) struct EvalRange {
 }
 
 impl EvalRange {
-    fn steps(&self) -> impl Iterator<Item = i64> {
-        let EvalRange { start_ms, end_ms, step_ms } = *self;
-        let count = if step_ms == 0 { 1 } else { end_ms.saturating_sub(start_ms) / step_ms + 1 };
+    pub(super) fn step_count(&self) -> usize {
+        if self.step_ms <= 0 || self.end_ms < self.start_ms {
+            return 1;
+        }
+        usize::try_from((self.end_ms - self.start_ms) / self.step_ms).unwrap_or(usize::MAX - 1).saturating_add(1)
+    }
+
+    pub(super) fn steps(&self) -> impl Iterator<Item = i64> {
+        let EvalRange { start_ms, step_ms, .. } = *self;
+        let count = self.step_count() as i64;
         // Checked: a step near i64::MAX must end the sequence, not wrap around.
         (0..count).map_while(move |index| index.checked_mul(step_ms).and_then(|delta| start_ms.checked_add(delta)))
     }
+
+    /// The last step, aligned to the grid.
+    fn last_ms(&self) -> i64 {
+        if self.step_ms <= 0 {
+            return self.start_ms;
+        }
+        self.start_ms.saturating_add(((self.end_ms.saturating_sub(self.start_ms)) / self.step_ms) * self.step_ms)
+    }
 }
 
-/// An instant-vector or scalar result over all steps.
-enum Steps {
+/// One series of an intermediate result: for instant vectors one point per step where it has a
+/// value (at the step's time), for range vectors the raw samples.
+#[derive(Clone, Debug)]
+pub(super) struct Series {
+    pub labels: Labels,
+    /// The metric name goes at the end of evaluation (delayed name removal).
+    pub drop_name: bool,
+    pub points: Vec<Sample>,
+}
+
+/// An evaluated node.
+pub(super) enum Val {
     /// One value per step.
-    Scalar(Vec<Sample>),
-    /// Series with one point per step where they have a value.
-    Vector(BTreeMap<Labels, Vec<Sample>>),
+    Scalar(Vec<f64>),
+    /// Instant vector over all steps.
+    Vector(Vec<Series>),
+    /// Range vector at one time (instant queries only).
+    Matrix(Vec<Series>),
+    /// String literal.
+    String(String),
 }
 
-pub(super) struct Evaluator<'a> {
-    queryable: &'a dyn Queryable,
-    options: &'a EngineOptions,
-    range: EvalRange,
-    samples_loaded_count: usize,
+/// One element of an instant vector at one step.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct StepSample<'a> {
+    pub labels: &'a Labels,
+    pub drop_name: bool,
+    pub value: f64,
 }
 
-impl<'a> Evaluator<'a> {
-    pub(super) fn new(queryable: &'a dyn Queryable, options: &'a EngineOptions, range: EvalRange) -> Self {
-        Evaluator { queryable, options, range, samples_loaded_count: 0 }
+/// An element an operation produces at one step.
+#[derive(Clone, Debug)]
+pub(super) struct OutSample<'a> {
+    pub labels: Cow<'a, Labels>,
+    pub drop_name: bool,
+    pub value: f64,
+}
+
+impl<'a> OutSample<'a> {
+    pub(super) fn keep(sample: &StepSample<'a>, value: f64) -> Self {
+        OutSample { labels: Cow::Borrowed(sample.labels), drop_name: sample.drop_name, value }
     }
 
-    /// Evaluates an instant query (one step at `range.start_ms`).
-    pub(super) fn instant(&mut self, expr: &Expr) -> Result<Value, QueryError> {
-        let time_ms = self.range.start_ms;
-        match expr {
-            Expr::StringLiteral(literal) => Ok(Value::String(time_ms, literal.val.clone())),
-            Expr::MatrixSelector(selector) => Ok(Value::Matrix(self.matrix_selector(selector, time_ms)?)),
-            Expr::Paren(paren) if paren.expr.value_type() == ValueType::Matrix => self.instant(&paren.expr),
-            _ => match self.steps(expr)? {
-                Steps::Scalar(mut samples) => {
-                    Ok(Value::Scalar(samples.pop().unwrap_or(Sample { timestamp_ms: time_ms, value: f64::NAN })))
-                }
-                Steps::Vector(series) => Ok(Value::Vector(
-                    series
-                        .into_iter()
-                        .filter_map(|(labels, samples)| {
-                            samples.last().map(|sample| InstantSample {
-                                labels,
-                                timestamp_ms: sample.timestamp_ms,
-                                value: sample.value,
-                            })
-                        })
-                        .collect(),
-                )),
-            },
+    pub(super) fn dropping_name(sample: &StepSample<'a>, value: f64) -> Self {
+        OutSample { labels: Cow::Borrowed(sample.labels), drop_name: true, value }
+    }
+}
+
+/// An argument at one step.
+pub(super) enum StepArg<'a> {
+    Scalar(f64),
+    Vector(Vec<StepSample<'a>>),
+}
+
+impl<'a> StepArg<'a> {
+    pub(super) fn scalar(&self) -> f64 {
+        match self {
+            StepArg::Scalar(value) => *value,
+            StepArg::Vector(_) => f64::NAN,
         }
     }
 
-    /// Evaluates a range query; the result is a matrix.
-    pub(super) fn range(&mut self, expr: &Expr) -> Result<Value, QueryError> {
+    pub(super) fn vector(&self) -> &[StepSample<'a>] {
+        match self {
+            StepArg::Vector(samples) => samples,
+            StepArg::Scalar(_) => &[],
+        }
+    }
+}
+
+/// The window a range function sees at one step.
+pub(super) struct Window<'w> {
+    /// Samples in `(end_ms - range_ms, end_ms]`, time order.
+    pub samples: &'w [Sample],
+    /// Step time.
+    pub step_ms: i64,
+    /// Right edge of the window (`t - offset`, or the `@` time).
+    pub end_ms: i64,
+    pub range_ms: i64,
+}
+
+pub(super) struct Evaluator<'a> {
+    querier: &'a dyn Querier,
+    pub(super) options: &'a EngineOptions,
+    pub(super) range: EvalRange,
+    /// The outermost query's start and end, for `@ start()` / `@ end()`.
+    query_start_ms: i64,
+    query_end_ms: i64,
+    query_step_ms: i64,
+    /// Points held by live intermediate results.
+    pub(super) samples_current_count: usize,
+    /// (is an info, message): warnings and infos, deduplicated and ordered.
+    annotations: BTreeSet<(bool, String)>,
+}
+
+impl<'a> Evaluator<'a> {
+    pub(super) fn new(querier: &'a dyn Querier, options: &'a EngineOptions, range: EvalRange) -> Self {
+        Evaluator {
+            querier,
+            options,
+            range,
+            query_start_ms: range.start_ms,
+            query_end_ms: range.end_ms,
+            query_step_ms: range.step_ms,
+            samples_current_count: 0,
+            annotations: BTreeSet::new(),
+        }
+    }
+
+    /// Evaluates the query and converts the result to the API's value types.
+    pub(super) fn run(&mut self, expr: &Expr, is_range_query: bool) -> Result<Value, QueryError> {
         let value_type = expr.value_type();
-        if matches!(value_type, ValueType::Matrix | ValueType::String) {
+        if is_range_query && matches!(value_type, ValueType::Matrix | ValueType::String) {
             return Err(QueryError::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 type_description(value_type)
             )));
         }
-        let series = match self.steps(expr)? {
-            Steps::Scalar(samples) => vec![RangeSeries { labels: Labels::empty(), samples }],
-            Steps::Vector(series) => series
-                .into_iter()
-                .filter(|(_, samples)| !samples.is_empty())
-                .map(|(labels, samples)| RangeSeries { labels, samples })
-                .collect(),
-        };
-        Ok(Value::Matrix(series))
+        let time_ms = self.range.start_ms;
+        Ok(match self.eval(expr)? {
+            Val::String(text) => Value::String(time_ms, text),
+            Val::Scalar(values) if is_range_query => Value::Matrix(vec![RangeSeries {
+                labels: Labels::empty(),
+                samples: self
+                    .range
+                    .steps()
+                    .zip(values)
+                    .map(|(timestamp_ms, value)| Sample { timestamp_ms, value })
+                    .collect(),
+            }]),
+            Val::Scalar(values) => {
+                Value::Scalar(Sample { timestamp_ms: time_ms, value: values.first().copied().unwrap_or(f64::NAN) })
+            }
+            Val::Matrix(series) => Value::Matrix(
+                finish_names(series, false)?
+                    .into_iter()
+                    .map(|series| RangeSeries { labels: series.labels, samples: series.points })
+                    .collect(),
+            ),
+            Val::Vector(series) if is_range_query => {
+                let mut series = finish_names(series, true)?;
+                series.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(
+                    series
+                        .into_iter()
+                        .filter(|series| !series.points.is_empty())
+                        .map(|series| RangeSeries { labels: series.labels, samples: series.points })
+                        .collect(),
+                )
+            }
+            Val::Vector(series) => {
+                let series = finish_names(series, false)?;
+                Value::Vector(
+                    series
+                        .into_iter()
+                        .filter_map(|series| {
+                            series.points.last().map(|point| InstantSample {
+                                labels: series.labels,
+                                timestamp_ms: time_ms,
+                                value: point.value,
+                            })
+                        })
+                        .collect(),
+                )
+            }
+        })
     }
 
-    fn steps(&mut self, expr: &Expr) -> Result<Steps, QueryError> {
+    pub(super) fn eval(&mut self, expr: &Expr) -> Result<Val, QueryError> {
         match expr {
-            Expr::NumberLiteral(literal) => Ok(Steps::Scalar(
-                self.range.steps().map(|timestamp_ms| Sample { timestamp_ms, value: literal.val }).collect(),
-            )),
-            Expr::Paren(paren) => self.steps(&paren.expr),
-            Expr::Unary(unary) => Ok(match self.steps(&unary.expr)? {
-                Steps::Scalar(samples) => Steps::Scalar(negate(samples)),
-                Steps::Vector(series) => Steps::Vector(drop_metric_names(series)?),
-            }),
-            Expr::VectorSelector(selector) => self.vector_selector(selector).map(Steps::Vector),
-            other => Err(unsupported(other)),
+            Expr::NumberLiteral(literal) => Ok(Val::Scalar(vec![literal.val; self.range.step_count()])),
+            Expr::StringLiteral(literal) => Ok(Val::String(literal.val.clone())),
+            Expr::Paren(paren) => self.eval(&paren.expr),
+            Expr::Unary(unary) => match self.eval(&unary.expr)? {
+                Val::Scalar(values) => Ok(Val::Scalar(values.into_iter().map(|value| -value).collect())),
+                Val::Vector(mut series) => {
+                    for series in &mut series {
+                        series.drop_name = true;
+                        for point in &mut series.points {
+                            point.value = -point.value;
+                        }
+                    }
+                    Ok(Val::Vector(series))
+                }
+                _ => Err(QueryError::BadData("unary minus applies to scalars and instant vectors only".to_string())),
+            },
+            Expr::VectorSelector(selector) => self.vector_selector(selector, false).map(Val::Vector),
+            Expr::MatrixSelector(selector) => {
+                let time_ms = self.range.start_ms;
+                let mut result = Vec::new();
+                self.for_each_window_series(&RangeSource::Selector(selector), |ev, series, windows| {
+                    let window = windows(time_ms);
+                    if !window.samples.is_empty() {
+                        ev.count_samples(window.samples.len())?;
+                        result.push(Series {
+                            labels: series.labels.clone(),
+                            drop_name: series.drop_name,
+                            points: window.samples.to_vec(),
+                        });
+                    }
+                    Ok(())
+                })?;
+                Ok(Val::Matrix(result))
+            }
+            Expr::Subquery(subquery) => {
+                let time_ms = self.range.start_ms;
+                let mut result = Vec::new();
+                self.for_each_window_series(&RangeSource::Subquery(subquery), |ev, series, windows| {
+                    let window = windows(time_ms);
+                    if !window.samples.is_empty() {
+                        ev.count_samples(window.samples.len())?;
+                        result.push(Series {
+                            labels: series.labels.clone(),
+                            drop_name: series.drop_name,
+                            points: window.samples.to_vec(),
+                        });
+                    }
+                    Ok(())
+                })?;
+                Ok(Val::Matrix(result))
+            }
+            Expr::Binary(binary) => super::binary::eval_binary(self, binary),
+            Expr::Aggregate(aggregate) => super::aggregate::eval_aggregate(self, aggregate),
+            Expr::Call(call) => super::functions::eval_call(self, call),
+            Expr::Extension(_) => Err(QueryError::Execution("extension expressions are not supported yet".to_string())),
         }
     }
 
-    fn vector_selector(&mut self, selector: &VectorSelector) -> Result<BTreeMap<Labels, Vec<Sample>>, QueryError> {
-        let lookback_ms = self.options.lookback_delta_ms;
-        let offset_ms = offset_ms(&selector.offset);
-        let at_ms = self.at_ms(&selector.at)?;
-        let steps: Vec<i64> = self.range.steps().collect();
-        let reference_ms = |step_ms: i64| at_ms.unwrap_or(step_ms).saturating_sub(offset_ms);
-        let (first_ms, last_ms) = match at_ms {
-            Some(at_ms) => (at_ms.saturating_sub(offset_ms), at_ms.saturating_sub(offset_ms)),
-            None => (self.range.start_ms.saturating_sub(offset_ms), self.range.end_ms.saturating_sub(offset_ms)),
+    /// Evaluates `expr` to one value per step; a vector here is a caller's type error.
+    pub(super) fn eval_scalar(&mut self, expr: &Expr) -> Result<Vec<f64>, QueryError> {
+        match self.eval(expr)? {
+            Val::Scalar(values) => Ok(values),
+            _ => Err(QueryError::BadData(format!("expected a scalar, got {expr}"))),
+        }
+    }
+
+    /// Applies `step_fn` at every step to the arguments' values at that step (Prometheus
+    /// `rangeEval`). Arguments must be scalars or instant vectors.
+    pub(super) fn range_eval<'v, F>(&mut self, args: &'v [Val], mut step_fn: F) -> Result<Vec<Series>, QueryError>
+    where
+        F: FnMut(&[StepArg<'v>], i64) -> Result<Vec<OutSample<'v>>, QueryError>,
+    {
+        let mut cursors: Vec<Vec<usize>> = args
+            .iter()
+            .map(|arg| match arg {
+                Val::Vector(series) => vec![0; series.len()],
+                _ => Vec::new(),
+            })
+            .collect();
+        let mut index_by_labels: HashMap<Labels, usize> = HashMap::new();
+        let mut index_by_pointer: HashMap<*const Labels, usize> = HashMap::new();
+        let mut output: Vec<Series> = Vec::new();
+        let step_count = self.range.step_count();
+        let mut step_args: Vec<StepArg<'v>> = Vec::with_capacity(args.len());
+        for (step_index, step_ms) in self.range.steps().enumerate() {
+            step_args.clear();
+            for (arg, cursors) in args.iter().zip(cursors.iter_mut()) {
+                step_args.push(match arg {
+                    Val::Scalar(values) => StepArg::Scalar(values.get(step_index).copied().unwrap_or(f64::NAN)),
+                    Val::Vector(series) => {
+                        let mut samples = Vec::new();
+                        for (series, cursor) in series.iter().zip(cursors.iter_mut()) {
+                            if let Some(point) = series.points.get(*cursor) {
+                                if point.timestamp_ms == step_ms {
+                                    samples.push(StepSample {
+                                        labels: &series.labels,
+                                        drop_name: series.drop_name,
+                                        value: point.value,
+                                    });
+                                    *cursor += 1;
+                                }
+                            }
+                        }
+                        StepArg::Vector(samples)
+                    }
+                    Val::Matrix(_) | Val::String(_) => {
+                        return Err(QueryError::Execution(
+                            "range vector or string where an instant value is needed".to_string(),
+                        ))
+                    }
+                });
+            }
+            let out = step_fn(&step_args, step_ms)?;
+            self.count_samples(out.len())?;
+            for sample in out {
+                // Labels borrowed from an input series are found by address first: hashing a
+                // pointer is cheaper than hashing the labels at every step.
+                let pointer = match &sample.labels {
+                    Cow::Borrowed(labels) => Some(*labels as *const Labels),
+                    Cow::Owned(_) => None,
+                };
+                let known = pointer.and_then(|pointer| index_by_pointer.get(&pointer).copied());
+                let index = match known.or_else(|| index_by_labels.get(sample.labels.as_ref()).copied()) {
+                    Some(index) => index,
+                    None => {
+                        let labels = sample.labels.clone().into_owned();
+                        index_by_labels.insert(labels.clone(), output.len());
+                        output.push(Series {
+                            labels,
+                            drop_name: sample.drop_name,
+                            points: Vec::with_capacity(step_count.min(64)),
+                        });
+                        output.len() - 1
+                    }
+                };
+                if let (Some(pointer), None) = (pointer, known) {
+                    index_by_pointer.insert(pointer, index);
+                }
+                let series = &mut output[index];
+                series.drop_name |= sample.drop_name;
+                series.points.push(Sample { timestamp_ms: step_ms, value: sample.value });
+            }
+        }
+        Ok(output)
+    }
+
+    /// Counts `count` more points held in memory.
+    pub(super) fn count_samples(&mut self, count: usize) -> Result<(), QueryError> {
+        self.samples_current_count = self.samples_current_count.saturating_add(count);
+        if self.samples_current_count > self.options.query_samples_max {
+            return Err(QueryError::TooManySamples { samples_max: self.options.query_samples_max });
+        }
+        Ok(())
+    }
+
+    /// Releases points of an intermediate result that is no longer held.
+    pub(super) fn release(&mut self, val: &Val) {
+        let count = match val {
+            Val::Vector(series) | Val::Matrix(series) => series.iter().map(|series| series.points.len()).sum(),
+            _ => 0,
         };
-        let selected = self.select(selector, first_ms.saturating_sub(lookback_ms).saturating_add(1), last_ms)?;
-        let mut result = BTreeMap::new();
-        for series in selected {
+        self.samples_current_count = self.samples_current_count.saturating_sub(count);
+    }
+
+    /// The reference time of a selector at step `step_ms`: the `@` time or the step, minus the
+    /// offset.
+    fn reference_ms(&self, at: &Option<AtModifier>, offset: &Option<Offset>, step_ms: i64) -> i64 {
+        self.at_ms(at).unwrap_or(step_ms).saturating_sub(offset_ms(offset))
+    }
+
+    /// Instant selector over all steps. With `timestamps`, each point's value is the time of
+    /// the sample it took, in seconds (`timestamp(v)`).
+    pub(super) fn vector_selector(
+        &mut self,
+        selector: &VectorSelector,
+        timestamps: bool,
+    ) -> Result<Vec<Series>, QueryError> {
+        let lookback_ms = self.options.lookback_delta_ms;
+        let references: Vec<(i64, i64)> = self
+            .range
+            .steps()
+            .map(|step_ms| (step_ms, self.reference_ms(&selector.at, &selector.offset, step_ms)))
+            .collect();
+        let mut result = Vec::new();
+        let mut produced_count = 0;
+        let querier = self.querier;
+        let samples_max = self.options.query_samples_max;
+        let held_count = self.samples_current_count;
+        select(querier, selector, &mut |series| {
             let mut points = Vec::new();
             let mut next_index = 0;
-            for &step_ms in &steps {
-                let reference_ms = reference_ms(step_ms);
-                // Samples are in time order: advance past everything at or before the reference.
+            for &(step_ms, reference_ms) in &references {
+                // With `@` every step shares one reference; otherwise references only grow.
+                if next_index > 0 && series.samples[next_index - 1].timestamp_ms > reference_ms {
+                    next_index = 0;
+                }
                 while next_index < series.samples.len() && series.samples[next_index].timestamp_ms <= reference_ms {
                     next_index += 1;
                 }
@@ -143,107 +441,239 @@ impl<'a> Evaluator<'a> {
                     continue;
                 };
                 if latest.timestamp_ms > reference_ms.saturating_sub(lookback_ms) && !is_stale_nan(latest.value) {
-                    points.push(Sample { timestamp_ms: step_ms, value: latest.value });
+                    let value = if timestamps { latest.timestamp_ms as f64 / 1000.0 } else { latest.value };
+                    points.push(Sample { timestamp_ms: step_ms, value });
                 }
             }
             if !points.is_empty() {
-                result.insert(series.labels, points);
+                // Counted as series stream in, so a huge selection fails before it is all in memory.
+                produced_count += points.len();
+                if held_count.saturating_add(produced_count) > samples_max {
+                    return Err(QueryError::TooManySamples { samples_max });
+                }
+                result.push(Series { labels: series.labels, drop_name: timestamps, points });
             }
-        }
+            Ok(())
+        })?;
+        self.count_samples(produced_count)?;
         Ok(result)
     }
 
-    fn matrix_selector(&mut self, selector: &MatrixSelector, time_ms: i64) -> Result<Vec<RangeSeries>, QueryError> {
-        let range_ms = duration_ms(selector.range);
-        let reference_ms =
-            self.at_ms(&selector.vs.at)?.unwrap_or(time_ms).saturating_sub(offset_ms(&selector.vs.offset));
-        let selected =
-            self.select(&selector.vs, reference_ms.saturating_sub(range_ms).saturating_add(1), reference_ms)?;
-        Ok(selected
-            .into_iter()
-            .map(|series| RangeSeries {
-                labels: series.labels,
-                samples: series.samples.into_iter().filter(|sample| !is_stale_nan(sample.value)).collect(),
-            })
-            .filter(|series| !series.samples.is_empty())
-            .collect())
+    /// Calls `visit` with every series the range source yields, and a function giving its
+    /// window at a step.
+    pub(super) fn for_each_window_series(
+        &mut self,
+        source: &RangeSource<'_>,
+        mut visit: impl for<'w> FnMut(&mut Self, &'w Series, &(dyn Fn(i64) -> Window<'w> + 'w)) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        match source {
+            RangeSource::Selector(selector) => {
+                let range_ms = duration_ms(selector.range);
+                let at_ms = self.at_ms(&selector.vs.at);
+                let offset = offset_ms(&selector.vs.offset);
+                let querier = self.querier;
+                // Series stream in one at a time; only the current one's samples are held.
+                select(querier, &selector.vs, &mut |storage_series| {
+                    let samples: Vec<Sample> =
+                        storage_series.samples.into_iter().filter(|sample| !is_stale_nan(sample.value)).collect();
+                    let series = Series { labels: storage_series.labels, drop_name: false, points: samples };
+                    let windows = |step_ms: i64| {
+                        let end_ms = at_ms.unwrap_or(step_ms).saturating_sub(offset);
+                        window(&series.points, end_ms, range_ms, step_ms)
+                    };
+                    visit(self, &series, &windows)
+                })
+            }
+            RangeSource::Subquery(subquery) => {
+                let range_ms = duration_ms(subquery.range);
+                let at_ms = self.at_ms(&subquery.at);
+                let offset = offset_ms(&subquery.offset);
+                let inner = self.subquery_series(subquery)?;
+                let held: usize = inner.iter().map(|series| series.points.len()).sum();
+                let mut outcome = Ok(());
+                for series in &inner {
+                    let windows = |step_ms: i64| {
+                        let end_ms = at_ms.unwrap_or(step_ms).saturating_sub(offset);
+                        window(&series.points, end_ms, range_ms, step_ms)
+                    };
+                    if let Err(error) = visit(self, series, &windows) {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
+                self.samples_current_count = self.samples_current_count.saturating_sub(held);
+                outcome
+            }
+        }
     }
 
-    /// Selects series matching the selector (all its `or` groups) with samples in
-    /// `[min_time_ms, max_time_ms]`, enforcing the sample limit.
-    fn select(
-        &mut self,
-        selector: &VectorSelector,
-        min_time_ms: i64,
-        max_time_ms: i64,
-    ) -> Result<Vec<Series>, QueryError> {
-        let storage_error = |error: crate::storage::StorageError| QueryError::Execution(error.to_string());
-        let querier = self.queryable.querier(min_time_ms, max_time_ms).map_err(storage_error)?;
+    /// Evaluates a subquery's inner expression on its own step grid (Prometheus
+    /// `subqueryTimeRange`): steps are multiples of the subquery step after
+    /// `first reference - range`, up to the last reference.
+    fn subquery_series(&mut self, subquery: &SubqueryExpr) -> Result<Vec<Series>, QueryError> {
+        let step_ms = subquery.step.map(duration_ms).filter(|step| *step > 0).unwrap_or(SUBQUERY_STEP_MS_DEFAULT);
+        let range_ms = duration_ms(subquery.range);
+        let first_reference_ms = self.reference_ms(&subquery.at, &subquery.offset, self.range.start_ms);
+        let last_reference_ms = self.reference_ms(&subquery.at, &subquery.offset, self.range.last_ms());
+        let low_ms = first_reference_ms.saturating_sub(range_ms);
+        let mut start_ms = low_ms.div_euclid(step_ms).saturating_mul(step_ms);
+        if start_ms <= low_ms {
+            start_ms = start_ms.saturating_add(step_ms);
+        }
+        let inner_range = EvalRange { start_ms, end_ms: last_reference_ms, step_ms };
+        if last_reference_ms < start_ms {
+            return Ok(Vec::new());
+        }
+        if inner_range.step_count() as i64 > self.options.range_points_per_series_max.saturating_mul(1_000) {
+            return Err(QueryError::BadData(format!(
+                "subquery of {} steps exceeds the limit of {}",
+                inner_range.step_count(),
+                self.options.range_points_per_series_max.saturating_mul(1_000)
+            )));
+        }
+        let outer_range = self.range;
+        self.range = inner_range;
+        let result = self.eval(&subquery.expr);
+        self.range = outer_range;
+        match result? {
+            Val::Vector(series) => Ok(series),
+            Val::Scalar(values) => Ok(vec![Series {
+                labels: Labels::empty(),
+                drop_name: false,
+                points: inner_range
+                    .steps()
+                    .zip(values)
+                    .map(|(timestamp_ms, value)| Sample { timestamp_ms, value })
+                    .collect(),
+            }]),
+            _ => Err(QueryError::BadData("subquery is only allowed on instant vector".to_string())),
+        }
+    }
+}
+
+/// Streams the series matching the selector (all its `or` groups) to `visit`, each once.
+fn select(
+    querier: &dyn Querier,
+    selector: &VectorSelector,
+    visit: &mut dyn FnMut(crate::storage::Series) -> Result<(), QueryError>,
+) -> Result<(), QueryError> {
+    {
         let groups: Vec<&Vec<ParserMatcher>> = if selector.matchers.or_matchers.is_empty() {
             vec![&selector.matchers.matchers]
         } else {
             selector.matchers.or_matchers.iter().collect()
         };
-        let mut by_labels = BTreeMap::new();
+        let mut seen: Vec<Labels> = Vec::new();
+        let several_groups = groups.len() > 1;
         for group in groups {
             let mut matchers = group.iter().map(convert_matcher).collect::<Result<Vec<_>, _>>()?;
             if let Some(name) = &selector.name {
                 matchers.push(convert(MatchKind::Equal, METRIC_NAME_LABEL, name)?);
             }
-            // Samples are counted as series stream in, so a huge selection fails before it is
-            // all in memory.
             for series in querier.select(None, &matchers) {
-                let series = series.map_err(storage_error)?;
-                if by_labels.contains_key(&series.labels) {
-                    continue;
+                let series = series.map_err(|error| QueryError::Storage(error.to_string()))?;
+                if several_groups {
+                    if seen.contains(&series.labels) {
+                        continue;
+                    }
+                    seen.push(series.labels.clone());
                 }
-                self.samples_loaded_count += series.samples.len();
-                if self.samples_loaded_count > self.options.query_samples_max {
-                    return Err(QueryError::Execution(
-                        "query processing would load too many samples into memory in query execution".to_string(),
-                    ));
-                }
-                by_labels.insert(series.labels.clone(), series);
+                visit(series)?;
             }
         }
-        Ok(by_labels.into_values().collect())
+        Ok(())
+    }
+}
+
+impl Evaluator<'_> {
+    /// Records a warning (Prometheus `annotations.PromQLWarning`).
+    pub(super) fn warn(&mut self, message: String) {
+        self.annotations.insert((false, message));
     }
 
-    fn at_ms(&self, at: &Option<AtModifier>) -> Result<Option<i64>, QueryError> {
-        Ok(match at {
+    /// Records a note an operation produced (`true` for an info).
+    pub(super) fn note(&mut self, (is_info, message): (bool, String)) {
+        self.annotations.insert((is_info, message));
+    }
+
+    /// The warnings and infos recorded so far.
+    pub(super) fn annotations(&self) -> super::Annotations {
+        let mut annotations = super::Annotations::default();
+        for (is_info, message) in &self.annotations {
+            if *is_info {
+                annotations.infos.push(message.clone());
+            } else {
+                annotations.warnings.push(message.clone());
+            }
+        }
+        annotations
+    }
+
+    /// The outermost query's start, end and step, ms.
+    pub(super) fn query_range(&self) -> (i64, i64, i64) {
+        (self.query_start_ms, self.query_end_ms, self.query_step_ms)
+    }
+
+    pub(super) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
             None => None,
-            Some(AtModifier::Start) => Some(self.range.start_ms),
-            Some(AtModifier::End) => Some(self.range.end_ms),
+            Some(AtModifier::Start) => Some(self.query_start_ms),
+            Some(AtModifier::End) => Some(self.query_end_ms),
             Some(AtModifier::At(time)) => Some(match time.duration_since(UNIX_EPOCH) {
                 Ok(after) => duration_ms(after),
                 Err(before) => duration_ms(before.duration()).saturating_neg(),
             }),
-        })
-    }
-}
-
-/// Negates every point and drops `__name__`. Series that become equal are merged, as long as
-/// they have no point at the same step (Prometheus: "vector cannot contain metrics with the same
-/// labelset", promql/engine.go `rangeEval`).
-fn drop_metric_names(series: BTreeMap<Labels, Vec<Sample>>) -> Result<BTreeMap<Labels, Vec<Sample>>, QueryError> {
-    let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-    for (labels, samples) in series {
-        merged.entry(labels.without_metric_name()).or_default().extend(negate(samples));
-    }
-    for samples in merged.values_mut() {
-        samples.sort_by_key(|sample| sample.timestamp_ms);
-        if samples.windows(2).any(|pair| pair[0].timestamp_ms == pair[1].timestamp_ms) {
-            return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".to_string()));
         }
     }
-    Ok(merged)
 }
 
-fn negate(samples: Vec<Sample>) -> Vec<Sample> {
-    samples.into_iter().map(|sample| Sample { value: -sample.value, ..sample }).collect()
+/// Where a range function reads its windows from.
+pub(super) enum RangeSource<'e> {
+    Selector(&'e MatrixSelector),
+    Subquery(&'e SubqueryExpr),
 }
 
-fn offset_ms(offset: &Option<Offset>) -> i64 {
+/// The samples of `points` in `(end_ms - range_ms, end_ms]`.
+fn window(points: &[Sample], end_ms: i64, range_ms: i64, step_ms: i64) -> Window<'_> {
+    let start_ms = end_ms.saturating_sub(range_ms);
+    let first = points.partition_point(|sample| sample.timestamp_ms <= start_ms);
+    let last = points.partition_point(|sample| sample.timestamp_ms <= end_ms);
+    Window { samples: &points[first..last.max(first)], step_ms, end_ms, range_ms }
+}
+
+/// Applies delayed name removal: drops `__name__` from marked series, then refuses equal label
+/// sets (a vector) or merges them when their points do not overlap (a matrix).
+fn finish_names(series: Vec<Series>, merge: bool) -> Result<Vec<Series>, QueryError> {
+    let mut output: Vec<Series> = Vec::with_capacity(series.len());
+    let mut index_by_labels: HashMap<Labels, usize> = HashMap::new();
+    for mut series in series {
+        if series.drop_name {
+            series.labels = series.labels.without_metric_name();
+        }
+        match index_by_labels.get(&series.labels) {
+            None => {
+                index_by_labels.insert(series.labels.clone(), output.len());
+                output.push(series);
+            }
+            Some(&index) if merge => {
+                let target = &mut output[index];
+                target.points.extend(series.points);
+                target.points.sort_by_key(|point| point.timestamp_ms);
+                if target.points.windows(2).any(|pair| pair[0].timestamp_ms == pair[1].timestamp_ms) {
+                    return Err(duplicate_labelset());
+                }
+            }
+            Some(_) => return Err(duplicate_labelset()),
+        }
+    }
+    Ok(output)
+}
+
+pub(super) fn duplicate_labelset() -> QueryError {
+    QueryError::Execution("vector cannot contain metrics with the same labelset".to_string())
+}
+
+pub(super) fn offset_ms(offset: &Option<Offset>) -> i64 {
     match offset {
         None => 0,
         Some(Offset::Pos(duration)) => duration_ms(*duration),
@@ -251,7 +681,7 @@ fn offset_ms(offset: &Option<Offset>) -> i64 {
     }
 }
 
-fn duration_ms(duration: Duration) -> i64 {
+pub(super) fn duration_ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -270,7 +700,7 @@ fn convert(kind: MatchKind, name: &str, value: &str) -> Result<Matcher, QueryErr
         .map_err(|error| QueryError::BadData(format!("invalid regular expression {value:?}: {error}")))
 }
 
-fn type_description(value_type: ValueType) -> &'static str {
+pub(super) fn type_description(value_type: ValueType) -> &'static str {
     match value_type {
         ValueType::Vector => "instant vector",
         ValueType::Scalar => "scalar",
@@ -279,15 +709,85 @@ fn type_description(value_type: ValueType) -> &'static str {
     }
 }
 
-fn unsupported(expr: &Expr) -> QueryError {
-    let kind = match expr {
-        Expr::Aggregate(_) => "aggregation",
-        Expr::Binary(_) => "binary operator",
-        Expr::Subquery(_) => "subquery",
-        Expr::Call(_) => "function call",
-        Expr::MatrixSelector(_) => "range vector selector in this position",
-        Expr::StringLiteral(_) => "string literal in this position",
-        _ => "expression",
+/// The time range one querier must cover for `expr` evaluated over `range` (Prometheus
+/// `FindMinMaxTime`): every selector's reach back by its range (or the lookback) and offset.
+pub(super) fn time_bounds(expr: &Expr, range: EvalRange, lookback_ms: i64) -> (i64, i64) {
+    let mut bounds = (i64::MAX, i64::MIN);
+    walk_bounds(expr, range.start_ms, range.end_ms, 0, lookback_ms, &mut bounds, range);
+    if bounds.0 > bounds.1 {
+        return (range.start_ms, range.end_ms);
+    }
+    bounds
+}
+
+fn at_fixed(at: &Option<AtModifier>, query: EvalRange) -> Option<i64> {
+    match at {
+        None => None,
+        Some(AtModifier::Start) => Some(query.start_ms),
+        Some(AtModifier::End) => Some(query.end_ms),
+        Some(AtModifier::At(time)) => Some(match time.duration_since(UNIX_EPOCH) {
+            Ok(after) => duration_ms(after),
+            Err(before) => duration_ms(before.duration()).saturating_neg(),
+        }),
+    }
+}
+
+fn walk_bounds(
+    expr: &Expr,
+    start_ms: i64,
+    end_ms: i64,
+    extra_range_ms: i64,
+    lookback_ms: i64,
+    bounds: &mut (i64, i64),
+    query: EvalRange,
+) {
+    let mut selector_bounds = |vs: &VectorSelector, range_ms: i64| {
+        let (start, end) = match at_fixed(&vs.at, query) {
+            Some(at) => (at, at),
+            None => (start_ms, end_ms),
+        };
+        let offset = offset_ms(&vs.offset);
+        let low = start.saturating_sub(offset).saturating_sub(range_ms.max(lookback_ms)).saturating_sub(extra_range_ms);
+        let high = end.saturating_sub(offset);
+        bounds.0 = bounds.0.min(low);
+        bounds.1 = bounds.1.max(high);
     };
-    QueryError::Execution(format!("{kind} is not supported yet: {expr}"))
+    match expr {
+        Expr::VectorSelector(vs) => selector_bounds(vs, 0),
+        Expr::MatrixSelector(ms) => selector_bounds(&ms.vs, duration_ms(ms.range)),
+        Expr::Subquery(sq) => {
+            let (start, end) = match at_fixed(&sq.at, query) {
+                Some(at) => (at, at),
+                None => (start_ms, end_ms),
+            };
+            let offset = offset_ms(&sq.offset);
+            walk_bounds(
+                &sq.expr,
+                start.saturating_sub(offset),
+                end.saturating_sub(offset),
+                extra_range_ms.saturating_add(duration_ms(sq.range)),
+                lookback_ms,
+                bounds,
+                query,
+            );
+        }
+        Expr::Aggregate(aggregate) => {
+            walk_bounds(&aggregate.expr, start_ms, end_ms, extra_range_ms, lookback_ms, bounds, query);
+            if let Some(param) = &aggregate.param {
+                walk_bounds(param, start_ms, end_ms, extra_range_ms, lookback_ms, bounds, query);
+            }
+        }
+        Expr::Unary(unary) => walk_bounds(&unary.expr, start_ms, end_ms, extra_range_ms, lookback_ms, bounds, query),
+        Expr::Binary(binary) => {
+            walk_bounds(&binary.lhs, start_ms, end_ms, extra_range_ms, lookback_ms, bounds, query);
+            walk_bounds(&binary.rhs, start_ms, end_ms, extra_range_ms, lookback_ms, bounds, query);
+        }
+        Expr::Paren(paren) => walk_bounds(&paren.expr, start_ms, end_ms, extra_range_ms, lookback_ms, bounds, query),
+        Expr::Call(call) => {
+            for arg in &call.args.args {
+                walk_bounds(arg, start_ms, end_ms, extra_range_ms, lookback_ms, bounds, query);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
 }

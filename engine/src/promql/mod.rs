@@ -1,13 +1,29 @@
 //! PromQL: parses with the `promql-parser` crate and evaluates over the storage's [`Queryable`]
 //! seam (the engine never sees the head).
 //!
-//! Implemented so far: instant and range vector selectors with the four matcher types, `offset`,
-//! `@`, the lookback window, number and string literals, parentheses and unary minus. Any other
-//! node is an execution error naming it, never a silent wrong answer.
+//! The language over floats, with Prometheus 3.x semantics: vector and range selectors with
+//! `offset` and `@` (`start()`/`end()`), subqueries, left-open lookback and range windows,
+//! staleness markers, every aggregation ([`aggregate`]), every binary operator with vector
+//! matching ([`binary`]) and the float functions ([`functions`]). Evaluation is step-wise, as
+//! Prometheus' `rangeEval` ([`eval`]). Annotations ([`Annotations`]) carry Prometheus' texts
+//! without the `(line:column)` suffix (the parser keeps no positions) and cover invalid
+//! quantiles, malformed `le` labels, forced bucket monotonicity and sorting in range queries.
+//! Native histograms, `info()` and the experimental syntax (duration expressions,
+//! `anchored`/`smoothed`, `fill`) are not implemented; a node the engine cannot evaluate is an
+//! execution error naming it, never a silent wrong answer.
 //!
-//! Concurrency: an [`Engine`] is immutable and shared; each query opens its own querier.
+//! Limits, checked before any work where possible: the query's size and its nesting depth
+//! (checked on the text, before parsing, so no input can exhaust the stack), the points per
+//! series of a range query, and the samples held in memory (counted while series stream in).
+//! Error messages quote at most a bounded prefix of the query.
+//!
+//! Concurrency: an [`Engine`] is immutable and shared; each query opens one querier and
+//! evaluates on the calling task.
 
+mod aggregate;
+mod binary;
 mod eval;
+mod functions;
 mod value;
 
 use std::sync::Arc;
@@ -18,16 +34,27 @@ pub use value::{InstantSample, RangeSeries, Value};
 
 /// Default lookback window for instant selectors (Prometheus `--query.lookback-delta`).
 pub const LOOKBACK_DELTA_MS_DEFAULT: i64 = 5 * 60 * 1000;
+/// Default bound on a query's nesting (parentheses plus operators, counted on the text): deep
+/// enough for any real query, shallow enough that evaluation's recursion fits a 2 MiB stack.
+pub const EXPRESSION_DEPTH_MAX_DEFAULT: usize = 256;
+/// Default bound on a query's length in bytes.
+pub const QUERY_SIZE_MAX_DEFAULT: usize = 1 << 20;
+/// Longest part of a query or parser message an error quotes.
+pub const ERROR_QUOTE_SIZE_MAX: usize = 256;
 
 /// Query engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     /// How far back an instant selector looks for the latest sample.
     pub lookback_delta_ms: i64,
-    /// Most samples one query may load (Prometheus `--query.max-samples`).
+    /// Most samples one query may hold in memory (Prometheus `--query.max-samples`).
     pub query_samples_max: usize,
     /// Most points per series a range query may produce (Prometheus' 11,000 limit).
     pub range_points_per_series_max: i64,
+    /// Deepest nesting of parentheses and operators a query may have.
+    pub expression_depth_max: usize,
+    /// Longest query text, in bytes.
+    pub query_size_max: usize,
 }
 
 impl Default for EngineOptions {
@@ -36,11 +63,13 @@ impl Default for EngineOptions {
             lookback_delta_ms: LOOKBACK_DELTA_MS_DEFAULT,
             query_samples_max: crate::limits::QUERY_SAMPLES_MAX_DEFAULT,
             range_points_per_series_max: crate::limits::RANGE_POINTS_PER_SERIES_MAX,
+            expression_depth_max: EXPRESSION_DEPTH_MAX_DEFAULT,
+            query_size_max: QUERY_SIZE_MAX_DEFAULT,
         }
     }
 }
 
-/// Why a query failed. The API maps each variant to Prometheus' `errorType`.
+/// Why a query failed. The API maps each variant to Prometheus' `errorType` and status.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum QueryError {
     /// The expression does not parse, or has the wrong type for the request (`bad_data`, 400).
@@ -49,6 +78,42 @@ pub enum QueryError {
     /// The expression parsed but could not be evaluated (`execution`, 422).
     #[error("{0}")]
     Execution(String),
+    /// The query would hold more samples than `query_samples_max` (`execution`, 422), worded
+    /// as Prometheus' `ErrTooManySamples`.
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples {
+        /// The limit in force.
+        samples_max: usize,
+    },
+    /// The query nests deeper than `expression_depth_max` (`bad_data`, 400).
+    #[error("query nests {depth} parentheses and operators deep, more than the limit of {depth_max}")]
+    TooDeep {
+        /// Nesting counted on the text (an upper bound of the syntax tree's depth).
+        depth: usize,
+        /// The limit in force.
+        depth_max: usize,
+    },
+    /// The query text is longer than `query_size_max` (`bad_data`, 400).
+    #[error("query of {size} bytes exceeds the limit of {size_max} bytes")]
+    TooLong {
+        /// Query length in bytes.
+        size: usize,
+        /// The limit in force.
+        size_max: usize,
+    },
+    /// The store failed while the query read it (`internal`, 500).
+    #[error("read series: {0}")]
+    Storage(String),
+}
+
+/// Warnings and infos a query produced, with Prometheus' texts (without the position suffix:
+/// the parser keeps no positions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// `PromQL warning: ...` messages, sorted, distinct.
+    pub warnings: Vec<String>,
+    /// `PromQL info: ...` messages, sorted, distinct.
+    pub infos: Vec<String>,
 }
 
 /// Evaluates PromQL over a [`Queryable`].
@@ -71,14 +136,30 @@ impl Engine {
 
     /// Evaluates `query` at `time_ms` (`/api/v1/query`).
     pub fn instant_query(&self, query: &str, time_ms: i64) -> Result<Value, QueryError> {
-        let expr = parse(query)?;
-        let range = eval::EvalRange { start_ms: time_ms, end_ms: time_ms, step_ms: 0 };
-        eval::Evaluator::new(self.queryable.as_ref(), &self.options, range).instant(&expr)
+        self.instant_query_annotated(query, time_ms).map(|(value, _)| value)
     }
 
     /// Evaluates `query` at every step from `start_ms` to `end_ms` (`/api/v1/query_range`);
     /// the result is always a matrix.
     pub fn range_query(&self, query: &str, start_ms: i64, end_ms: i64, step_ms: i64) -> Result<Value, QueryError> {
+        self.range_query_annotated(query, start_ms, end_ms, step_ms).map(|(value, _)| value)
+    }
+
+    /// [`Engine::instant_query`] with the warnings and infos the evaluation produced.
+    pub fn instant_query_annotated(&self, query: &str, time_ms: i64) -> Result<(Value, Annotations), QueryError> {
+        let expr = self.parse(query)?;
+        let range = eval::EvalRange { start_ms: time_ms, end_ms: time_ms, step_ms: 0 };
+        self.evaluate(&expr, range, false)
+    }
+
+    /// [`Engine::range_query`] with the warnings and infos the evaluation produced.
+    pub fn range_query_annotated(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<(Value, Annotations), QueryError> {
         if step_ms <= 0 {
             return Err(QueryError::BadData(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".to_string(),
@@ -93,14 +174,100 @@ impl Engine {
                 self.options.range_points_per_series_max
             )));
         }
-        let expr = parse(query)?;
+        let expr = self.parse(query)?;
         let range = eval::EvalRange { start_ms, end_ms, step_ms };
-        eval::Evaluator::new(self.queryable.as_ref(), &self.options, range).range(&expr)
+        self.evaluate(&expr, range, true)
+    }
+
+    fn evaluate(
+        &self,
+        expr: &promql_parser::parser::Expr,
+        range: eval::EvalRange,
+        is_range_query: bool,
+    ) -> Result<(Value, Annotations), QueryError> {
+        // One querier, covering every selector's reach, serves the whole query.
+        let (min_time_ms, max_time_ms) = eval::time_bounds(expr, range, self.options.lookback_delta_ms);
+        let querier = self
+            .queryable
+            .querier(min_time_ms.saturating_add(1).min(max_time_ms), max_time_ms)
+            .map_err(|error| QueryError::Storage(error.to_string()))?;
+        let mut evaluator = eval::Evaluator::new(querier.as_ref(), &self.options, range);
+        let value = evaluator.run(expr, is_range_query)?;
+        Ok((value, evaluator.annotations()))
+    }
+
+    /// Checks the size and depth limits on the text, then parses.
+    fn parse(&self, query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+        if query.len() > self.options.query_size_max {
+            return Err(QueryError::TooLong { size: query.len(), size_max: self.options.query_size_max });
+        }
+        let depth = nesting_bound(query);
+        if depth > self.options.expression_depth_max {
+            return Err(QueryError::TooDeep { depth, depth_max: self.options.expression_depth_max });
+        }
+        promql_parser::parser::parse(query).map_err(|message| QueryError::BadData(bounded(&message)))
     }
 }
 
-fn parse(query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
-    promql_parser::parser::parse(query).map_err(QueryError::BadData)
+/// At most [`ERROR_QUOTE_SIZE_MAX`] bytes of `text`, cut at a character boundary.
+fn bounded(text: &str) -> String {
+    if text.len() <= ERROR_QUOTE_SIZE_MAX {
+        return text.to_string();
+    }
+    let mut end = ERROR_QUOTE_SIZE_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len())
+}
+
+/// An upper bound of the syntax tree's depth, from the text alone: the deepest parenthesis
+/// or bracket nesting plus every operator outside strings and label braces (each operator adds
+/// at most one level). No recursion, so any input is safe.
+fn nesting_bound(query: &str) -> usize {
+    let bytes = query.as_bytes();
+    let (mut depth, mut depth_max, mut operators) = (0usize, 0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut braces = 0usize;
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if let Some(open) = quote {
+            if byte == b'\\' && open != b'`' {
+                index += 1;
+            } else if byte == open {
+                quote = None;
+            }
+            index += 1;
+            continue;
+        }
+        match byte {
+            b'"' | b'\'' | b'`' => quote = Some(byte),
+            b'{' => braces += 1,
+            b'}' => braces = braces.saturating_sub(1),
+            _ if braces > 0 => {}
+            b'(' | b'[' => {
+                depth += 1;
+                depth_max = depth_max.max(depth);
+            }
+            b')' | b']' => depth = depth.saturating_sub(1),
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'=' | b'!' => operators += 1,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = index;
+                while index < bytes.len() && (bytes[index].is_ascii_alphanumeric() || bytes[index] == b'_') {
+                    index += 1;
+                }
+                let word = &query[start..index];
+                if ["and", "or", "unless", "atan2"].iter().any(|keyword| word.eq_ignore_ascii_case(keyword)) {
+                    operators += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    depth_max.saturating_add(operators)
 }
 
 #[cfg(test)]
@@ -113,6 +280,10 @@ mod tests {
     use crate::tsdb::{Db, DbOptions};
 
     fn engine() -> Engine {
+        engine_with(EngineOptions::default())
+    }
+
+    fn engine_with(options: EngineOptions) -> Engine {
         // The writer task lives as long as this runtime; queries need no runtime.
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let db = runtime.block_on(async {
@@ -123,10 +294,99 @@ mod tests {
             for index in 0..10 {
                 appender.append(None, &labels, index * 10_000, index as f64).unwrap();
             }
+            for (job, scale) in [("a", 1.0), ("b", 2.0)] {
+                let labels = Labels::from_pairs([("__name__", "c_total"), ("job", job)]);
+                for index in 0..10 {
+                    appender.append(None, &labels, index * 10_000, index as f64 * scale).unwrap();
+                }
+            }
             appender.commit().await.unwrap();
             db
         });
-        Engine::new(Arc::new(db), EngineOptions::default())
+        Engine::new(Arc::new(db), options)
+    }
+
+    fn instant_values(engine: &Engine, query: &str, time_ms: i64) -> Vec<(String, f64)> {
+        match engine.instant_query(query, time_ms).unwrap() {
+            Value::Vector(samples) => {
+                samples.into_iter().map(|sample| (sample.labels.to_string(), sample.value)).collect()
+            }
+            Value::Scalar(sample) => vec![(String::new(), sample.value)],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn check(query: &str, time_ms: i64, expected: &[(&str, f64)]) {
+        let got = instant_values(&engine(), query, time_ms);
+        let want: Vec<(String, f64)> = expected.iter().map(|(labels, value)| (labels.to_string(), *value)).collect();
+        assert_eq!(got.len(), want.len(), "{query}: {got:?}");
+        for ((got_labels, got_value), (want_labels, want_value)) in got.iter().zip(&want) {
+            assert_eq!(got_labels, want_labels, "{query}");
+            assert!((got_value - want_value).abs() < 1e-9, "{query}: {got_value} != {want_value}");
+        }
+    }
+
+    #[test]
+    fn operators_aggregations_and_functions() {
+        check("1 + 2 * 3", 0, &[("", 7.0)]);
+        check("sum(c_total)", 90_000, &[("{}", 27.0)]);
+        check("sum by (job) (c_total) > 10", 90_000, &[("{job=\"b\"}", 18.0)]);
+        check("c_total / on(job) group_left c_total", 90_000, &[("{job=\"a\"}", 1.0), ("{job=\"b\"}", 1.0)]);
+        check("topk(1, c_total)", 90_000, &[("c_total{job=\"b\"}", 18.0)]);
+        check("rate(c_total{job=\"a\"}[30s])", 90_000, &[("{job=\"a\"}", 0.1)]);
+        check("max_over_time(m[1m:10s])", 90_000, &[("{}", 9.0)]);
+        check("-m", 90_000, &[("{}", -9.0)]);
+        check("absent(nonexistent{job=\"x\"})", 90_000, &[("{job=\"x\"}", 1.0)]);
+    }
+
+    /// Per-step windows: `rate` inside a range query sees `(t - range, t]` at every step.
+    #[test]
+    fn range_query_rate_per_step() {
+        let Value::Matrix(series) =
+            engine().range_query("rate(c_total{job=\"b\"}[20s])", 20_000, 90_000, 10_000).unwrap()
+        else {
+            panic!("matrix expected");
+        };
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].samples.len(), 8);
+        assert!(series[0].samples.iter().all(|sample| (sample.value - 0.2).abs() < 1e-9), "{series:?}");
+    }
+
+    #[test]
+    fn sample_limit_is_a_typed_error() {
+        let engine = engine_with(EngineOptions { query_samples_max: 5, ..EngineOptions::default() });
+        assert_eq!(engine.range_query("m", 0, 90_000, 10_000), Err(QueryError::TooManySamples { samples_max: 5 }));
+        assert!(engine.instant_query("m", 90_000).is_ok());
+    }
+
+    /// Deep inputs are refused on the text, before the parser or the evaluator could recurse.
+    #[test]
+    fn deep_queries_are_refused_without_recursion() {
+        let engine = engine();
+        let parentheses = format!("{}m{}", "(".repeat(50_000), ")".repeat(50_000));
+        assert!(matches!(engine.instant_query(&parentheses, 0), Err(QueryError::TooDeep { depth: 50_000, .. })));
+        let minuses = format!("{}up", "- ".repeat(5_000));
+        assert!(matches!(engine.instant_query(&minuses, 0), Err(QueryError::TooDeep { depth: 5_000, .. })));
+        let long = "m".repeat(QUERY_SIZE_MAX_DEFAULT + 1);
+        assert!(matches!(engine.instant_query(&long, 0), Err(QueryError::TooLong { .. })));
+        // Strings and label braces do not count.
+        assert_eq!(nesting_bound(r#"m{a="((((-", b!~"+"} + "))""#), 1);
+        assert!(bounded(&"x".repeat(10_000)).len() < ERROR_QUOTE_SIZE_MAX + 32);
+    }
+
+    /// The deepest query the limit admits evaluates within a 2 MiB stack (a tokio worker's).
+    #[test]
+    fn deepest_admitted_query_fits_a_small_stack() {
+        let engine = engine();
+        let half = EXPRESSION_DEPTH_MAX_DEFAULT / 2;
+        let query =
+            format!("{}{}m{}", "(".repeat(half), "-".repeat(EXPRESSION_DEPTH_MAX_DEFAULT - half), ")".repeat(half));
+        let worker = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || engine.range_query(&query, 0, 90_000, 10_000).map(|value| value.type_name()))
+            .unwrap();
+        assert_eq!(worker.join().unwrap(), Ok("matrix"));
     }
 
     /// Extreme durations and times are answered or rejected, never an arithmetic overflow.
