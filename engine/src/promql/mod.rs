@@ -285,7 +285,7 @@ mod tests {
 
     fn engine_with(options: EngineOptions) -> Engine {
         // The writer task lives as long as this runtime; queries need no runtime.
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let db = runtime.block_on(async {
             let fs = Arc::new(MemFileSystem::default());
             let db = Db::open(fs, &TokioSpawner, std::path::Path::new("/db"), DbOptions::default()).unwrap();
