@@ -64,6 +64,23 @@ pub struct GlobalConfig {
     pub evaluation_interval_ms: i64,
     /// Labels attached to data leaving the engine; also seed the scrape phase.
     pub external_labels: BTreeMap<String, String>,
+    /// Scrape limits every job inherits unless it sets its own (0: none).
+    pub limits: ScrapeLimitConfig,
+}
+
+/// The scrape limits of the global section (each 0 for no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrapeLimitConfig {
+    /// `body_size_limit`, bytes.
+    pub body_size_limit: u64,
+    /// `sample_limit`.
+    pub sample_limit: u64,
+    /// `label_limit`.
+    pub label_limit: u64,
+    /// `label_name_length_limit`, bytes.
+    pub label_name_length_limit: u64,
+    /// `label_value_length_limit`, bytes.
+    pub label_value_length_limit: u64,
 }
 
 /// One scrape job.
@@ -83,6 +100,14 @@ pub struct ScrapeConfig {
     pub honor_timestamps: bool,
     /// Most samples per scrape; 0 for no limit.
     pub sample_limit: u64,
+    /// Largest uncompressed body, bytes; 0 for no limit (the server-wide bound still applies).
+    pub body_size_limit: u64,
+    /// Most labels per series; 0 for no limit.
+    pub label_limit: u64,
+    /// Longest label name, bytes; 0 for no limit.
+    pub label_name_length_limit: u64,
+    /// Longest label value, bytes; 0 for no limit.
+    pub label_value_length_limit: u64,
     /// Static targets.
     pub static_configs: Vec<StaticConfig>,
 }
@@ -212,6 +237,13 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         scrape_timeout_ms,
         evaluation_interval_ms: raw.global.evaluation_interval.map_or(EVALUATION_INTERVAL_MS_DEFAULT, |d| d.0),
         external_labels: raw.global.external_labels.unwrap_or_default().into_iter().map(|(n, v)| (n.0, v)).collect(),
+        limits: ScrapeLimitConfig {
+            body_size_limit: raw.global.body_size_limit.map_or(0, |size| size.0),
+            sample_limit: raw.global.sample_limit.unwrap_or(0),
+            label_limit: raw.global.label_limit.unwrap_or(0),
+            label_name_length_limit: raw.global.label_name_length_limit.unwrap_or(0),
+            label_value_length_limit: raw.global.label_value_length_limit.unwrap_or(0),
+        },
     };
     let mut scrape_configs: Vec<ScrapeConfig> = Vec::new();
     for (index, job) in raw.scrape_configs.into_iter().enumerate() {
@@ -251,7 +283,12 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
             metrics_path,
             honor_labels: job.honor_labels.unwrap_or(false),
             honor_timestamps: job.honor_timestamps.unwrap_or(true),
-            sample_limit: job.sample_limit.unwrap_or(0),
+            // As Prometheus: a job's own limit, else the global one.
+            sample_limit: job.sample_limit.unwrap_or(global.limits.sample_limit),
+            body_size_limit: job.body_size_limit.map_or(global.limits.body_size_limit, |size| size.0),
+            label_limit: job.label_limit.unwrap_or(global.limits.label_limit),
+            label_name_length_limit: job.label_name_length_limit.unwrap_or(global.limits.label_name_length_limit),
+            label_value_length_limit: job.label_value_length_limit.unwrap_or(global.limits.label_value_length_limit),
             static_configs: job
                 .static_configs
                 .unwrap_or_default()
@@ -606,9 +643,13 @@ raw_section!(RawGlobal {
     scrape_timeout: Option<DurationMs>,
     evaluation_interval: Option<DurationMs>,
     external_labels: Option<BTreeMap<LabelName, String>>,
+    body_size_limit: Option<SizeBytes>,
+    sample_limit: Option<u64>,
+    label_limit: Option<u64>,
+    label_name_length_limit: Option<u64>,
+    label_value_length_limit: Option<u64>,
 } unsupported {
-    rule_query_offset, query_log_file, scrape_failure_log_file, scrape_protocols, body_size_limit, sample_limit,
-    label_limit, label_name_length_limit, label_value_length_limit, target_limit, keep_dropped_targets,
+    rule_query_offset, query_log_file, scrape_failure_log_file, scrape_protocols, target_limit, keep_dropped_targets,
     metric_name_validation_scheme,
 });
 
@@ -621,11 +662,15 @@ raw_section!(RawScrapeConfig {
     honor_labels: Option<bool>,
     honor_timestamps: Option<bool>,
     sample_limit: Option<u64>,
+    body_size_limit: Option<SizeBytes>,
+    label_limit: Option<u64>,
+    label_name_length_limit: Option<u64>,
+    label_value_length_limit: Option<u64>,
     static_configs: Option<Vec<RawStaticConfig>>,
 } unsupported {
     params, basic_auth, authorization, oauth2, tls_config, proxy_url, no_proxy, proxy_from_environment,
     proxy_connect_header, follow_redirects, enable_http2, relabel_configs, metric_relabel_configs,
-    body_size_limit, label_limit, label_name_length_limit, label_value_length_limit, target_limit,
+    target_limit,
     keep_dropped_targets, scrape_protocols, scrape_classic_histograms, track_timestamps_staleness,
     native_histogram_bucket_limit, native_histogram_min_bucket_factor, enable_compression,
     file_sd_configs, kubernetes_sd_configs, consul_sd_configs, dns_sd_configs, ec2_sd_configs,
@@ -717,6 +762,43 @@ scrape_configs:
             (15_000, 10_000, "/metrics")
         );
         assert_eq!(config.summary(), "2 scrape configs, 3 targets (node every 1m30s, self every 15s)");
+    }
+
+    #[test]
+    fn scrape_limits_are_inherited_from_global_unless_a_job_sets_them() {
+        let yaml = "
+global:
+  body_size_limit: 10MB
+  sample_limit: 500
+  label_limit: 30
+  label_name_length_limit: 100
+  label_value_length_limit: 200
+scrape_configs:
+  - job_name: inherits
+    static_configs: [{targets: ['a:1']}]
+  - job_name: own
+    body_size_limit: 1KB
+    sample_limit: 0
+    label_limit: 5
+    label_name_length_limit: 10
+    label_value_length_limit: 20
+    static_configs: [{targets: ['b:1']}]
+";
+        let config = parse(yaml).unwrap();
+        let limits = |job: &ScrapeConfig| {
+            (
+                job.body_size_limit,
+                job.sample_limit,
+                job.label_limit,
+                job.label_name_length_limit,
+                job.label_value_length_limit,
+            )
+        };
+        assert_eq!(limits(&config.scrape_configs[0]), (10 << 20, 500, 30, 100, 200));
+        assert_eq!(limits(&config.scrape_configs[1]), (1 << 10, 0, 5, 10, 20), "an explicit 0 lifts the limit");
+        let unlimited = parse("scrape_configs:\n  - job_name: a\n").unwrap();
+        assert_eq!(limits(&unlimited.scrape_configs[0]), (0, 0, 0, 0, 0));
+        assert!(parse("global:\n  body_size_limit: lots\n").is_err());
     }
 
     #[test]

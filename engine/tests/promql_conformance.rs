@@ -520,7 +520,9 @@ fn load(db: &Db, file: &str, line_number: usize, header: &str, body: &[&str]) ->
 /// The runtime that serves every test database's WAL writer; queries need none.
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_time().build().expect("build a tokio runtime"))
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread().enable_time().build().expect("build a tokio runtime")
+    })
 }
 
 fn new_db() -> Db {

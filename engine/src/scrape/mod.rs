@@ -137,11 +137,15 @@ pub fn start(
                     timeout_ms: scrape_config.scrape_timeout_ms,
                     honor_labels: scrape_config.honor_labels,
                     honor_timestamps: scrape_config.honor_timestamps,
-                    // Only `sample_limit` is read from the configuration so far; the other keys
-                    // are refused by `config` and stay unlimited here.
+                    // The job's limits (inherited from `global` where unset); 0 means none.
                     limits: scrape_loop::ScrapeLimits {
                         sample_count_limit: scrape_config.sample_limit,
-                        ..scrape_loop::ScrapeLimits::default()
+                        body_size_limit: usize::try_from(scrape_config.body_size_limit).unwrap_or(usize::MAX),
+                        label_count_limit: usize::try_from(scrape_config.label_limit).unwrap_or(usize::MAX),
+                        label_name_size_limit: usize::try_from(scrape_config.label_name_length_limit)
+                            .unwrap_or(usize::MAX),
+                        label_value_size_limit: usize::try_from(scrape_config.label_value_length_limit)
+                            .unwrap_or(usize::MAX),
                     },
                     body_size_max,
                     offset_seed,
