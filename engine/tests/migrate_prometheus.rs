@@ -204,3 +204,72 @@ fn engine_serves_blocks_promtool_wrote() {
         .collect();
     assert_eq!(got, expected, "every sample of promtool's blocks, from the engine");
 }
+
+/// The engine persists part of its head into a block and checkpoints its WAL; Prometheus 2.42
+/// starts on that directory (block, checkpoint, later segments) and counts every sample once.
+#[test]
+fn prometheus_serves_blocks_and_a_checkpoint_the_engine_persisted() {
+    use engine::io::RealFileSystem;
+    use engine::model::Labels;
+    use engine::storage::Appendable;
+    use engine::tsdb::{Db, DbOptions};
+    use std::sync::Arc;
+
+    let Some(binary) = prometheus() else { return };
+    let dir = temp_dir("persisted");
+    let data = dir.join("data");
+    const STEP_MS: i64 = 5_000;
+    const SAMPLE_COUNT: i64 = 5 * 720; // 5 h at 5 s.
+    let end_ms = (now_s() as i64 - 60) * 1000 / STEP_MS * STEP_MS;
+    let start_ms = end_ms - (SAMPLE_COUNT - 1) * STEP_MS;
+    let series = [
+        Labels::from_pairs([("__name__", "persisted"), ("job", "a")]),
+        Labels::from_pairs([("__name__", "persisted"), ("job", "b")]),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let (block_count, checkpoint_count) = runtime.block_on(async {
+        let mut options = DbOptions { background_compaction: false, ..DbOptions::default() };
+        options.wal.segment_size_max = 32 * 1024; // Several segments, so a checkpoint is written.
+        let db = Db::open(Arc::new(RealFileSystem), &engine::io::TokioSpawner, &data, options).unwrap();
+        for index in 0..SAMPLE_COUNT {
+            let mut appender = db.appender();
+            for labels in &series {
+                appender.append(None, labels, start_ms + index * STEP_MS, index as f64).unwrap();
+            }
+            appender.commit().await.unwrap();
+        }
+        let written = db.compact_head().await.unwrap();
+        let stats = db.stats();
+        (written.len(), stats.compaction.checkpoint_creations_total)
+    });
+    drop(runtime);
+    assert!(block_count >= 1, "the head spanned 5 h: at least one block");
+    assert_eq!(checkpoint_count, 1, "the wal was checkpointed");
+
+    let port = free_port();
+    let quiet = write_config(&dir, "prometheus.yml", None);
+    let prometheus = start(&binary, &dir, "prometheus", port, &quiet);
+    let time_s = end_ms / 1000;
+    let query: String =
+        form_urlencoded::byte_serialize(b"count_over_time(persisted[6h]) + on(job) sum_over_time(persisted[6h])")
+            .collect();
+    let path = format!("/api/v1/query?query={query}&time={time_s}");
+    let deadline = Instant::now() + Duration::from_secs(WAIT_S_MAX);
+    let result = loop {
+        let answer = http_get(port, &path).and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok());
+        if let Some(result) =
+            answer.and_then(|json| json["data"]["result"].as_array().cloned()).filter(|r| r.len() == 2)
+        {
+            break result;
+        }
+        assert!(Instant::now() < deadline, "Prometheus did not answer; log:\n{}", prometheus.log());
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // Every sample exactly once: a count of 3600 plus a sum of 0 + 1 + ... + 3599.
+    let expected = SAMPLE_COUNT + SAMPLE_COUNT * (SAMPLE_COUNT - 1) / 2;
+    for entry in &result {
+        assert_eq!(entry["value"][1], expected.to_string(), "{entry}; log:\n{}", prometheus.log());
+    }
+    let log = prometheus.log();
+    assert!(!log.contains("corruption") && !log.contains("level=error"), "Prometheus repaired or failed:\n{log}");
+}
