@@ -7,6 +7,7 @@
 //! See `engine/ARCHITECTURE.md` for the code map and the determinism rules.
 
 pub mod api;
+pub mod calendar;
 pub mod config;
 pub mod exposition;
 pub mod io;

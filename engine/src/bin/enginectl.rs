@@ -194,18 +194,9 @@ fn print_blocks(dir: &Path, metas: &[BlockMeta], human_readable: bool) {
 
 /// Go's `time.Time.String()` of a UTC time: `2006-01-02 15:04:05 +0000 UTC`.
 fn go_utc_time(unix_s: i64) -> String {
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let days = unix_s.div_euclid(86_400);
     let seconds_of_day = unix_s.rem_euclid(86_400);
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = engine::calendar::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} +0000 UTC",
         seconds_of_day / 3600,

@@ -255,40 +255,8 @@ impl<'a> Evaluator<'a> {
                 _ => Err(QueryError::BadData("unary minus applies to scalars and instant vectors only".to_string())),
             },
             Expr::VectorSelector(selector) => self.vector_selector(selector, false).map(Val::Vector),
-            Expr::MatrixSelector(selector) => {
-                let time_ms = self.range.start_ms;
-                let mut result = Vec::new();
-                self.for_each_window_series(&RangeSource::Selector(selector), |ev, series, windows| {
-                    let window = windows(time_ms);
-                    if !window.samples.is_empty() {
-                        ev.count_samples(window.samples.len())?;
-                        result.push(Series {
-                            labels: series.labels.clone(),
-                            drop_name: series.drop_name,
-                            points: window.samples.to_vec(),
-                        });
-                    }
-                    Ok(())
-                })?;
-                Ok(Val::Matrix(result))
-            }
-            Expr::Subquery(subquery) => {
-                let time_ms = self.range.start_ms;
-                let mut result = Vec::new();
-                self.for_each_window_series(&RangeSource::Subquery(subquery), |ev, series, windows| {
-                    let window = windows(time_ms);
-                    if !window.samples.is_empty() {
-                        ev.count_samples(window.samples.len())?;
-                        result.push(Series {
-                            labels: series.labels.clone(),
-                            drop_name: series.drop_name,
-                            points: window.samples.to_vec(),
-                        });
-                    }
-                    Ok(())
-                })?;
-                Ok(Val::Matrix(result))
-            }
+            Expr::MatrixSelector(selector) => self.range_at_start(&RangeSource::Selector(selector)),
+            Expr::Subquery(subquery) => self.range_at_start(&RangeSource::Subquery(subquery)),
             Expr::Binary(binary) => super::binary::eval_binary(self, binary),
             Expr::Aggregate(aggregate) => super::aggregate::eval_aggregate(self, aggregate),
             Expr::Call(call) => super::functions::eval_call(self, call),
@@ -461,6 +429,25 @@ impl<'a> Evaluator<'a> {
 
     /// Calls `visit` with every series the range source yields, and a function giving its
     /// window at a step.
+    /// A range vector at the query's (single) time: each series' window there, if not empty.
+    fn range_at_start(&mut self, source: &RangeSource<'_>) -> Result<Val, QueryError> {
+        let time_ms = self.range.start_ms;
+        let mut result = Vec::new();
+        self.for_each_window_series(source, |ev, series, windows| {
+            let window = windows(time_ms);
+            if !window.samples.is_empty() {
+                ev.count_samples(window.samples.len())?;
+                result.push(Series {
+                    labels: series.labels.clone(),
+                    drop_name: series.drop_name,
+                    points: window.samples.to_vec(),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(Val::Matrix(result))
+    }
+
     pub(super) fn for_each_window_series(
         &mut self,
         source: &RangeSource<'_>,

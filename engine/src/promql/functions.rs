@@ -22,6 +22,7 @@ use promql_parser::parser::{Call, Expr};
 use super::aggregate::{invalid_quantile, kahan_inc, quantile};
 use super::eval::{duplicate_labelset, Evaluator, OutSample, RangeSource, Series, StepArg, StepSample, Val, Window};
 use super::QueryError;
+use crate::calendar::civil_from_days;
 use crate::model::{Labels, Sample, METRIC_NAME_LABEL};
 
 /// A range function: the value for one window (and the scalar arguments at that step), or
@@ -912,21 +913,6 @@ fn date_part(name: &str, seconds: i64) -> f64 {
         "minute" => second_of_day % 3600 / 60,
         _ => 0,
     }) as f64
-}
-
-/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 fn string_arg(args: &[&Expr], index: usize, function: &str) -> Result<String, QueryError> {
