@@ -14,6 +14,7 @@ pub mod io;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod notifier;
 pub mod promql;
 pub mod scrape;
 pub mod server;
