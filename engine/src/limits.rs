@@ -7,6 +7,10 @@ pub const QUERY_SAMPLES_MAX_DEFAULT: usize = 50_000_000;
 /// Prometheus rejects range queries producing more than 11,000 points per series.
 pub const RANGE_POINTS_PER_SERIES_MAX: i64 = 11_000;
 
+/// Most steps one line of the expanding series notation (`1+1x1000000`) may expand to: test
+/// files are input, and `0x99999999999` must not allocate terabytes.
+pub const SERIES_NOTATION_EXPANSION_COUNT_MAX: usize = 10_000_000;
+
 /// Largest HTTP request body the API reads (form-encoded queries); Prometheus has no explicit
 /// bound, but an unbounded read lets one client exhaust memory.
 pub const HTTP_REQUEST_BODY_SIZE_MAX: usize = 8 * 1024 * 1024;

@@ -21,10 +21,12 @@ use std::sync::Arc;
 use engine::io::TokioSpawner;
 use engine::io::{FileSystem, MemFileSystem, RealFileSystem};
 use engine::model::{Labels, Sample, STALE_NAN_BITS};
+use engine::promql::series_notation::{
+    expand_values as values, parse_number as number, parse_series_labels as series_labels, split_series_line,
+};
 use engine::promql::{Engine, EngineOptions, Value};
 use engine::storage::Appendable;
 use engine::tsdb::{Db, DbOptions};
-use promql_parser::parser::{parse, Expr};
 
 /// Evals of selector-level features that pass today; raise it as PromQL grows.
 const PASSED_EVAL_COUNT_MIN: usize = 872;
@@ -57,115 +59,6 @@ fn tags_by_eval() -> BTreeMap<(String, usize), Vec<String>> {
 
 fn duration_ms(text: &str) -> i64 {
     engine::config::parse_duration_ms(text).unwrap_or_else(|error| panic!("duration {text:?}: {error}"))
-}
-
-/// Parses `metric{a="b"}` or `{__name__="m"}` or `{}` into labels.
-fn series_labels(text: &str) -> Result<Labels, String> {
-    if text.trim() == "{}" {
-        return Ok(Labels::empty());
-    }
-    let Ok(Expr::VectorSelector(selector)) = parse(text) else {
-        return Err(format!("cannot parse series {text:?}"));
-    };
-    if !selector.matchers.or_matchers.is_empty()
-        || selector.matchers.matchers.iter().any(|matcher| matcher.op != promql_parser::label::MatchOp::Equal)
-    {
-        return Err(format!("series {text:?} uses a matcher other than ="));
-    }
-    let mut pairs: Vec<(String, String)> =
-        selector.matchers.matchers.iter().map(|matcher| (matcher.name.clone(), matcher.value.clone())).collect();
-    if let Some(name) = selector.name {
-        pairs.push(("__name__".to_string(), name));
-    }
-    Ok(Labels::from_pairs(pairs))
-}
-
-fn number(text: &str) -> Option<f64> {
-    let lower = text.to_ascii_lowercase();
-    let (sign, magnitude) = match lower.strip_prefix('-') {
-        Some(rest) => (-1.0, rest),
-        None => (1.0, lower.strip_prefix('+').unwrap_or(&lower)),
-    };
-    match magnitude {
-        "inf" => return Some(sign * f64::INFINITY),
-        "nan" => return Some(f64::NAN),
-        _ => {}
-    }
-    if let Some(hex) = magnitude.strip_prefix("0x") {
-        return i64::from_str_radix(hex, 16).ok().map(|value| sign * value as f64);
-    }
-    text.parse().ok()
-}
-
-/// Expands a value sequence; `None` is "no sample".
-fn values(tokens: &[&str]) -> Option<Vec<Option<f64>>> {
-    let mut out = Vec::new();
-    for token in tokens {
-        if token.starts_with("{{") {
-            return None; // Native histogram literal.
-        }
-        match *token {
-            "_" => out.push(None),
-            "stale" => out.push(Some(f64::from_bits(STALE_NAN_BITS))),
-            _ => {
-                if let Some((head, count)) = token
-                    .rsplit_once('x')
-                    .filter(|(_, count)| count.bytes().all(|b| b.is_ascii_digit()) && !count.is_empty())
-                {
-                    let count: usize = count.parse().ok()?;
-                    if head == "_" {
-                        out.extend(std::iter::repeat_n(None, count));
-                        continue;
-                    }
-                    // `a+b` or `a-b`: the operator is the first sign not at the start or after an exponent.
-                    let bytes = head.as_bytes();
-                    let split = (1..bytes.len())
-                        .find(|&i| matches!(bytes[i], b'+' | b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
-                    let (start, step) = match split {
-                        Some(index) => {
-                            let step = number(&head[index + 1..])?;
-                            (number(&head[..index])?, if bytes[index] == b'-' { -step } else { step })
-                        }
-                        None => (number(head)?, 0.0),
-                    };
-                    out.extend((0..=count).map(|index| Some(start + step * index as f64)));
-                } else {
-                    out.push(Some(number(token)?));
-                }
-            }
-        }
-    }
-    Some(out)
-}
-
-/// Splits `series values...` where the series may contain spaces inside braces.
-fn split_series_line(line: &str) -> (&str, Vec<&str>) {
-    let end = match line.find('{') {
-        Some(open) if !line[..open].contains(char::is_whitespace) => {
-            let mut depth = 0;
-            let mut in_quote = false;
-            let mut previous = ' ';
-            let mut end = line.len();
-            for (index, character) in line.char_indices().skip(open) {
-                match character {
-                    '"' if previous != '\\' => in_quote = !in_quote,
-                    '{' if !in_quote => depth += 1,
-                    '}' if !in_quote => {
-                        depth -= 1;
-                        if depth == 0 {
-                            end = index + 1;
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-                previous = character;
-            }
-            end
-        }
-        _ => line.find(char::is_whitespace).unwrap_or(line.len()),
-    };
-    (&line[..end], line[end..].split_whitespace().collect())
 }
 
 fn close(a: f64, b: f64) -> bool {

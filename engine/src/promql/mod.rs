@@ -24,6 +24,7 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+pub mod series_notation;
 mod value;
 
 use std::sync::Arc;
