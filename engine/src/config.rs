@@ -400,7 +400,8 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
     Ok(total_ms)
 }
 
-/// Formats milliseconds as Prometheus does (`1m30s`, `0s`).
+/// Formats milliseconds as Prometheus does (`1m30s`, `0s`; common/model `Duration.String`:
+/// years and weeks only when they divide the duration exactly, so 90 days is `90d`, not `12w6d`).
 pub fn format_duration_ms(duration_ms: i64) -> String {
     if duration_ms == 0 {
         return "0s".to_string();
@@ -419,6 +420,10 @@ pub fn format_duration_ms(duration_ms: i64) -> String {
         ("s", 1000),
         ("ms", 1),
     ] {
+        let exact_only = unit == "y" || unit == "w";
+        if exact_only && rest_ms % unit_ms != 0 {
+            continue;
+        }
         if rest_ms >= unit_ms {
             out.push_str(&format!("{}{unit}", rest_ms / unit_ms));
             rest_ms %= unit_ms;
@@ -966,6 +971,10 @@ scrape_configs:
         assert_eq!(format_duration_ms(90_000), "1m30s");
         assert_eq!(format_duration_ms(0), "0s");
         assert_eq!(format_duration_ms(3_661_001), "1h1m1s1ms");
+        assert_eq!(format_duration_ms(90 * 86_400_000), "90d");
+        assert_eq!(format_duration_ms(14 * 86_400_000), "2w");
+        assert_eq!(format_duration_ms(366 * 86_400_000), "366d");
+        assert_eq!(format_duration_ms(730 * 86_400_000), "2y");
     }
 
     proptest! {
