@@ -421,7 +421,7 @@ pub fn format_duration_ms(duration_ms: i64) -> String {
         ("ms", 1),
     ] {
         let exact_only = unit == "y" || unit == "w";
-        if exact_only && rest_ms % unit_ms != 0 {
+        if exact_only && !rest_ms.is_multiple_of(unit_ms) {
             continue;
         }
         if rest_ms >= unit_ms {

@@ -18,10 +18,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::scenario::{TargetKind, TargetSection};
 
 /// Runs every target's server until the host is stopped.
-pub async fn run(targets: Vec<TargetSection>, seed: u64) -> turmoil::Result {
+/// `condition_at_ms` is when `step` targets turn their condition on (virtual ms since the start).
+pub async fn run(targets: Vec<TargetSection>, seed: u64, condition_at_ms: u64) -> turmoil::Result {
     let mut tasks = Vec::new();
     for target in targets {
-        tasks.push(tokio::spawn(serve(target, seed)));
+        tasks.push(tokio::spawn(serve(target, seed, condition_at_ms)));
     }
     for task in tasks {
         task.await??;
@@ -29,7 +30,7 @@ pub async fn run(targets: Vec<TargetSection>, seed: u64) -> turmoil::Result {
     Ok(())
 }
 
-async fn serve(target: TargetSection, seed: u64) -> std::io::Result<()> {
+async fn serve(target: TargetSection, seed: u64, condition_at_ms: u64) -> std::io::Result<()> {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", target.port)).await?;
     let target = Arc::new(target);
     let scrape_count = Arc::new(AtomicU64::new(0));
@@ -40,7 +41,11 @@ async fn serve(target: TargetSection, seed: u64) -> std::io::Result<()> {
         tokio::spawn(async move {
             let service = service_fn(move |_request| {
                 let scrape_index = scrape_count.fetch_add(1, Ordering::Relaxed);
-                let body = body(&target, seed, scrape_index);
+                let elapsed_ms = turmoil::sim_elapsed().map_or(0, |elapsed| elapsed.as_millis() as u64);
+                let body = match target.kind {
+                    TargetKind::Step => step_body(elapsed_ms >= condition_at_ms),
+                    _ => body(&target, seed, scrape_index),
+                };
                 async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -58,6 +63,7 @@ pub fn body(target: &TargetSection, seed: u64, scrape_index: u64) -> String {
             // Line 2 misses the closing brace: the engine must report line 2 and set up = 0.
             "# TYPE sim_value gauge\nsim_value{series=\"0\" 1\n".to_string()
         }
+        TargetKind::Step => step_body(false),
         TargetKind::Generated => {
             let stream_seed = seed ^ engine::io::rng::fnv1a_64(target.job.as_bytes()) ^ scrape_index.rotate_left(32);
             let mut rng = ChaCha8Rng::seed_from_u64(stream_seed);
@@ -71,4 +77,12 @@ pub fn body(target: &TargetSection, seed: u64, scrape_index: u64) -> String {
             out
         }
     }
+}
+
+/// The exposition of a `step` target: the condition gauge, 0 or 1.
+pub fn step_body(condition: bool) -> String {
+    format!(
+        "# HELP sim_condition 1 once the scenario's condition holds.\n# TYPE sim_condition gauge\nsim_condition {}\n",
+        u8::from(condition)
+    )
 }

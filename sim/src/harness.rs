@@ -1,11 +1,13 @@
 //! Builds the simulated world for a scenario (generator, engine and client hosts), steps it tick
 //! by tick, injects the fault timeline at exact virtual times, and collects what the report needs.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use engine::server::ServerOptions;
 
+use crate::alerting::{self, AlertingOutcome, AlertingSection, SharedNotifications, ALERT_MANAGER_PORT};
 use crate::client::{self, ClientOutcome};
 use crate::env::sim_env;
 use crate::generator;
@@ -32,14 +34,26 @@ pub struct RunResult {
     pub faults_applied: Vec<(u64, FaultAction, u64)>,
     /// Ticks stepped.
     pub tick_count: u64,
+    /// The alerting pipeline's observations, when the scenario has one.
+    pub alerting: Option<AlertingOutcome>,
 }
 
-/// The engine's configuration for `scenario`: one job per generator port.
-pub fn engine_config_yaml(scenario: &Scenario) -> String {
+/// The engine's configuration for `scenario`: one job per generator port; with an alerting
+/// section also its rule file, evaluation interval, alert manager and the replica's external
+/// label (`replica` names the HA replica, `a` or `b`).
+pub fn engine_config_yaml(scenario: &Scenario, replica: &str) -> String {
     let mut yaml = format!(
-        "global:\n  scrape_interval: {}\n  scrape_timeout: {}\nscrape_configs:\n",
+        "global:\n  scrape_interval: {}\n  scrape_timeout: {}\n",
         scenario.engine.scrape_interval, scenario.engine.scrape_timeout
     );
+    if let Some(alerting) = &scenario.alerting {
+        yaml.push_str(&format!(
+            "  evaluation_interval: {}\n  external_labels:\n    replica: {replica}\n",
+            alerting.evaluation_interval
+        ));
+        yaml.push_str(&alerting.engine_config_yaml());
+    }
+    yaml.push_str("scrape_configs:\n");
     for target in &scenario.targets {
         yaml.push_str(&format!(
             "  - job_name: {}\n    static_configs:\n      - targets: ['generator:{}']\n",
@@ -51,7 +65,7 @@ pub fn engine_config_yaml(scenario: &Scenario) -> String {
 
 /// Runs `scenario` with `seed`.
 pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
-    let config = engine::config::parse(&engine_config_yaml(scenario))?;
+    let config = engine::config::parse(&engine_config_yaml(scenario, "a"))?;
     let mut builder = turmoil::Builder::new();
     builder
         .epoch(UNIX_EPOCH + Duration::from_millis(scenario.epoch_ms))
@@ -65,18 +79,35 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let outcome = Arc::new(Mutex::new(ClientOutcome::default()));
 
+    let condition_at_ms = scenario.alerting.as_ref().map_or(u64::MAX, |alerting| alerting.condition_at_ms(seed));
     let targets = scenario.targets.clone();
-    sim.host("generator", move || generator::run(targets.clone(), seed));
+    sim.host("generator", move || generator::run(targets.clone(), seed, condition_at_ms));
 
     let mut options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ENGINE_PORT}"));
     options.commit_observer = Some(ledger::observer(ledger.clone()));
-    sim.host("engine", move || {
-        let options = options.clone();
-        async move {
-            engine::server::run(sim_env(seed), options).await?;
-            Ok(())
+    let rule_file = scenario.alerting.as_ref().map(AlertingSection::rule_file_yaml);
+    add_engine_host(&mut sim, "engine", options, rule_file.clone(), seed);
+
+    let notifications: SharedNotifications = Arc::default();
+    if let Some(alerting) = &scenario.alerting {
+        if alerting.replicas == 2 {
+            let config = engine::config::parse(&engine_config_yaml(scenario, "b"))?;
+            let options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ENGINE_PORT}"));
+            add_engine_host(&mut sim, "engine-b", options, rule_file.clone(), seed ^ 0xb);
         }
-    });
+        let config = engine::config::parse(&alerting.alert_manager_config_yaml())?;
+        let options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ALERT_MANAGER_PORT}"));
+        add_engine_host(&mut sim, "alertmanager", options, None, seed ^ 0xa);
+        let receiver_notifications = notifications.clone();
+        sim.host("receiver", move || alerting::receiver(receiver_notifications.clone()));
+        if alerting.sender_link_latency_ms_max > 0 {
+            let latency_max = Duration::from_millis(alerting.sender_link_latency_ms_max);
+            sim.set_link_max_message_latency("engine", "alertmanager", latency_max);
+            if alerting.replicas == 2 {
+                sim.set_link_max_message_latency("engine-b", "alertmanager", latency_max);
+            }
+        }
+    }
 
     sim.client("client", client::run(scenario.clone(), ledger.clone(), outcome.clone()));
 
@@ -108,7 +139,47 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
     drop(sim);
     let ledger = take(ledger)?;
     let client = take(outcome)?;
-    Ok(RunResult { seed, client, ledger, faults_applied, tick_count })
+    let alerting = scenario.alerting.as_ref().map(|_| AlertingOutcome {
+        condition_at_ms,
+        notifications: notifications.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
+    });
+    Ok(RunResult { seed, client, ledger, faults_applied, tick_count, alerting })
+}
+
+/// Adds an engine host running `engine::server::run`; `rule_file` is written to the host's
+/// simulated disk first (it survives a crash: it is synced).
+fn add_engine_host(
+    sim: &mut turmoil::Sim<'_>,
+    name: &str,
+    options: ServerOptions,
+    rule_file: Option<String>,
+    seed: u64,
+) {
+    sim.host(name, move || {
+        let options = options.clone();
+        let rule_file = rule_file.clone();
+        async move {
+            let env = sim_env(seed);
+            if let Some(text) = rule_file {
+                write_synced(env.fs.as_ref(), Path::new(alerting::RULE_FILE_PATH), text.as_bytes())?;
+            }
+            engine::server::run(env, options).await?;
+            Ok(())
+        }
+    });
+}
+
+/// Writes a whole file and syncs it and its directory.
+fn write_synced(fs: &dyn engine::io::FileSystem, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let directory = path.parent().unwrap_or(Path::new("/"));
+    fs.create_dir_all(directory)?;
+    if fs.file_size(path).is_ok() {
+        fs.remove_file(path)?;
+    }
+    let mut file = fs.open_append(path)?;
+    file.write_all(bytes)?;
+    file.sync()?;
+    fs.sync_dir(directory)
 }
 
 /// The value behind a shared handle once the simulation (the other owner) is gone.

@@ -2,6 +2,7 @@
 //! network, clock and disk, driven by a scenario file, and a report with a reproducible hash
 //! comes out. See `scenarios/` and the README.
 
+pub mod alerting;
 pub mod chart;
 pub mod client;
 pub mod env;

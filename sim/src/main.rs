@@ -1,11 +1,16 @@
-//! `sim SCENARIO.toml [--seed N] [--chart FILE.svg]`: replays a scenario and prints its report; the last line is
-//! `report-hash: <hex>`. Exits 1 when a threshold fails, printing the command that reproduces it.
+//! `sim SCENARIO.toml [--seed N | --seeds A..B] [--chart FILE.svg]`: replays a scenario and prints its
+//! report; the last line is `report-hash: <hex>`. `--seeds` sweeps a range of seeds and prints one
+//! line per seed plus the distribution of alert latency over the sweep. Exits 1 when a threshold
+//! fails, printing the command that reproduces it.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
+use sha2::Digest;
 
-const USAGE: &str = "usage: sim SCENARIO.toml [--seed N] [--chart FILE.svg]";
+const USAGE: &str = "usage: sim SCENARIO.toml [--seed N | --seeds A..B] [--chart FILE.svg]";
+/// Most seeds one sweep runs.
+const SWEEP_SEED_COUNT_MAX: u64 = 10_000;
 
 fn main() -> ExitCode {
     match run() {
@@ -23,12 +28,24 @@ fn run() -> anyhow::Result<bool> {
     let mut scenario_path = None;
     let mut seed = None;
     let mut chart_path = None;
+    let mut seed_range = None;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--seed" => {
                 let text = arguments.next().context("--seed needs a value")?;
                 seed = Some(text.parse::<u64>().with_context(|| format!("--seed: not a number: {text:?}"))?);
+            }
+            "--seeds" => {
+                let text = arguments.next().context("--seeds needs a range A..B")?;
+                let (first, last) = text.split_once("..").with_context(|| format!("--seeds: {text:?} is not A..B"))?;
+                let first: u64 = first.parse().with_context(|| format!("--seeds: bad start in {text:?}"))?;
+                let last: u64 = last.parse().with_context(|| format!("--seeds: bad end in {text:?}"))?;
+                anyhow::ensure!(
+                    first <= last && last - first < SWEEP_SEED_COUNT_MAX,
+                    "--seeds: {text:?} is empty or too long"
+                );
+                seed_range = Some((first, last));
             }
             "--chart" => chart_path = Some(arguments.next().context("--chart needs a file name")?),
             "-h" | "--help" => {
@@ -42,6 +59,9 @@ fn run() -> anyhow::Result<bool> {
     let scenario_path = scenario_path.context(USAGE)?;
     let text = std::fs::read_to_string(&scenario_path).with_context(|| format!("read {scenario_path}"))?;
     let scenario = sim::scenario::parse(&text).with_context(|| format!("parse {scenario_path}"))?;
+    if let Some((first, last)) = seed_range {
+        return sweep(&scenario, &scenario_path, first, last);
+    }
     let seed = seed.unwrap_or(scenario.seed);
     println!("SEED={seed}");
     let wall_started = std::time::Instant::now();
@@ -61,4 +81,61 @@ fn run() -> anyhow::Result<bool> {
     }
     println!("report-hash: {}", report.hash);
     Ok(report.failures.is_empty())
+}
+
+/// Runs every seed of `first..=last`, one summary line each, then the alert latency distribution.
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)] // Binary edge: times the sweep.
+fn sweep(scenario: &sim::scenario::Scenario, scenario_path: &str, first: u64, last: u64) -> anyhow::Result<bool> {
+    let wall_started = std::time::Instant::now();
+    let mut lines = vec![format!("sweep: {} seeds {first}..{last}", scenario.name)];
+    let mut latency_ms = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
+    let mut failed_seeds = Vec::new();
+    for seed in first..=last {
+        let result = sim::harness::run(scenario, seed)?;
+        let report = sim::report::build(scenario, &result);
+        let alerting = result.alerting.as_ref();
+        let latency = alerting.and_then(sim::alerting::AlertingOutcome::latency_ms);
+        if let Some(latency) = latency {
+            latency_ms.record(latency.max(1))?;
+        }
+        let groups = alerting.map(|outcome| outcome.firing_per_group()).unwrap_or_default();
+        let verdict = if report.failures.is_empty() { "PASS" } else { "FAIL" };
+        lines.push(format!(
+            "seed {seed}: {verdict} alert latency {} ms, firing notifications per group {:?}, report-hash {}",
+            latency.map_or("-".to_string(), |latency| latency.to_string()),
+            groups.iter().map(|(_, count)| *count).collect::<Vec<_>>(),
+            &report.hash[..16]
+        ));
+        for failure in &report.failures {
+            lines.push(format!("  failed: {failure}"));
+        }
+        if !report.failures.is_empty() {
+            failed_seeds.push(seed);
+        }
+    }
+    if !latency_ms.is_empty() {
+        lines.push(format!(
+            "alert latency over {} seeds, ms (virtual): p50 {} p95 {} p99 {} max {}",
+            latency_ms.len(),
+            latency_ms.value_at_quantile(0.5),
+            latency_ms.value_at_quantile(0.95),
+            latency_ms.value_at_quantile(0.99),
+            latency_ms.max()
+        ));
+    }
+    lines.push(format!(
+        "verdict: {} of {} seeds passed",
+        (last - first + 1) - failed_seeds.len() as u64,
+        last - first + 1
+    ));
+    let deterministic = lines.join("\n") + "\n";
+    print!("{deterministic}");
+    println!("real cost (not hashed): wall {:.2} s", wall_started.elapsed().as_secs_f64());
+    for seed in &failed_seeds {
+        println!("reproduce: cargo run --release --bin sim -- {scenario_path} --seed {seed}");
+    }
+    let hash: String =
+        sha2::Sha256::digest(deterministic.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+    println!("report-hash: {hash}");
+    Ok(failed_seeds.is_empty())
 }

@@ -3,6 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::alerting::{AlertingOutcome, AlertingSection};
 use crate::harness::RunResult;
 use crate::scenario::{Scenario, TargetKind};
 
@@ -64,7 +65,7 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
                 let (up_count, up_one_count) = verification.up_by_job.get(&target.job).copied().unwrap_or((0, 0));
                 lines.push(format!("target {}: {up_one_count}/{up_count} scrapes up", target.job));
                 let expected_ok = match target.kind {
-                    TargetKind::Generated => up_count > 0 && up_one_count == up_count,
+                    TargetKind::Generated | TargetKind::Step => up_count > 0 && up_one_count == up_count,
                     TargetKind::Malformed => up_count > 0 && up_one_count == 0,
                 };
                 if !expected_ok {
@@ -85,6 +86,9 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
     if committed_count < scenario.thresholds.committed_samples_min {
         failures.push(format!("samples committed {committed_count} < {}", scenario.thresholds.committed_samples_min));
     }
+    if let (Some(alerting), Some(outcome)) = (&scenario.alerting, &result.alerting) {
+        alerting_lines(scenario, alerting, outcome, &mut lines, &mut failures);
+    }
     lines.push(format!("verdict: {}", if failures.is_empty() { "PASS" } else { "FAIL" }));
     for failure in &failures {
         lines.push(format!("  failed: {failure}"));
@@ -92,4 +96,47 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
     let deterministic = lines.join("\n") + "\n";
     let hash = Sha256::digest(deterministic.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
     Report { deterministic, failures, hash }
+}
+
+/// The alerting section: latency from the condition to the first firing notification, and the
+/// firing notifications per group, against the thresholds.
+fn alerting_lines(
+    scenario: &Scenario,
+    alerting: &AlertingSection,
+    outcome: &AlertingOutcome,
+    lines: &mut Vec<String>,
+    failures: &mut Vec<String>,
+) {
+    let bound_ms = AlertingOutcome::latency_bound_ms(scenario, alerting);
+    lines.push(format!(
+        "alerting: {} replica(s), condition true at {} ms, {} notification(s) received (bound: scrape + evaluation interval + group_wait + 1 s = {bound_ms} ms)",
+        alerting.replicas,
+        outcome.condition_at_ms,
+        outcome.notifications.len()
+    ));
+    for notification in &outcome.notifications {
+        lines.push(format!(
+            "  notification at {} ms: {} {} ({} alerts)",
+            notification.received_at_ms, notification.status, notification.group_key, notification.alert_count
+        ));
+    }
+    match outcome.latency_ms() {
+        Some(latency_ms) => {
+            lines.push(format!("alert latency: {latency_ms} ms (virtual)"));
+            if let Some(latency_ms_max) = scenario.thresholds.alert_latency_ms_max {
+                if latency_ms > latency_ms_max {
+                    failures.push(format!("alert latency {latency_ms} ms > {latency_ms_max} ms"));
+                }
+            }
+        }
+        None => failures.push("no firing notification arrived".to_string()),
+    }
+    if let Some(expected_count) = scenario.thresholds.alert_notifications_per_group {
+        let per_group = outcome.firing_per_group();
+        for (group_key, count) in &per_group {
+            if *count != expected_count {
+                failures.push(format!("group {group_key}: {count} firing notifications, expected {expected_count}"));
+            }
+        }
+    }
 }

@@ -29,6 +29,9 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// Pass/fail thresholds.
     pub thresholds: Thresholds,
+    /// The alerting pipeline (rules, notifier, alert manager, webhook receiver), when present.
+    #[serde(default)]
+    pub alerting: Option<crate::alerting::AlertingSection>,
 }
 
 /// Engine settings.
@@ -49,6 +52,8 @@ pub enum TargetKind {
     Generated,
     /// A body with a syntax error on its second line.
     Malformed,
+    /// `sim_condition` 0 until the alerting section's seeded condition time, 1 from then on.
+    Step,
 }
 
 /// One scrape target (a port on the generator host).
@@ -110,6 +115,12 @@ pub struct Thresholds {
     pub committed_samples_missing_max: u64,
     /// Fewest samples that must be committed over the run.
     pub committed_samples_min: u64,
+    /// Longest virtual time from the condition to the first firing notification, ms (alerting).
+    #[serde(default)]
+    pub alert_latency_ms_max: Option<u64>,
+    /// Firing notifications each alert group must get, exactly (alerting; 1 for an HA pair).
+    #[serde(default)]
+    pub alert_notifications_per_group: Option<usize>,
 }
 
 /// Parses a scenario file's text.
@@ -119,8 +130,20 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
     anyhow::ensure!(!scenario.targets.is_empty(), "at least one [[targets]] entry is needed");
     anyhow::ensure!(scenario.client.query_interval_ms > 0, "client.query_interval_ms must be positive");
     anyhow::ensure!(!scenario.client.queries.is_empty(), "client.queries must not be empty");
+    let has_step_target = scenario.targets.iter().any(|target| target.kind == TargetKind::Step);
+    match &scenario.alerting {
+        Some(alerting) => {
+            alerting.validate(scenario.duration_s)?;
+            anyhow::ensure!(has_step_target, "an [alerting] scenario needs a target of kind \"step\"");
+        }
+        None => anyhow::ensure!(!has_step_target, "a \"step\" target needs an [alerting] section"),
+    }
     for fault in &scenario.faults {
-        anyhow::ensure!(fault.host == "engine", "fault host {:?}: only \"engine\" can be faulted", fault.host);
+        anyhow::ensure!(
+            ["engine", "engine-b", "alertmanager"].contains(&fault.host.as_str()),
+            "fault host {:?}: only \"engine\", \"engine-b\" and \"alertmanager\" can be faulted",
+            fault.host
+        );
         anyhow::ensure!(fault.at_s < scenario.duration_s, "fault at {} s is after the run ends", fault.at_s);
     }
     Ok(scenario)
