@@ -29,6 +29,9 @@ pub struct Config {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// The `storage.tsdb` section (the design documents' keys); unset keys keep the flags' values.
     pub storage: StorageConfig,
+    /// `rule_files` patterns as written (resolved against the config file's directory by
+    /// `rules::file::resolve_rule_files`).
+    pub rule_files: Vec<String>,
 }
 
 /// The `storage.tsdb` section.
@@ -62,6 +65,8 @@ pub struct GlobalConfig {
     pub scrape_timeout_ms: i64,
     /// Rule evaluation interval.
     pub evaluation_interval_ms: i64,
+    /// `rule_query_offset`: how far before the evaluation time rules query (default 0).
+    pub rule_query_offset_ms: i64,
     /// Labels attached to data leaving the engine; also seed the scrape phase.
     pub external_labels: BTreeMap<String, String>,
     /// Scrape limits every job inherits unless it sets its own (0: none).
@@ -236,6 +241,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         scrape_interval_ms,
         scrape_timeout_ms,
         evaluation_interval_ms: raw.global.evaluation_interval.map_or(EVALUATION_INTERVAL_MS_DEFAULT, |d| d.0),
+        rule_query_offset_ms: raw.global.rule_query_offset.map_or(0, |d| d.0),
         external_labels: raw.global.external_labels.unwrap_or_default().into_iter().map(|(n, v)| (n.0, v)).collect(),
         limits: ScrapeLimitConfig {
             body_size_limit: raw.global.body_size_limit.map_or(0, |size| size.0),
@@ -355,7 +361,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         block_duration_min_ms,
         block_duration_max_ms,
     };
-    Ok(Config { global, scrape_configs, storage })
+    Ok(Config { global, scrape_configs, storage, rule_files: raw.rule_files })
 }
 
 /// Parses a Prometheus duration (`1h30m`, `500ms`, `0`) into milliseconds
@@ -577,8 +583,9 @@ raw_section!(RawConfig {
     global: RawGlobal,
     scrape_configs: Vec<RawScrapeConfig>,
     storage: RawStorage,
+    rule_files: Vec<String>,
 } unsupported {
-    rule_files, scrape_config_files, alerting, remote_write, remote_read, tracing, otlp, runtime,
+    scrape_config_files, alerting, remote_write, remote_read, tracing, otlp, runtime,
 });
 
 raw_section!(RawStorage {
@@ -653,8 +660,9 @@ raw_section!(RawGlobal {
     label_limit: Option<u64>,
     label_name_length_limit: Option<u64>,
     label_value_length_limit: Option<u64>,
+    rule_query_offset: Option<DurationMs>,
 } unsupported {
-    rule_query_offset, query_log_file, scrape_failure_log_file, scrape_protocols, target_limit, keep_dropped_targets,
+    query_log_file, scrape_failure_log_file, scrape_protocols, target_limit, keep_dropped_targets,
     metric_name_validation_scheme,
 });
 
@@ -849,7 +857,10 @@ scrape_configs:
         check_error("global:\n  external_labels:\n    __x: y\n", 3, &["reserved"]);
         check_error("scrape_configs:\n  - job_name: a\n    honor_labels: maybe\n", 3, &["honor_labels", "boolean"]);
         check_error("global: [1, 2\n", 1, &[]);
-        check_error("rule_files:\n  - a.yml\n", 1, &["`rule_files` is not supported yet"]);
+        check_error("remote_write:\n  - url: x\n", 1, &["`remote_write` is not supported yet"]);
+        let config = parse("global:\n  rule_query_offset: 30s\nrule_files:\n  - a.yml\n  - 'r/*.yml'\n").unwrap();
+        assert_eq!(config.rule_files, ["a.yml", "r/*.yml"]);
+        assert_eq!(config.global.rule_query_offset_ms, 30_000);
         check_error(
             "scrape_configs:\n  - job_name: a\n\n    relabel_configs: []\n",
             4,

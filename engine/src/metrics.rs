@@ -5,7 +5,25 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::promql::EngineStats;
 use crate::tsdb::DbStats;
+
+/// A component that renders its own metric families at the end of `/metrics` (the rule
+/// manager, later others), so this file need not know every component.
+pub trait MetricsSource: Send + Sync {
+    /// Appends complete families (`# HELP`, `# TYPE`, samples) in text format 0.0.4.
+    fn render(&self, out: &mut String);
+}
+
+/// Registered [`MetricsSource`]s, rendered in registration order.
+#[derive(Default)]
+pub struct MetricsSources(std::sync::Mutex<Vec<std::sync::Arc<dyn MetricsSource>>>);
+
+impl std::fmt::Debug for MetricsSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsSources")
+    }
+}
 
 /// Writes one single-sample family.
 fn write_float(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
@@ -29,17 +47,25 @@ pub struct SelfMetrics {
     pub scrape_samples_rejected_total: AtomicU64,
     /// Queries that returned an error.
     pub query_failures_total: AtomicU64,
+    /// Components rendering their own families after these.
+    pub sources: MetricsSources,
 }
 
 impl SelfMetrics {
+    /// Adds `source` to what [`SelfMetrics::render`] appends.
+    pub fn add_source(&self, source: std::sync::Arc<dyn MetricsSource>) {
+        self.sources.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(source);
+    }
+
     /// Counts one request to `path` (unknown paths count as "other").
     pub fn count_request(&self, path: &str) {
         let index = HANDLERS.iter().position(|handler| *handler == path).unwrap_or(HANDLERS.len() - 1);
         self.http_requests_total[index].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Renders every metric, plus the storage's statistics, in text format 0.0.4.
-    pub fn render(&self, db: &DbStats) -> String {
+    /// Renders every metric, plus the storage's and the query engine's statistics, in text
+    /// format 0.0.4.
+    pub fn render(&self, db: &DbStats, engine: &EngineStats) -> String {
         let mut out = String::with_capacity(2048);
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
             let _ = writeln!(out, "# HELP {name} {help}");
@@ -255,6 +281,29 @@ impl SelfMetrics {
             "1 while the storage accepts writes, 0 after a failed WAL write until one succeeds.",
             if db.ready_for_writes { 1.0 } else { 0.0 },
         );
+        // Query engine metrics carry Prometheus' names (promql/engine.go `NewEngine`).
+        float(
+            "prometheus_engine_queries",
+            "gauge",
+            "The current number of queries being executed (holding a --query.max-concurrency slot).",
+            engine.queries_running_count as f64,
+        );
+        float(
+            "prometheus_engine_queries_concurrent_max",
+            "gauge",
+            "The max number of concurrent queries.",
+            engine.queries_concurrent_max as f64,
+        );
+        let name = "prometheus_engine_query_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} Query timings");
+        let _ = writeln!(out, "# TYPE {name} summary");
+        let _ = writeln!(out, "{name}_sum{{slice=\"inner_eval\"}} {}", engine.inner_eval_seconds_total);
+        let _ = writeln!(out, "{name}_count{{slice=\"inner_eval\"}} {}", engine.inner_eval_count);
+        let sources: Vec<std::sync::Arc<dyn MetricsSource>> =
+            self.sources.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        for source in sources {
+            source.render(&mut out);
+        }
         out
     }
 }

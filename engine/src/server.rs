@@ -2,7 +2,7 @@
 //! the [`Env`] it is given. The real server binary and the simulator both call [`run`], so the
 //! simulated engine is the deployed engine.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,9 @@ use crate::config::Config;
 use crate::io::{Env, Listener};
 use crate::limits::{RuntimeLimits, LISTEN_BIND_ATTEMPT_COUNT_MAX, LISTEN_BIND_RETRY_MS};
 use crate::metrics::SelfMetrics;
+use crate::notifier::AlertSink;
 use crate::promql::{Engine, EngineOptions};
+use crate::rules::{self, EvalContext, LoggingAlertSink, Manager, ManagerOptions};
 use crate::scrape;
 use crate::tsdb::compact::RetentionSettings;
 use crate::tsdb::{CommitObserver, Db, DbOptions, TsdbError};
@@ -33,6 +35,42 @@ pub struct ServerOptions {
     pub storage: DbOptions,
     /// Called after every storage commit (the simulator's durability checker).
     pub commit_observer: Option<CommitObserver>,
+    /// The configuration file, re-read on reload (`/-/reload`, SIGHUP); `None` when the
+    /// configuration is embedded (a reload then re-reads the rule files only).
+    pub config_path: Option<PathBuf>,
+    /// Where alerts go; `None`: a sink that only logs them at debug level.
+    pub alert_sink: Option<Arc<dyn AlertSink>>,
+    /// Each notification triggers a reload (the binary notifies it on SIGHUP).
+    pub reload_trigger: Option<Arc<tokio::sync::Notify>>,
+    /// Rule manager flags.
+    pub rules: RuleFlags,
+}
+
+/// The rule manager's flags (Prometheus `--rules.*`, `--web.external-url`).
+#[derive(Clone, Debug)]
+pub struct RuleFlags {
+    /// `--web.external-url`; `None`: `http://localhost:<listen port>`.
+    pub external_url: Option<String>,
+    /// `--rules.alert.resend-delay`.
+    pub resend_delay_ms: i64,
+    /// `--rules.alert.for-outage-tolerance`.
+    pub outage_tolerance_ms: i64,
+    /// `--rules.alert.for-grace-period`.
+    pub for_grace_period_ms: i64,
+    /// `--rules.max-concurrent-evals`.
+    pub max_concurrent_evals: usize,
+}
+
+impl Default for RuleFlags {
+    fn default() -> Self {
+        RuleFlags {
+            external_url: None,
+            resend_delay_ms: rules::RESEND_DELAY_MS_DEFAULT,
+            outage_tolerance_ms: rules::OUTAGE_TOLERANCE_MS_DEFAULT,
+            for_grace_period_ms: rules::FOR_GRACE_PERIOD_MS_DEFAULT,
+            max_concurrent_evals: rules::MAX_CONCURRENT_EVALS_DEFAULT,
+        }
+    }
 }
 
 impl ServerOptions {
@@ -48,6 +86,10 @@ impl ServerOptions {
             limits: RuntimeLimits::default(),
             storage: DbOptions::default(),
             commit_observer: None,
+            config_path: None,
+            alert_sink: None,
+            reload_trigger: None,
+            rules: RuleFlags::default(),
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -136,9 +178,114 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     let metrics = Arc::new(SelfMetrics::default());
     scrape::start(&env, &options.config, Arc::new(db.clone()), metrics.clone(), options.limits.scrape_body_size_max);
     let engine = Engine::new(Arc::new(db.clone()), options.engine.clone());
-    let api = Arc::new(Api::new(engine, env.clock.clone(), db, metrics, options.limits.http_request_body_size_max));
+    let port = options.listen_address.rsplit(':').next().unwrap_or("9090");
+    let external_url = options
+        .rules
+        .external_url
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{port}"))
+        .trim_end_matches('/')
+        .to_string();
+    let context = EvalContext {
+        engine: engine.clone(),
+        appendable: Arc::new(db.clone()),
+        queryable: Arc::new(db.clone()),
+        sink: options.alert_sink.clone().unwrap_or_else(|| Arc::new(LoggingAlertSink)),
+        clock: env.clock.clone(),
+        external_labels: options.config.global.external_labels.clone(),
+        external_url,
+        resend_delay_ms: options.rules.resend_delay_ms,
+        outage_tolerance_ms: options.rules.outage_tolerance_ms,
+        for_grace_period_ms: options.rules.for_grace_period_ms,
+    };
+    let manager = Arc::new(Manager::new(env.clone(), context, manager_options(&options.config, &options.rules)));
+    let reloader = Arc::new(Reloader {
+        env: env.clone(),
+        config_path: options.config_path.clone(),
+        startup_config: options.config.clone(),
+        flags: options.rules.clone(),
+        manager: manager.clone(),
+    });
+    reloader.apply(&options.config).map_err(ServerError::Config)?;
+    metrics.add_source(manager.clone());
+    if let Some(trigger) = options.reload_trigger.clone() {
+        let reloader = reloader.clone();
+        env.spawner.spawn(
+            "reload-on-signal",
+            Box::pin(async move {
+                loop {
+                    trigger.notified().await;
+                    if let Err(error) = api::Reload::reload(reloader.as_ref()) {
+                        tracing::error!(%error, "reload");
+                    }
+                }
+            }),
+        );
+    }
+    let api = Arc::new(
+        Api::new(
+            engine,
+            env.clock.clone(),
+            db,
+            metrics,
+            options.limits.http_request_body_size_max,
+            env.spawner.clone(),
+        )
+        .with_rules(manager, reloader),
+    );
     api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;
     Ok(())
+}
+
+fn manager_options(config: &Config, flags: &RuleFlags) -> ManagerOptions {
+    ManagerOptions {
+        evaluation_interval_ms: config.global.evaluation_interval_ms,
+        query_offset_ms: config.global.rule_query_offset_ms,
+        max_concurrent_evals: flags.max_concurrent_evals,
+    }
+}
+
+/// Re-reads the configuration file and updates the rule manager (scrape targets are not
+/// reloaded yet).
+struct Reloader {
+    env: Env,
+    config_path: Option<PathBuf>,
+    startup_config: Config,
+    flags: RuleFlags,
+    manager: Arc<Manager>,
+}
+
+impl Reloader {
+    /// Resolves `config`'s rule files and hands them to the manager; the previous rules stay
+    /// on any error.
+    fn apply(&self, config: &Config) -> Result<(), String> {
+        let base_dir = self.config_path.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        let files = rules::file::resolve_rule_files(self.env.fs.as_ref(), &base_dir, &config.rule_files)
+            .map_err(|error| error.to_string())?;
+        self.manager.update_from_files(manager_options(config, &self.flags), &files).map_err(|errors| {
+            let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!("error loading rules: {}", texts.join("; "))
+        })?;
+        tracing::info!(rule_files = files.len(), groups = self.manager.groups().len(), "rules loaded");
+        Ok(())
+    }
+}
+
+impl api::Reload for Reloader {
+    fn reload(&self) -> Result<(), String> {
+        let config = match &self.config_path {
+            None => self.startup_config.clone(),
+            Some(path) => {
+                let bytes = self.env.fs.read(path).map_err(|error| format!("read {}: {error}", path.display()))?;
+                let text =
+                    String::from_utf8(bytes).map_err(|error| format!("{} is not UTF-8: {error}", path.display()))?;
+                crate::config::parse(&text).map_err(|error| format!("parse {}: {error}", path.display()))?
+            }
+        };
+        self.apply(&config).map_err(|error| format!("failed to reload config: {error}"))?;
+        tracing::info!("completed loading of configuration file (rules only; scrape targets are not reloaded)");
+        Ok(())
+    }
 }
 
 /// Binds with a bounded number of retries: right after a restart the old socket may linger.

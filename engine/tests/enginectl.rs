@@ -87,3 +87,55 @@ fn tsdb_dump_matches_promtool_on_promtool_blocks() {
     assert!(analyze.contains("Highest cardinality labels:"), "{analyze}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `enginectl check rules` and `check config` with rule files: promtool's wording and exit
+/// codes; compared with promtool itself when it is installed.
+#[test]
+fn check_rules_as_promtool() {
+    let dir = std::env::temp_dir().join(format!("enginectl-rules-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    let good = dir.join("rules/good.yml");
+    std::fs::write(
+        &good,
+        "groups:\n  - name: g\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n      - alert: Down\n        expr: up == 0\n        for: 5m\n",
+    )
+    .unwrap();
+    let bad = dir.join("bad.yml");
+    std::fs::write(&bad, "groups:\n  - name: g\n    rules:\n      - record: 'a b'\n        expr: up\n").unwrap();
+    let config = dir.join("config.yml");
+    std::fs::write(&config, "rule_files:\n  - 'rules/*.yml'\n").unwrap();
+    let run = |program: &str, args: &[&std::path::Path], command: &str| {
+        let output = Command::new(program).args(["check", command]).args(args).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let engine = env!("CARGO_BIN_EXE_enginectl");
+    let (code, stdout, _) = run(engine, &[&good], "rules");
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(0), format!("Checking {}\n  SUCCESS: 2 rules found\n\n", good.display()).as_str())
+    );
+    let (code, stdout, stderr) = run(engine, &[&bad], "rules");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("  FAILED:\n") && stderr.contains("invalid recording rule name: a b"), "{stderr}");
+    let (code, stdout, _) = run(engine, &[&config], "config");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("  SUCCESS: 1 rule files found\n") && stdout.contains("  SUCCESS: 2 rules found"),
+        "{stdout}"
+    );
+    if Command::new("promtool").arg("--version").output().is_err() {
+        eprintln!("promtool comparison skipped: promtool not installed");
+        return;
+    }
+    let (code, promtool_stdout, _) = run("promtool", &[&good], "rules");
+    assert_eq!(code, Some(0));
+    let (_, engine_stdout, _) = run(engine, &[&good], "rules");
+    assert_eq!(engine_stdout, promtool_stdout);
+    let (code, _, promtool_stderr) = run("promtool", &[&bad], "rules");
+    assert_eq!(code, Some(1));
+    assert!(promtool_stderr.contains("invalid recording rule name: a b"), "{promtool_stderr}");
+}

@@ -2,7 +2,15 @@
 //! POST), health and readiness probes, and the engine's own `/metrics`.
 //!
 //! Error mapping is done here once (STYLE §5): bad parameters and unparsable queries are
-//! `bad_data` with 400, evaluation failures `execution` with 422, as web/api/v1/api.go does.
+//! `bad_data` with 400, evaluation failures `execution` with 422, a deadline `timeout` with 503,
+//! a client gone `canceled` with 499, a full query queue `unavailable` with 503, as
+//! web/api/v1/api.go (`returnAPIError`, `getDefaultErrorCode`) does.
+//!
+//! A query waits for a slot of `--query.max-concurrency` ([`Engine::admit`]), then evaluates on
+//! the compute pool ([`Spawner::spawn_compute`]) while the handler awaits a oneshot, so a long
+//! evaluation blocks no tokio worker. The handler's future holds a [`CancelGuard`]: when the
+//! connection goes away, hyper drops the future and the guard sets the flag the evaluator polls.
+//!
 //! Concurrency: [`Api`] is shared by all connections; handlers hold no lock across an await.
 
 pub mod json;
@@ -22,10 +30,17 @@ use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::io::Clock;
+use crate::io::{Clock, Spawner};
 use crate::metrics::SelfMetrics;
-use crate::promql::{Engine, QueryError};
+use crate::promql::{CancelGuard, Engine, QueryControl, QueryError, Value};
+use crate::rules::Manager;
 use crate::tsdb::Db;
+
+/// Re-reads the configuration (`/-/reload`); the error text is the response body.
+pub trait Reload: Send + Sync {
+    /// Reloads; the previous configuration stays in force on an error.
+    fn reload(&self) -> Result<(), String>;
+}
 
 /// Content type of the text exposition format served on `/metrics`.
 pub const TEXT_FORMAT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -37,7 +52,13 @@ pub struct Api {
     db: Db,
     metrics: Arc<SelfMetrics>,
     request_body_size_max: usize,
+    spawner: Arc<dyn Spawner>,
+    rules: Option<Arc<Manager>>,
+    reload: Option<Arc<dyn Reload>>,
 }
+
+/// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
+const STATUS_CLIENT_CLOSED_REQUEST: u16 = 499;
 
 type Params = BTreeMap<String, String>;
 
@@ -67,20 +88,43 @@ impl From<QueryError> for ApiError {
             QueryError::Storage(_) => {
                 ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, error_type: "internal", message }
             }
+            QueryError::Timeout { .. } => {
+                ApiError { status: StatusCode::SERVICE_UNAVAILABLE, error_type: "timeout", message }
+            }
+            QueryError::Canceled { .. } => ApiError {
+                status: StatusCode::from_u16(STATUS_CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST),
+                error_type: "canceled",
+                message,
+            },
+            QueryError::QueueFull { .. } => {
+                ApiError { status: StatusCode::SERVICE_UNAVAILABLE, error_type: "unavailable", message }
+            }
         }
     }
 }
 
 impl Api {
-    /// Handlers over `engine` and `db`.
+    /// Handlers over `engine` and `db`; queries evaluate through `spawner`'s compute seam.
     pub fn new(
         engine: Engine,
         clock: Arc<dyn Clock>,
         db: Db,
         metrics: Arc<SelfMetrics>,
         request_body_size_max: usize,
+        spawner: Arc<dyn Spawner>,
     ) -> Self {
-        Api { engine, clock, db, metrics, request_body_size_max }
+        Api { engine, clock, db, metrics, request_body_size_max, spawner, rules: None, reload: None }
+    }
+
+    /// Serves `/api/v1/rules`, `/api/v1/alerts` from `manager` and `/-/reload` through `reload`.
+    pub fn with_rules(mut self, manager: Arc<Manager>, reload: Arc<dyn Reload>) -> Self {
+        self.rules = Some(manager);
+        self.reload = Some(reload);
+        self
+    }
+
+    fn rule_snapshots(&self) -> Vec<crate::rules::GroupSnapshot> {
+        self.rules.as_deref().map(crate::rules::api::snapshots).unwrap_or_default()
     }
 
     /// Routes and answers one request.
@@ -96,8 +140,8 @@ impl Api {
         match path.as_str() {
             "/api/v1/query" | "/api/v1/query_range" if readable || method == Method::POST => {
                 let result = match self.params(request).await {
-                    Ok(params) if path == "/api/v1/query" => self.query(&params),
-                    Ok(params) => self.query_range(&params),
+                    Ok(params) if path == "/api/v1/query" => self.query(&params).await,
+                    Ok(params) => self.query_range(&params).await,
                     Err(error) => Err(error),
                 };
                 match result {
@@ -126,6 +170,35 @@ impl Api {
                     }
                 }
             }
+            "/api/v1/rules" if readable => {
+                let pairs: Vec<(String, String)> =
+                    form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+                match crate::rules::api::RulesFilter::from_pairs(&pairs) {
+                    Ok(filter) => respond(
+                        StatusCode::OK,
+                        "application/json",
+                        crate::rules::api::rules_body(&self.rule_snapshots(), &filter),
+                    ),
+                    Err(message) => {
+                        respond(StatusCode::BAD_REQUEST, "application/json", json::error("bad_data", &message))
+                    }
+                }
+            }
+            "/api/v1/alerts" if readable => {
+                respond(StatusCode::OK, "application/json", crate::rules::api::alerts_body(&self.rule_snapshots()))
+            }
+            // As Prometheus with --web.enable-lifecycle (always on here).
+            "/-/reload" if method == Method::POST || method == Method::PUT => {
+                match self.reload.as_deref().map(Reload::reload) {
+                    Some(Err(message)) => {
+                        respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", format!("{message}\n"))
+                    }
+                    _ => respond(StatusCode::OK, "text/plain", String::new()),
+                }
+            }
+            "/-/reload" => {
+                respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Only POST or PUT requests allowed\n".to_string())
+            }
             "/-/healthy" if readable => respond(StatusCode::OK, "text/plain", "Engine is Healthy.\n".to_string()),
             // Queries keep working while writes are refused (a full disk, say): not ready for writes.
             "/-/ready" if readable && self.db.stats().ready_for_writes => {
@@ -137,11 +210,14 @@ impl Api {
                 "Engine is not ready for writes: the last WAL write failed.\n".to_string(),
             ),
             "/metrics" if readable => {
-                respond(StatusCode::OK, TEXT_FORMAT_CONTENT_TYPE, self.metrics.render(&self.db.stats()))
+                let body = self.metrics.render(&self.db.stats(), &self.engine.stats());
+                respond(StatusCode::OK, TEXT_FORMAT_CONTENT_TYPE, body)
             }
             "/api/v1/query"
             | "/api/v1/query_range"
             | "/api/v1/status/tsdb"
+            | "/api/v1/rules"
+            | "/api/v1/alerts"
             | "/-/healthy"
             | "/-/ready"
             | "/metrics" => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Method Not Allowed\n".to_string()),
@@ -178,25 +254,58 @@ impl Api {
         Ok(params)
     }
 
-    fn query(&self, params: &Params) -> Result<String, ApiError> {
-        let query = required(params, "query")?;
+    async fn query(&self, params: &Params) -> Result<String, ApiError> {
+        let query = required(params, "query")?.to_string();
         let time_ms = match params.get("time") {
             Some(text) => time_param("time", text)?,
             None => self.clock.now_ms(),
         };
-        optional_timeout(params)?;
-        Ok(json::success(&self.engine.instant_query(query, time_ms)?))
+        let control = self.engine.control(optional_timeout(params)?);
+        let value =
+            self.evaluate(control, move |engine, control| engine.instant_query_with(&query, time_ms, control)).await?;
+        Ok(json::success(&value))
     }
 
-    fn query_range(&self, params: &Params) -> Result<String, ApiError> {
-        let query = required(params, "query")?;
+    async fn query_range(&self, params: &Params) -> Result<String, ApiError> {
+        let query = required(params, "query")?.to_string();
         let start_ms = time_param("start", required(params, "start")?)?;
         let end_ms = time_param("end", required(params, "end")?)?;
         let step_text = required(params, "step")?;
         let step_ms = params::parse_duration_param_ms(step_text)
             .map_err(|error| ApiError::bad_data(format!("invalid parameter \"step\": {error}")))?;
-        optional_timeout(params)?;
-        Ok(json::success(&self.engine.range_query(query, start_ms, end_ms, step_ms)?))
+        let control = self.engine.control(optional_timeout(params)?);
+        let value = self
+            .evaluate(control, move |engine, control| {
+                engine.range_query_with(&query, start_ms, end_ms, step_ms, control)
+            })
+            .await?;
+        Ok(json::success(&value))
+    }
+
+    /// Admits the query (waiting counts against its deadline), runs `work` on the compute
+    /// seam holding the permit, and awaits its answer. Dropping this future (the client went
+    /// away) cancels the evaluation through the guard.
+    async fn evaluate<F>(&self, control: QueryControl, work: F) -> Result<Value, QueryError>
+    where
+        F: FnOnce(&Engine, &QueryControl) -> Result<Value, QueryError> + Send + 'static,
+    {
+        let guard: CancelGuard = control.cancel.guard();
+        let permit = self.engine.admit(&control).await?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let engine = self.engine.clone();
+        self.spawner.spawn_compute(
+            "query",
+            Box::new(move || {
+                // The permit frees when evaluation really ends, not when the handler gives up.
+                let _permit = permit;
+                let _ = sender.send(work(&engine, &control));
+            }),
+        );
+        let result = receiver
+            .await
+            .unwrap_or_else(|_| Err(QueryError::Execution("query evaluation ended without an answer".to_string())));
+        guard.disarm();
+        result
     }
 }
 
@@ -211,14 +320,17 @@ fn time_param(name: &str, text: &str) -> Result<i64, ApiError> {
     params::parse_time_ms(text).map_err(|error| ApiError::bad_data(format!("invalid parameter \"{name}\": {error}")))
 }
 
-/// Validates `timeout`; evaluation is synchronous and bounded by the sample limit, so the value
-/// itself is not yet enforced.
-fn optional_timeout(params: &Params) -> Result<(), ApiError> {
-    if let Some(text) = params.get("timeout") {
-        params::parse_duration_param_ms(text)
-            .map_err(|error| ApiError::bad_data(format!("invalid parameter \"timeout\": {error}")))?;
-    }
-    Ok(())
+/// The request's `timeout`, ms, if given (Prometheus' `parseDuration`: seconds or a duration);
+/// negative values are refused as Prometheus refuses them.
+fn optional_timeout(params: &Params) -> Result<Option<u64>, ApiError> {
+    let Some(text) = params.get("timeout") else {
+        return Ok(None);
+    };
+    let timeout_ms = params::parse_duration_param_ms(text)
+        .map_err(|error| ApiError::bad_data(format!("invalid parameter \"timeout\": {error}")))?;
+    u64::try_from(timeout_ms)
+        .map(Some)
+        .map_err(|_| ApiError::bad_data(format!("invalid parameter \"timeout\": negative duration {text:?}")))
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -13,7 +13,7 @@ use crate::io::TokioSpawner;
 use crate::io::{Clock, MemFileSystem};
 use crate::metrics::SelfMetrics;
 use crate::model::Labels;
-use crate::promql::{Engine, EngineOptions};
+use crate::promql::{Engine, EngineOptions, QueryControl, QueryError};
 use crate::storage::Appendable;
 use crate::tsdb::{Db, DbOptions};
 
@@ -36,8 +36,19 @@ async fn api() -> Api {
         }
     }
     appender.commit().await.unwrap();
-    let engine = Engine::new(Arc::new(db.clone()), EngineOptions::default());
-    Api::new(engine, Arc::new(FixedClock(1_060_000)), db, Arc::new(SelfMetrics::default()), 1024)
+    api_with(db, EngineOptions::default())
+}
+
+fn api_with(db: Db, options: EngineOptions) -> Api {
+    let engine = Engine::new(Arc::new(db.clone()), options);
+    Api::new(
+        engine,
+        Arc::new(FixedClock(1_060_000)),
+        db,
+        Arc::new(SelfMetrics::default()),
+        1024,
+        Arc::new(TokioSpawner),
+    )
 }
 
 async fn call(api: &Api, method: Method, uri: &str, form: Option<&str>) -> (StatusCode, String, String) {
@@ -166,4 +177,144 @@ async fn tsdb_status_reports_head_cardinality() {
     );
     let (status, _, body) = call(&api, Method::GET, "/api/v1/status/tsdb?limit=x", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Query limits map to Prometheus' `errorType` and status (web/api/v1/api.go
+/// `returnAPIError`, `getDefaultErrorCode`).
+#[test]
+fn query_limit_errors_map_to_prometheus_types() {
+    #[track_caller]
+    fn check(error: QueryError, status: u16, error_type: &str, message: &str) {
+        let mapped = super::ApiError::from(error);
+        assert_eq!((mapped.status.as_u16(), mapped.error_type, mapped.message.as_str()), (status, error_type, message));
+    }
+    check(QueryError::Timeout { stage: "query execution" }, 503, "timeout", "query timed out in query execution");
+    check(QueryError::Timeout { stage: "query queue" }, 503, "timeout", "query timed out in query queue");
+    check(QueryError::Canceled { stage: "query execution" }, 499, "canceled", "query was canceled in query execution");
+    check(
+        QueryError::QueueFull { concurrency_max: 1, queue_capacity_count: 4 },
+        503,
+        "unavailable",
+        "too many concurrent queries: 1 evaluating and 4 waiting (--query.max-concurrency=1); retry later",
+    );
+}
+
+#[tokio::test]
+async fn timeout_parameter_is_enforced_and_validated() {
+    let api = api().await;
+    #[track_caller]
+    fn check(got: (StatusCode, String, String), status: StatusCode, body_part: &str) {
+        assert_eq!(got.0, status, "{}", got.2);
+        assert!(got.2.contains(body_part), "{}", got.2);
+    }
+    let uri = "/api/v1/query?query=up&timeout=0s";
+    check(
+        call(&api, Method::GET, uri, None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        r#"{"status":"error","errorType":"timeout","error":"query timed out in query queue"}"#,
+    );
+    let uri = "/api/v1/query_range?query=up&start=1000&end=1030&step=15s&timeout=0";
+    check(call(&api, Method::GET, uri, None).await, StatusCode::SERVICE_UNAVAILABLE, r#""errorType":"timeout""#);
+    let uri = "/api/v1/query?query=up&timeout=-1s";
+    check(call(&api, Method::GET, uri, None).await, StatusCode::BAD_REQUEST, r#"invalid parameter \"timeout\""#);
+    let uri = "/api/v1/query?query=up&timeout=banana";
+    check(call(&api, Method::GET, uri, None).await, StatusCode::BAD_REQUEST, r#"invalid parameter \"timeout\""#);
+    let uri = "/api/v1/query?query=up&timeout=30s";
+    check(call(&api, Method::GET, uri, None).await, StatusCode::OK, r#""status":"success""#);
+}
+
+#[tokio::test]
+async fn full_query_queue_is_refused_as_unavailable() {
+    let db =
+        Db::open(Arc::new(MemFileSystem::default()), &TokioSpawner, Path::new("/db"), DbOptions::default()).unwrap();
+    let api = api_with(db, EngineOptions { query_concurrency_max: 1, ..EngineOptions::default() });
+    let control = QueryControl::unbounded();
+    let held = api.engine.admit(&control).await.unwrap();
+    let mut waiters: Vec<_> = (0..4).map(|_| Box::pin(api.engine.admit(&control))).collect();
+    for waiter in &mut waiters {
+        assert!(futures_poll_once(waiter.as_mut()).is_pending());
+    }
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/query?query=1", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains(r#""errorType":"unavailable""#) && body.contains("--query.max-concurrency=1"), "{body}");
+    // A request that waits in the queue and is dropped (client gone) leaves it.
+    drop(waiters.pop());
+    let mut request = Box::pin(call(&api, Method::GET, "/api/v1/query?query=1", None));
+    assert!(futures_poll_once(request.as_mut()).is_pending(), "waits for the held permit");
+    drop(request);
+    drop(waiters.pop());
+    drop((held, waiters));
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/query?query=1", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, _, metrics) = call(&api, Method::GET, "/metrics", None).await;
+    assert!(metrics.contains("\nprometheus_engine_queries 0\n"), "{metrics}");
+    assert!(metrics.contains("\nprometheus_engine_queries_concurrent_max 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nprometheus_engine_query_duration_seconds_count{slice=\"inner_eval\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+fn futures_poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+/// Series without end: only a deadline or a cancellation stops a query over it.
+struct Endless;
+
+impl crate::storage::Queryable for Endless {
+    fn querier(&self, _: i64, _: i64) -> Result<Box<dyn crate::storage::Querier>, crate::storage::StorageError> {
+        Ok(Box::new(Endless))
+    }
+}
+
+impl crate::storage::Querier for Endless {
+    fn select(
+        &self,
+        _hints: Option<&crate::storage::SelectHints>,
+        _matchers: &[crate::model::Matcher],
+    ) -> crate::storage::SeriesSet<'_> {
+        Box::new((0u64..).map(|index| {
+            Ok(crate::storage::Series {
+                labels: Labels::from_pairs([("__name__", "endless".to_string()), ("index", index.to_string())]),
+                samples: vec![crate::model::Sample { timestamp_ms: 1_000_000, value: 1.0 }],
+            })
+        }))
+    }
+    fn label_names(&self, _: &[crate::model::Matcher]) -> Result<Vec<String>, crate::storage::StorageError> {
+        Ok(Vec::new())
+    }
+    fn label_values(&self, _: &str, _: &[crate::model::Matcher]) -> Result<Vec<String>, crate::storage::StorageError> {
+        Ok(Vec::new())
+    }
+}
+
+/// On the compute pool a never-ending evaluation leaves the runtime free for other requests,
+/// and dropping its handler (the client went away) cancels it and frees its slot.
+#[tokio::test]
+async fn pooled_query_keeps_the_runtime_responsive_and_stops_when_dropped() {
+    let db =
+        Db::open(Arc::new(MemFileSystem::default()), &TokioSpawner, Path::new("/db"), DbOptions::default()).unwrap();
+    let options = EngineOptions { query_samples_max: usize::MAX, ..EngineOptions::default() };
+    let engine = Engine::new(Arc::new(Endless), options);
+    let spawner = Arc::new(crate::io::PooledSpawner::new(crate::io::ComputePool::new(2).unwrap()));
+    let api = Api::new(engine, Arc::new(FixedClock(1_060_000)), db, Arc::new(SelfMetrics::default()), 1024, spawner);
+    let mut endless = Box::pin(call(&api, Method::GET, "/api/v1/query?query=count(endless)", None));
+    // Inline, this poll would never return; on the pool the query is running elsewhere.
+    assert!(futures_poll_once(endless.as_mut()).is_pending());
+    assert_eq!(api.engine.stats().queries_running_count, 1);
+    let (status, _, _) = call(&api, Method::GET, "/-/healthy", None).await;
+    assert_eq!(status, StatusCode::OK);
+    drop(endless);
+    // The evaluation sees the flag within POLL_INTERVAL_COUNT series and frees its permit.
+    let mut attempt_count = 0;
+    while api.engine.stats().queries_running_count > 0 {
+        attempt_count += 1;
+        assert!(attempt_count < 10_000, "the canceled evaluation never stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // A deadline stops the same query with Prometheus' timeout error.
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/query?query=count(endless)&timeout=20ms", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, r#"{"status":"error","errorType":"timeout","error":"query timed out in query execution"}"#);
 }

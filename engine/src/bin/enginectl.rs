@@ -1,7 +1,9 @@
 //! Command-line tool for the engine, in the role promtool plays for Prometheus.
 //!
-//! - `enginectl check config FILE...` validates configuration files and exits non-zero on the
-//!   first invalid one.
+//! - `enginectl check config FILE...` validates configuration files and the rule files they
+//!   reference, and exits non-zero when any is invalid.
+//! - `enginectl check rules FILE...` validates rule files with promtool's wording
+//!   (`Checking F`, `  SUCCESS: N rules found`, `  FAILED:` and the errors) and exit codes.
 //! - `enginectl tsdb list DIR`, `tsdb dump DIR`, `tsdb analyze DIR` read the blocks of a data
 //!   directory (this engine's, Prometheus' or promtool's) as promtool's commands of the same
 //!   names do; `dump` prints promtool's line format. They read blocks only, never the WAL, and
@@ -25,6 +27,7 @@ use engine::tsdb::backfill::{create_blocks_from_openmetrics, BackfillOptions};
 use engine::tsdb::block::{Block, BlockMeta, Ulid};
 
 const USAGE: &str = "usage: enginectl check config FILE...
+       enginectl check rules FILE...
        enginectl tsdb list [-r] DIR
        enginectl tsdb dump DIR
        enginectl tsdb analyze DIR
@@ -34,6 +37,17 @@ fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     match arguments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["check", "config", files @ ..] if !files.is_empty() => check_config(files),
+        ["check", "rules", files @ ..] if !files.is_empty() => {
+            let mut failed = false;
+            for file in files {
+                failed |= !check_rules_file(Path::new(file));
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         ["tsdb", "create-blocks-from", "openmetrics", rest @ ..] => match Backfill::parse(rest) {
             Ok(backfill) => report(backfill.run()),
             Err(error) => {
@@ -262,7 +276,25 @@ fn check_config(files: &[&str]) -> ExitCode {
             .map_err(|error| format!("read {file}: {error}"))
             .and_then(|bytes| String::from_utf8(bytes).map_err(|error| format!("{file} is not UTF-8: {error}")));
         match text.and_then(|text| config::parse(&text).map_err(|error| error.to_string())) {
-            Ok(config) => println!("  SUCCESS: {}", config.summary()),
+            Ok(config) => {
+                println!("  SUCCESS: {}", config.summary());
+                let base_dir = Path::new(file).parent().unwrap_or(Path::new(""));
+                match engine::rules::file::resolve_rule_files(&RealFileSystem, base_dir, &config.rule_files) {
+                    Ok(rule_files) => {
+                        if !rule_files.is_empty() {
+                            println!("  SUCCESS: {} rule files found", rule_files.len());
+                        }
+                        println!();
+                        for rule_file in rule_files {
+                            failed |= !check_rules_file(&rule_file);
+                        }
+                    }
+                    Err(error) => {
+                        println!("  FAILED: {error}");
+                        failed = true;
+                    }
+                }
+            }
             Err(error) => {
                 println!("  FAILED: {error}");
                 failed = true;
@@ -273,6 +305,26 @@ fn check_config(files: &[&str]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// promtool's `check rules` for one file: true when valid.
+fn check_rules_file(path: &Path) -> bool {
+    println!("Checking {}", path.display());
+    match engine::rules::file::load_rule_file(&RealFileSystem, path) {
+        Ok(file) => {
+            println!("  SUCCESS: {} rules found", file.rule_count());
+            println!();
+            true
+        }
+        Err(errors) => {
+            eprintln!("  FAILED:");
+            for error in errors {
+                eprintln!("{error}");
+            }
+            println!();
+            false
+        }
     }
 }
 

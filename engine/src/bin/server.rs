@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use engine::config;
@@ -39,6 +40,20 @@ const USAGE: &str = "usage: server [flags]
                                 versions read it), lz4 (this engine only), none
   --query.lookback-delta=DUR    lookback for instant selectors (default: 5m)
   --query.max-samples=N         most samples one query may load (default: 50000000)
+  --query.timeout=DUR           longest a query may take, queue wait included; a request's
+                                timeout parameter can only shorten it (default: 2m; 0: none)
+  --query.max-concurrency=N     most queries evaluating at once, each on its own compute thread;
+                                up to 4 x N more wait, the rest are refused (default: 20)
+  --web.external-url=URL        URL the engine is reached at, for alert generator URLs
+                                (default: http://localhost:<listen port>)
+  --rules.alert.resend-delay=DUR
+                                least time between two sends of a firing alert (default: 1m)
+  --rules.alert.for-outage-tolerance=DUR
+                                longest outage after which 'for' state is still restored (default: 1h)
+  --rules.alert.for-grace-period=DUR
+                                least time a restored alert stays pending (default: 10m)
+  --rules.max-concurrent-evals=N
+                                rule groups evaluated at once (default: 4)
   --log.level=LEVEL             error, warn, info, debug (default: info)
   -h, --help                    this text
   --version                     print the version";
@@ -58,7 +73,10 @@ struct Flags {
     listen_address: String,
     lookback_delta: Option<String>,
     query_samples_max: Option<usize>,
+    query_timeout: Option<String>,
+    query_concurrency_max: Option<usize>,
     log_level: tracing::Level,
+    rules: server::RuleFlags,
 }
 
 fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option<Flags>> {
@@ -77,7 +95,10 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         listen_address: "0.0.0.0:9090".to_string(),
         lookback_delta: None,
         query_samples_max: None,
+        query_timeout: None,
+        query_concurrency_max: None,
         log_level: tracing::Level::INFO,
+        rules: server::RuleFlags::default(),
     };
     let mut arguments = arguments.peekable();
     while let Some(argument) = arguments.next() {
@@ -130,10 +151,29 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
             "--storage.tsdb.max-block-duration" => flags.block_duration_max = Some(value()?),
             "--web.listen-address" => flags.listen_address = value()?,
             "--query.lookback-delta" => flags.lookback_delta = Some(value()?),
+            "--query.timeout" => flags.query_timeout = Some(value()?),
+            "--query.max-concurrency" => {
+                let text = value()?;
+                let count: usize =
+                    text.parse().with_context(|| format!("--query.max-concurrency: not a count: {text:?}"))?;
+                if count == 0 {
+                    bail!("--query.max-concurrency: must be at least 1");
+                }
+                flags.query_concurrency_max = Some(count);
+            }
             "--query.max-samples" => {
                 let text = value()?;
                 flags.query_samples_max =
                     Some(text.parse().with_context(|| format!("--query.max-samples: not a count: {text:?}"))?);
+            }
+            "--web.external-url" => flags.rules.external_url = Some(value()?),
+            "--rules.alert.resend-delay" => flags.rules.resend_delay_ms = duration_flag(&name, &value()?)?,
+            "--rules.alert.for-outage-tolerance" => flags.rules.outage_tolerance_ms = duration_flag(&name, &value()?)?,
+            "--rules.alert.for-grace-period" => flags.rules.for_grace_period_ms = duration_flag(&name, &value()?)?,
+            "--rules.max-concurrent-evals" => {
+                let text = value()?;
+                flags.rules.max_concurrent_evals =
+                    text.parse().with_context(|| format!("--rules.max-concurrent-evals: not a count: {text:?}"))?;
             }
             "--log.level" => {
                 let text = value()?;
@@ -143,6 +183,10 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         }
     }
     Ok(Some(flags))
+}
+
+fn duration_flag(name: &str, text: &str) -> anyhow::Result<i64> {
+    config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("{name}: {error}"))
 }
 
 /// The retention and block-duration flags, and whether the deprecated `--storage.tsdb.retention`
@@ -206,6 +250,10 @@ fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_max_level(flags.log_level).with_target(false).with_writer(std::io::stderr).init();
     let config = load_config(&flags)?;
     let mut options = ServerOptions::new(config, flags.storage_path.clone(), flags.listen_address.clone());
+    options.config_path = flags.config_file.clone();
+    options.rules = flags.rules.clone();
+    let reload_trigger = Arc::new(tokio::sync::Notify::new());
+    options.reload_trigger = Some(reload_trigger.clone());
     if let Some(text) = &flags.lookback_delta {
         options.engine.lookback_delta_ms =
             config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("--query.lookback-delta: {error}"))?;
@@ -240,15 +288,34 @@ fn run() -> anyhow::Result<()> {
     if let Some(count) = flags.query_samples_max {
         options.engine.query_samples_max = count;
     }
+    if let Some(text) = &flags.query_timeout {
+        let timeout_ms =
+            config::parse_duration_ms(text).map_err(|error| anyhow::anyhow!("--query.timeout: {error}"))?;
+        options.engine.query_timeout_ms =
+            u64::try_from(timeout_ms).map_err(|_| anyhow::anyhow!("--query.timeout: negative duration {text:?}"))?;
+    }
+    if let Some(count) = flags.query_concurrency_max {
+        options.engine.query_concurrency_max = count;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("start tokio runtime")?;
     runtime.block_on(async move {
-        let env = Env::real(startup_seed());
+        // One compute thread per query slot: an admitted query never waits for a thread.
+        let env = Env::real_with_compute(startup_seed(), options.engine.query_concurrency_max);
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install SIGTERM handler")?;
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("install SIGHUP handler")?;
+        // SIGHUP reloads the configuration (rules), as Prometheus.
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("received SIGHUP, reloading");
+                reload_trigger.notify_one();
+            }
+        });
         // Every commit is already durable, so stopping needs no flush: just stop serving.
         tokio::select! {
             biased;

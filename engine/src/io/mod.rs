@@ -7,7 +7,9 @@
 //! which turmoil virtualises; wall time (sample timestamps) comes only from [`Clock`].
 //!
 //! `clippy.toml` forbids the OS entry points (std clock, threads, std/tokio fs, std/tokio
-//! sockets, OS randomness) everywhere; this module is the one place allowed to use them.
+//! sockets, OS randomness) everywhere; this module is the one place allowed to use them. Its
+//! only threads are the real `Env`'s compute pool ([`ComputePool`]), which runs long synchronous
+//! work (PromQL evaluation) off the tokio workers; the simulator's `Env` runs that work inline.
 
 pub mod clock;
 pub mod fs;
@@ -23,7 +25,7 @@ pub use fs::{AppendFile, FileLock, FileSystem, RealFileSystem};
 pub use mem_fs::MemFileSystem;
 pub use net::{BoxConnection, Connection, Listener, Network, RealNetwork};
 pub use rng::RandomStreams;
-pub use spawn::{Spawner, TokioSpawner};
+pub use spawn::{ComputePool, PooledSpawner, Spawner, TokioSpawner, Work};
 
 /// Handles to the outside world, cloned into every component.
 #[derive(Clone)]
@@ -41,14 +43,29 @@ pub struct Env {
 }
 
 impl Env {
-    /// The operating system's clock, disk and sockets, tokio's spawner, and random streams seeded
-    /// from `seed` (the server takes it from the clock at start unless a flag pins it).
+    /// The operating system's clock, disk and sockets, tokio's spawner with a compute pool of
+    /// `promql::QUERY_CONCURRENCY_MAX_DEFAULT` threads, and random streams seeded from `seed`
+    /// (the server takes it from the clock at start unless a flag pins it).
     pub fn real(seed: u64) -> Env {
+        Env::real_with_compute(seed, crate::promql::QUERY_CONCURRENCY_MAX_DEFAULT)
+    }
+
+    /// [`Env::real`] with a compute pool of `compute_thread_count` threads (the server passes
+    /// `--query.max-concurrency`, so every admitted query has a thread). Should the OS refuse
+    /// the threads, compute work runs inline (logged), as before the pool existed.
+    pub fn real_with_compute(seed: u64, compute_thread_count: usize) -> Env {
+        let spawner: Arc<dyn Spawner> = match ComputePool::new(compute_thread_count) {
+            Ok(pool) => Arc::new(PooledSpawner::new(pool)),
+            Err(error) => {
+                tracing::warn!(%error, "start compute pool; queries evaluate on the async workers");
+                Arc::new(TokioSpawner)
+            }
+        };
         Env {
             clock: Arc::new(RealClock),
             fs: Arc::new(RealFileSystem),
             net: Arc::new(RealNetwork),
-            spawner: Arc::new(TokioSpawner),
+            spawner,
             random: RandomStreams::new(seed),
         }
     }

@@ -18,7 +18,12 @@
 //! - Output order never depends on hash order: series keep insertion order (instant queries
 //!   keep the order the last operation produced, as Prometheus does), range results are sorted.
 //!
-//! Concurrency: an [`Evaluator`] belongs to one query on one task.
+//! - The query's deadline and cancel flag ([`Poller`]) are polled every `POLL_INTERVAL_COUNT`
+//!   units of work: a series read (selectors, subquery windows) is one unit, a step of
+//!   [`Evaluator::range_eval`] one per input series, so a query over a million series stops
+//!   within milliseconds and cheap steps pay no clock read.
+//!
+//! Concurrency: an [`Evaluator`] belongs to one query on one thread.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
@@ -28,6 +33,7 @@ use promql_parser::label::{MatchOp, Matcher as ParserMatcher};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
 
+use super::control::Poller;
 use super::{EngineOptions, InstantSample, QueryError, RangeSeries, Value};
 use crate::model::{is_stale_nan, Labels, MatchKind, Matcher, Sample, METRIC_NAME_LABEL};
 use crate::storage::Querier;
@@ -151,6 +157,8 @@ pub(super) struct Window<'w> {
 
 pub(super) struct Evaluator<'a> {
     querier: &'a dyn Querier,
+    /// The query's deadline and cancel flag.
+    poller: &'a Poller<'a>,
     pub(super) options: &'a EngineOptions,
     pub(super) range: EvalRange,
     /// The outermost query's start and end, for `@ start()` / `@ end()`.
@@ -164,9 +172,15 @@ pub(super) struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
-    pub(super) fn new(querier: &'a dyn Querier, options: &'a EngineOptions, range: EvalRange) -> Self {
+    pub(super) fn new(
+        querier: &'a dyn Querier,
+        options: &'a EngineOptions,
+        range: EvalRange,
+        poller: &'a Poller<'a>,
+    ) -> Self {
         Evaluator {
             querier,
+            poller,
             options,
             range,
             query_start_ms: range.start_ms,
@@ -290,7 +304,10 @@ impl<'a> Evaluator<'a> {
         let mut output: Vec<Series> = Vec::new();
         let step_count = self.range.step_count();
         let mut step_args: Vec<StepArg<'v>> = Vec::with_capacity(args.len());
+        // A step costs about one unit per input series: weigh the poll by it.
+        let step_weight_count = 1 + cursors.iter().map(Vec::len).sum::<usize>();
         for (step_index, step_ms) in self.range.steps().enumerate() {
+            self.poller.tick_by(step_weight_count)?;
             step_args.clear();
             for (arg, cursors) in args.iter().zip(cursors.iter_mut()) {
                 step_args.push(match arg {
@@ -394,7 +411,7 @@ impl<'a> Evaluator<'a> {
         let querier = self.querier;
         let samples_max = self.options.query_samples_max;
         let held_count = self.samples_current_count;
-        select(querier, selector, &mut |series| {
+        select(querier, self.poller, selector, &mut |series| {
             let mut points = Vec::new();
             let mut next_index = 0;
             for &(step_ms, reference_ms) in &references {
@@ -459,8 +476,9 @@ impl<'a> Evaluator<'a> {
                 let at_ms = self.at_ms(&selector.vs.at);
                 let offset = offset_ms(&selector.vs.offset);
                 let querier = self.querier;
+                let poller = self.poller;
                 // Series stream in one at a time; only the current one's samples are held.
-                select(querier, &selector.vs, &mut |storage_series| {
+                select(querier, poller, &selector.vs, &mut |storage_series| {
                     let samples: Vec<Sample> =
                         storage_series.samples.into_iter().filter(|sample| !is_stale_nan(sample.value)).collect();
                     let series = Series { labels: storage_series.labels, drop_name: false, points: samples };
@@ -479,6 +497,10 @@ impl<'a> Evaluator<'a> {
                 let held: usize = inner.iter().map(|series| series.points.len()).sum();
                 let mut outcome = Ok(());
                 for series in &inner {
+                    if let Err(error) = self.poller.tick() {
+                        outcome = Err(error);
+                        break;
+                    }
                     let windows = |step_ms: i64| {
                         let end_ms = at_ms.unwrap_or(step_ms).saturating_sub(offset);
                         window(&series.points, end_ms, range_ms, step_ms)
@@ -541,6 +563,7 @@ impl<'a> Evaluator<'a> {
 /// Streams the series matching the selector (all its `or` groups) to `visit`, each once.
 fn select(
     querier: &dyn Querier,
+    poller: &Poller<'_>,
     selector: &VectorSelector,
     visit: &mut dyn FnMut(crate::storage::Series) -> Result<(), QueryError>,
 ) -> Result<(), QueryError> {
@@ -558,6 +581,7 @@ fn select(
                 matchers.push(convert(MatchKind::Equal, METRIC_NAME_LABEL, name)?);
             }
             for series in querier.select(None, &matchers) {
+                poller.tick()?;
                 let series = series.map_err(|error| QueryError::Storage(error.to_string()))?;
                 if several_groups {
                     if seen.contains(&series.labels) {

@@ -17,11 +17,18 @@
 //! series of a range query, and the samples held in memory (counted while series stream in).
 //! Error messages quote at most a bounded prefix of the query.
 //!
-//! Concurrency: an [`Engine`] is immutable and shared; each query opens one querier and
-//! evaluates on the calling task.
+//! Limits in time and number ([`control`]): a query stops at its deadline
+//! (`--query.timeout`, or the request's smaller `timeout`) or when its client goes away
+//! (a [`CancelFlag`]), polled by the evaluator; a [`QueryGate`] bounds how many evaluate at once
+//! (`--query.max-concurrency`) with a bounded queue in front.
+//!
+//! Concurrency: an [`Engine`] is immutable and shared (its gate and counters are atomics); each
+//! query opens one querier and evaluates synchronously on the calling thread: the API runs it
+//! on the compute pool (`io::Spawner::spawn_compute`), so tokio workers stay responsive.
 
 mod aggregate;
 mod binary;
+pub mod control;
 mod eval;
 mod functions;
 pub mod series_notation;
@@ -31,6 +38,7 @@ use std::sync::Arc;
 
 use crate::storage::Queryable;
 
+pub use control::{CancelFlag, CancelGuard, EngineStats, QueryControl, QueryGate, QueryPermit};
 pub use value::{InstantSample, RangeSeries, Value};
 
 /// Default lookback window for instant selectors (Prometheus `--query.lookback-delta`).
@@ -42,6 +50,10 @@ pub const EXPRESSION_DEPTH_MAX_DEFAULT: usize = 256;
 pub const QUERY_SIZE_MAX_DEFAULT: usize = 1 << 20;
 /// Longest part of a query or parser message an error quotes.
 pub const ERROR_QUOTE_SIZE_MAX: usize = 256;
+/// Prometheus' `--query.timeout` default: 2 minutes.
+pub const QUERY_TIMEOUT_MS_DEFAULT: u64 = 2 * 60 * 1000;
+/// Prometheus' `--query.max-concurrency` default.
+pub const QUERY_CONCURRENCY_MAX_DEFAULT: usize = 20;
 
 /// Query engine settings.
 #[derive(Clone, Debug)]
@@ -56,6 +68,12 @@ pub struct EngineOptions {
     pub expression_depth_max: usize,
     /// Longest query text, in bytes.
     pub query_size_max: usize,
+    /// Longest a query may take, queue wait included (Prometheus `--query.timeout`); 0 means no
+    /// limit. A request's `timeout` parameter can only shorten it.
+    pub query_timeout_ms: u64,
+    /// Most queries evaluating at once (Prometheus `--query.max-concurrency`); the rest wait in
+    /// a bounded queue ([`QueryGate`]).
+    pub query_concurrency_max: usize,
 }
 
 impl Default for EngineOptions {
@@ -66,12 +84,14 @@ impl Default for EngineOptions {
             range_points_per_series_max: crate::limits::RANGE_POINTS_PER_SERIES_MAX,
             expression_depth_max: EXPRESSION_DEPTH_MAX_DEFAULT,
             query_size_max: QUERY_SIZE_MAX_DEFAULT,
+            query_timeout_ms: QUERY_TIMEOUT_MS_DEFAULT,
+            query_concurrency_max: QUERY_CONCURRENCY_MAX_DEFAULT,
         }
     }
 }
 
 /// Why a query failed. The API maps each variant to Prometheus' `errorType` and status.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum QueryError {
     /// The expression does not parse, or has the wrong type for the request (`bad_data`, 400).
     #[error("{0}")]
@@ -105,6 +125,30 @@ pub enum QueryError {
     /// The store failed while the query read it (`internal`, 500).
     #[error("read series: {0}")]
     Storage(String),
+    /// The deadline passed at `stage` (`timeout`, 503), worded as Prometheus' `ErrQueryTimeout`.
+    #[error("query timed out in {stage}")]
+    Timeout {
+        /// [`control::STAGE_QUEUE`] or [`control::STAGE_EXECUTION`].
+        stage: &'static str,
+    },
+    /// The client went away at `stage` (`canceled`, 499), worded as Prometheus'
+    /// `ErrQueryCanceled`.
+    #[error("query was canceled in {stage}")]
+    Canceled {
+        /// [`control::STAGE_QUEUE`] or [`control::STAGE_EXECUTION`].
+        stage: &'static str,
+    },
+    /// Every permit is taken and the queue is full (`unavailable`, 503).
+    #[error(
+        "too many concurrent queries: {concurrency_max} evaluating and {queue_capacity_count} waiting \
+         (--query.max-concurrency={concurrency_max}); retry later"
+    )]
+    QueueFull {
+        /// Permits (`--query.max-concurrency`).
+        concurrency_max: usize,
+        /// Queries that may wait for a permit.
+        queue_capacity_count: usize,
+    },
 }
 
 /// Warnings and infos a query produced, with Prometheus' texts (without the position suffix:
@@ -122,12 +166,38 @@ pub struct Annotations {
 pub struct Engine {
     queryable: Arc<dyn Queryable>,
     options: EngineOptions,
+    /// Shared by every clone, so the API and the rules take permits from one pool.
+    gate: Arc<QueryGate>,
 }
 
 impl Engine {
     /// An engine reading from `queryable`.
     pub fn new(queryable: Arc<dyn Queryable>, options: EngineOptions) -> Self {
-        Engine { queryable, options }
+        let gate = Arc::new(QueryGate::new(options.query_concurrency_max));
+        Engine { queryable, options, gate }
+    }
+
+    /// A control for one query: the deadline is `--query.timeout` from now, or
+    /// `request_timeout_ms` from now when that is smaller (Prometheus keeps both contexts, so
+    /// the smaller wins).
+    pub fn control(&self, request_timeout_ms: Option<u64>) -> QueryControl {
+        let engine_timeout_ms = Some(self.options.query_timeout_ms).filter(|timeout_ms| *timeout_ms > 0);
+        match (engine_timeout_ms, request_timeout_ms) {
+            (None, None) => QueryControl::unbounded(),
+            (Some(timeout_ms), None) | (None, Some(timeout_ms)) => QueryControl::with_timeout_ms(timeout_ms),
+            (Some(engine_ms), Some(request_ms)) => QueryControl::with_timeout_ms(engine_ms.min(request_ms)),
+        }
+    }
+
+    /// Waits for an evaluation slot (`--query.max-concurrency`) until `control`'s deadline;
+    /// hold the permit while evaluating.
+    pub async fn admit(&self, control: &QueryControl) -> Result<QueryPermit, QueryError> {
+        self.gate.admit(control).await
+    }
+
+    /// The query metrics (`prometheus_engine_*`).
+    pub fn stats(&self) -> EngineStats {
+        self.gate.stats()
     }
 
     /// The settings in force.
@@ -146,11 +216,40 @@ impl Engine {
         self.range_query_annotated(query, start_ms, end_ms, step_ms).map(|(value, _)| value)
     }
 
+    /// [`Engine::instant_query`] stopping at `control`'s deadline or cancel flag. Takes no
+    /// permit: callers that must respect `--query.max-concurrency` call [`Engine::admit`] first.
+    pub fn instant_query_with(&self, query: &str, time_ms: i64, control: &QueryControl) -> Result<Value, QueryError> {
+        self.instant_query_annotated_with(query, time_ms, control).map(|(value, _)| value)
+    }
+
+    /// [`Engine::range_query`] stopping at `control`'s deadline or cancel flag; see
+    /// [`Engine::instant_query_with`].
+    pub fn range_query_with(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        control: &QueryControl,
+    ) -> Result<Value, QueryError> {
+        self.range_query_annotated_with(query, start_ms, end_ms, step_ms, control).map(|(value, _)| value)
+    }
+
     /// [`Engine::instant_query`] with the warnings and infos the evaluation produced.
     pub fn instant_query_annotated(&self, query: &str, time_ms: i64) -> Result<(Value, Annotations), QueryError> {
+        self.instant_query_annotated_with(query, time_ms, &QueryControl::unbounded())
+    }
+
+    /// [`Engine::instant_query_with`] with the warnings and infos the evaluation produced.
+    pub fn instant_query_annotated_with(
+        &self,
+        query: &str,
+        time_ms: i64,
+        control: &QueryControl,
+    ) -> Result<(Value, Annotations), QueryError> {
         let expr = self.parse(query)?;
         let range = eval::EvalRange { start_ms: time_ms, end_ms: time_ms, step_ms: 0 };
-        self.evaluate(&expr, range, false)
+        self.evaluate(&expr, range, false, control)
     }
 
     /// [`Engine::range_query`] with the warnings and infos the evaluation produced.
@@ -160,6 +259,18 @@ impl Engine {
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
+    ) -> Result<(Value, Annotations), QueryError> {
+        self.range_query_annotated_with(query, start_ms, end_ms, step_ms, &QueryControl::unbounded())
+    }
+
+    /// [`Engine::range_query_with`] with the warnings and infos the evaluation produced.
+    pub fn range_query_annotated_with(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        control: &QueryControl,
     ) -> Result<(Value, Annotations), QueryError> {
         if step_ms <= 0 {
             return Err(QueryError::BadData(
@@ -177,7 +288,7 @@ impl Engine {
         }
         let expr = self.parse(query)?;
         let range = eval::EvalRange { start_ms, end_ms, step_ms };
-        self.evaluate(&expr, range, true)
+        self.evaluate(&expr, range, true, control)
     }
 
     fn evaluate(
@@ -185,6 +296,22 @@ impl Engine {
         expr: &promql_parser::parser::Expr,
         range: eval::EvalRange,
         is_range_query: bool,
+        control: &QueryControl,
+    ) -> Result<(Value, Annotations), QueryError> {
+        let poller = control::Poller::new(control);
+        poller.check()?;
+        let started = tokio::time::Instant::now();
+        let result = self.evaluate_polled(expr, range, is_range_query, &poller);
+        self.gate.observe_inner_eval(started.elapsed());
+        result
+    }
+
+    fn evaluate_polled(
+        &self,
+        expr: &promql_parser::parser::Expr,
+        range: eval::EvalRange,
+        is_range_query: bool,
+        poller: &control::Poller<'_>,
     ) -> Result<(Value, Annotations), QueryError> {
         // One querier, covering every selector's reach, serves the whole query.
         let (min_time_ms, max_time_ms) = eval::time_bounds(expr, range, self.options.lookback_delta_ms);
@@ -192,7 +319,7 @@ impl Engine {
             .queryable
             .querier(min_time_ms.saturating_add(1).min(max_time_ms), max_time_ms)
             .map_err(|error| QueryError::Storage(error.to_string()))?;
-        let mut evaluator = eval::Evaluator::new(querier.as_ref(), &self.options, range);
+        let mut evaluator = eval::Evaluator::new(querier.as_ref(), &self.options, range, poller);
         let value = evaluator.run(expr, is_range_query)?;
         Ok((value, evaluator.annotations()))
     }
@@ -415,6 +542,168 @@ mod tests {
             let _ = engine.instant_query(&query, time_ms);
             let _ = engine.range_query(&query, time_ms, time_ms.saturating_add(60_000), 15_000);
         }
+    }
+
+    /// Yields `series_count` series of one sample each, lazily, counting reads; at read
+    /// `trigger_index` it calls `on_trigger` (cancels, or sleeps past a deadline).
+    struct ManySeries {
+        series_count: usize,
+        trigger_index: usize,
+        on_trigger: Arc<dyn Fn() + Send + Sync>,
+        read_count: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl crate::storage::Querier for ManySeries {
+        fn select(
+            &self,
+            _hints: Option<&crate::storage::SelectHints>,
+            _matchers: &[crate::model::Matcher],
+        ) -> crate::storage::SeriesSet<'_> {
+            Box::new((0..self.series_count).map(move |index| {
+                if index == self.trigger_index {
+                    (self.on_trigger)();
+                }
+                self.read_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(crate::storage::Series {
+                    labels: Labels::from_pairs([("__name__", "many".to_string()), ("index", index.to_string())]),
+                    samples: vec![crate::model::Sample { timestamp_ms: 0, value: 1.0 }],
+                })
+            }))
+        }
+        fn label_names(&self, _: &[crate::model::Matcher]) -> Result<Vec<String>, crate::storage::StorageError> {
+            Ok(Vec::new())
+        }
+        fn label_values(
+            &self,
+            _: &str,
+            _: &[crate::model::Matcher],
+        ) -> Result<Vec<String>, crate::storage::StorageError> {
+            Ok(Vec::new())
+        }
+    }
+
+    struct ManyQueryable(ManySeries);
+
+    impl Queryable for ManyQueryable {
+        fn querier(&self, _: i64, _: i64) -> Result<Box<dyn crate::storage::Querier>, crate::storage::StorageError> {
+            let ManySeries { series_count, trigger_index, on_trigger, read_count } = &self.0;
+            Ok(Box::new(ManySeries {
+                series_count: *series_count,
+                trigger_index: *trigger_index,
+                on_trigger: on_trigger.clone(),
+                read_count: read_count.clone(),
+            }))
+        }
+    }
+
+    const MANY_SERIES_COUNT: usize = 200_000;
+    const TRIGGER_INDEX: usize = 5_000;
+
+    /// Runs `query` over [`MANY_SERIES_COUNT`] series with `control`; returns the result and
+    /// how many series were read.
+    fn run_many(
+        query: &str,
+        range: bool,
+        control: &QueryControl,
+        on_trigger: Arc<dyn Fn() + Send + Sync>,
+    ) -> (Result<Value, QueryError>, usize) {
+        let read_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let engine = Engine::new(
+            Arc::new(ManyQueryable(ManySeries {
+                series_count: MANY_SERIES_COUNT,
+                trigger_index: TRIGGER_INDEX,
+                on_trigger,
+                read_count: read_count.clone(),
+            })),
+            EngineOptions::default(),
+        );
+        let result = if range {
+            engine.range_query_with(query, 0, 60_000, 15_000, control)
+        } else {
+            engine.instant_query_with(query, 0, control)
+        };
+        (result, read_count.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    #[test]
+    fn control_stops_a_query_over_many_series() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let _entered = runtime.enter();
+        #[track_caller]
+        fn check(query: &str, range: bool, stop: &str, expected: QueryError) {
+            let control = match stop {
+                "past" => QueryControl {
+                    deadline: tokio::time::Instant::now().checked_sub(std::time::Duration::from_millis(1)),
+                    cancel: CancelFlag::new(),
+                },
+                "sleep" => QueryControl::with_timeout_ms(20),
+                _ => QueryControl::unbounded(),
+            };
+            let flag = control.cancel.clone();
+            let on_trigger: Arc<dyn Fn() + Send + Sync> = match stop {
+                "cancel" => Arc::new(move || flag.cancel()),
+                // Wall time passes the deadline while the query reads series.
+                "sleep" => Arc::new(|| std::thread::sleep(std::time::Duration::from_millis(40))),
+                _ => Arc::new(|| {}),
+            };
+            let (result, read_count) = run_many(query, range, &control, on_trigger);
+            assert_eq!(result.map(|value| value.type_name()), Err(expected), "{query} {stop}");
+            if stop == "past" {
+                assert_eq!(read_count, 0, "{query}: a deadline already past stops before any read");
+            } else {
+                assert!(
+                    read_count <= TRIGGER_INDEX + control::POLL_INTERVAL_COUNT as usize + 1,
+                    "{query} {stop}: {read_count} series read after the stop"
+                );
+            }
+        }
+        let timeout = QueryError::Timeout { stage: control::STAGE_EXECUTION };
+        let canceled = QueryError::Canceled { stage: control::STAGE_EXECUTION };
+        for (query, range) in [("many", false), ("sum(many)", true), ("count_over_time(many[1m])", false)] {
+            check(query, range, "past", timeout.clone());
+            check(query, range, "cancel", canceled.clone());
+            check(query, range, "sleep", timeout.clone());
+        }
+        // Subquery windows poll per inner series too (the inner selector already did).
+        check("max_over_time(many[1m:15s])", false, "cancel", canceled);
+        // Unbounded: the same query completes.
+        let (result, read_count) = run_many("count(many)", false, &QueryControl::unbounded(), Arc::new(|| {}));
+        assert_eq!(result.map(|value| value.type_name()), Ok("vector"));
+        assert_eq!(read_count, MANY_SERIES_COUNT);
+    }
+
+    /// The smaller of `--query.timeout` and the request's `timeout` wins; 0 disables the
+    /// engine's.
+    #[test]
+    fn control_takes_the_smaller_timeout() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let _entered = runtime.enter();
+        #[track_caller]
+        fn check(engine_timeout_ms: u64, request_timeout_ms: Option<u64>, expected_ms: Option<u64>) {
+            let options = EngineOptions { query_timeout_ms: engine_timeout_ms, ..EngineOptions::default() };
+            let engine = engine_with(options);
+            let before = tokio::time::Instant::now();
+            let control = engine.control(request_timeout_ms);
+            let after = tokio::time::Instant::now();
+            match (control.deadline, expected_ms) {
+                (None, None) => {}
+                (Some(deadline), Some(expected_ms)) => {
+                    let expected = std::time::Duration::from_millis(expected_ms);
+                    assert!(deadline >= before + expected && deadline <= after + expected);
+                }
+                (got, want) => panic!("deadline {got:?}, want {want:?} ms"),
+            }
+        }
+        check(120_000, None, Some(120_000));
+        check(120_000, Some(5_000), Some(5_000));
+        check(5_000, Some(120_000), Some(5_000));
+        check(0, None, None);
+        check(0, Some(7_000), Some(7_000));
+        check(120_000, Some(u64::MAX), Some(120_000));
+        // Too far to matter: a deadline centuries away, or none where the clock cannot say.
+        let engine = engine_with(EngineOptions { query_timeout_ms: 0, ..EngineOptions::default() });
+        let far = tokio::time::Instant::now() + std::time::Duration::from_secs(100 * 365 * 86_400);
+        assert!(engine.control(Some(u64::MAX)).deadline.is_none_or(|deadline| deadline > far));
     }
 
     #[test]
