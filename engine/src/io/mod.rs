@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod fs;
+pub mod http_client;
 pub mod mem_fs;
 pub mod net;
 pub mod rng;
