@@ -101,7 +101,7 @@ pub fn error(error_type: &str, message: &str) -> String {
     out
 }
 
-fn write_labels(out: &mut String, labels: &Labels) {
+pub(crate) fn write_labels(out: &mut String, labels: &Labels) {
     out.push('{');
     for (index, label) in labels.iter().enumerate() {
         if index > 0 {
@@ -149,7 +149,7 @@ pub fn format_value(value: f64) -> String {
     }
 }
 
-fn write_string(out: &mut String, text: &str) {
+pub(crate) fn write_string(out: &mut String, text: &str) {
     // serde_json escapes exactly what JSON requires; it cannot fail for a &str.
     out.push_str(&serde_json::to_string(text).unwrap_or_default());
 }

@@ -14,6 +14,7 @@
 //! Concurrency: [`Api`] is shared by all connections; handlers hold no lock across an await.
 
 pub mod json;
+pub mod meta;
 pub mod params;
 pub mod serve;
 
@@ -152,6 +153,35 @@ impl Api {
                     }
                 }
             }
+            "/api/v1/series" | "/api/v1/labels" | "/api/v1/format_query" if readable || method == Method::POST => {
+                let result = match self.pairs(request).await {
+                    Err(error) => Err(error),
+                    Ok(pairs) if path == "/api/v1/format_query" => {
+                        let query =
+                            pairs.iter().find(|(key, _)| key == "query").map_or("", |(_, value)| value.as_str());
+                        meta::format_query(&self.engine, query).map_err(ApiError::bad_data)
+                    }
+                    Ok(pairs) => meta::MetaParams::from_pairs(&self.engine, &pairs)
+                        .and_then(|params| match path.as_str() {
+                            "/api/v1/series" => meta::series(&self.db, &params),
+                            _ => meta::label_names(&self.db, &params),
+                        })
+                        .map_err(ApiError::bad_data),
+                };
+                respond_result(result)
+            }
+            label_path if readable && label_path.starts_with("/api/v1/label/") && label_path.ends_with("/values") => {
+                let encoded = &label_path["/api/v1/label/".len()..label_path.len() - "/values".len()];
+                let name = percent_decode(encoded);
+                let result = match self.pairs(request).await {
+                    Ok(pairs) => meta::MetaParams::from_pairs(&self.engine, &pairs)
+                        .and_then(|params| meta::label_values(&self.db, &name, &params))
+                        .map_err(ApiError::bad_data),
+                    Err(error) => Err(error),
+                };
+                respond_result(result)
+            }
+            "/api/v1/status/buildinfo" if readable => respond(StatusCode::OK, "application/json", meta::build_info()),
             "/api/v1/status/tsdb" if readable => {
                 let limit = match self.params(request).await {
                     Ok(params) => match params.get("limit").map(|text| text.parse::<usize>()) {
@@ -215,6 +245,10 @@ impl Api {
             }
             "/api/v1/query"
             | "/api/v1/query_range"
+            | "/api/v1/series"
+            | "/api/v1/labels"
+            | "/api/v1/format_query"
+            | "/api/v1/status/buildinfo"
             | "/api/v1/status/tsdb"
             | "/api/v1/rules"
             | "/api/v1/alerts"
@@ -252,6 +286,38 @@ impl Api {
             params.extend(form_urlencoded::parse(&body).into_owned());
         }
         Ok(params)
+    }
+
+    /// Every parameter pair in order, a POST form body's first (Go's `r.Form` puts them before
+    /// the URL's, so the body wins for single-valued parameters); repeated keys (`match[]`) kept.
+    async fn pairs<B>(&self, request: Request<B>) -> Result<Vec<(String, String)>, ApiError>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let url_pairs: Vec<(String, String)> =
+            form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+        let is_form = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+        let mut pairs = Vec::new();
+        if request.method() == Method::POST && is_form {
+            let body = Limited::new(request.into_body(), self.request_body_size_max)
+                .collect()
+                .await
+                .map_err(|error| {
+                    ApiError::bad_data(format!(
+                        "read request body (limit {} bytes): {error}",
+                        self.request_body_size_max
+                    ))
+                })?
+                .to_bytes();
+            pairs.extend(form_urlencoded::parse(&body).into_owned());
+        }
+        pairs.extend(url_pairs);
+        Ok(pairs)
     }
 
     async fn query(&self, params: &Params) -> Result<String, ApiError> {
@@ -331,6 +397,20 @@ fn optional_timeout(params: &Params) -> Result<Option<u64>, ApiError> {
     u64::try_from(timeout_ms)
         .map(Some)
         .map_err(|_| ApiError::bad_data(format!("invalid parameter \"timeout\": negative duration {text:?}")))
+}
+
+fn respond_result(result: Result<String, ApiError>) -> Response<Full<Bytes>> {
+    match result {
+        Ok(body) => respond(StatusCode::OK, "application/json", body),
+        Err(error) => respond(error.status, "application/json", json::error(error.error_type, &error.message)),
+    }
+}
+
+/// `%XX` escapes of a path segment decoded (a label name in `/api/v1/label/<name>/values`).
+fn percent_decode(text: &str) -> String {
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(format!("n={}", text.replace('+', "%2B")).as_bytes()).into_owned().collect();
+    pairs.into_iter().next().map(|(_, value)| value).unwrap_or_default()
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -318,3 +318,93 @@ async fn pooled_query_keeps_the_runtime_responsive_and_stops_when_dropped() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body, r#"{"status":"error","errorType":"timeout","error":"query timed out in query execution"}"#);
 }
+
+/// Two more series so `match[]` unions and label value lists have something to pick from.
+async fn api_with_metadata_series() -> Api {
+    let db =
+        Db::open(Arc::new(MemFileSystem::default()), &TokioSpawner, Path::new("/db"), DbOptions::default()).unwrap();
+    let mut appender = db.appender();
+    for (name, job) in [("up", "a"), ("up", "b"), ("http_requests_total", "a"), ("http_requests_total", "c")] {
+        let labels = Labels::from_pairs([("__name__", name), ("job", job), ("instance", "h:1")]);
+        appender.append(None, &labels, 1_000_000, 1.0).unwrap();
+    }
+    appender.commit().await.unwrap();
+    api_with(db, EngineOptions::default())
+}
+
+#[tokio::test]
+async fn series_answers_the_union_of_match_selectors_sorted_and_once() {
+    let api = api_with_metadata_series().await;
+    let uri = "/api/v1/series?match[]=up%7Bjob%3D%22a%22%7D&match[]=%7Bjob%3D%22a%22%7D&start=999&end=1001";
+    let (status, _, body) = call(&api, Method::GET, uri, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":[{"__name__":"http_requests_total","instance":"h:1","job":"a"},{"__name__":"up","instance":"h:1","job":"a"}]}"#
+    );
+    // Outside the time range: nothing.
+    let (_, _, body) = call(&api, Method::GET, "/api/v1/series?match[]=up&start=2000&end=3000", None).await;
+    assert_eq!(body, r#"{"status":"success","data":[]}"#);
+    // Form POST, with a limit: truncated and warned as Prometheus does.
+    let (status, _, body) = call(&api, Method::POST, "/api/v1/series", Some("match%5B%5D=up&limit=1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":[{"__name__":"up","instance":"h:1","job":"a"}],"warnings":["results truncated due to limit"]}"#
+    );
+}
+
+#[tokio::test]
+async fn series_refuses_missing_or_empty_matching_selectors() {
+    let api = api_with_metadata_series().await;
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/series", None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"status":"error","errorType":"bad_data","error":"no match[] parameter provided"}"#
+        )
+    );
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/series?match[]=%7Bjob%3D%22%22%7D", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("at least one non-empty matcher"), "{body}");
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/series?match[]=rate(up%5B1m%5D)", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("is not a series selector"), "{body}");
+    let (status, _, _) = call(&api, Method::GET, "/api/v1/series?match[]=up&start=10&end=5", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn label_names_and_values_filter_by_match_and_limit() {
+    let api = api_with_metadata_series().await;
+    let (_, _, body) = call(&api, Method::GET, "/api/v1/labels", None).await;
+    assert_eq!(body, r#"{"status":"success","data":["__name__","instance","job"]}"#);
+    let (_, _, body) = call(&api, Method::GET, "/api/v1/label/job/values", None).await;
+    assert_eq!(body, r#"{"status":"success","data":["a","b","c"]}"#);
+    let (_, _, body) = call(&api, Method::GET, "/api/v1/label/job/values?match[]=http_requests_total", None).await;
+    assert_eq!(body, r#"{"status":"success","data":["a","c"]}"#);
+    let (_, _, body) = call(&api, Method::GET, "/api/v1/label/__name__/values?limit=1", None).await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":["http_requests_total"],"warnings":["results truncated due to limit"]}"#
+    );
+    let (status, _, _) = call(&api, Method::GET, "/api/v1/label/0bad/values", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn format_query_and_buildinfo_answer_as_prometheus_shapes_them() {
+    let api = api_with_metadata_series().await;
+    let (status, _, body) =
+        call(&api, Method::GET, "/api/v1/format_query?query=sum%20by(job)(rate(up%5B5m%5D))", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, r#"{"status":"success","data":"sum by (job) (rate(up[5m]))"}"#);
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/format_query?query=sum(", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) = call(&api, Method::GET, "/api/v1/status/buildinfo", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(parsed["data"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(parsed["data"]["goVersion"].is_string());
+}

@@ -324,8 +324,9 @@ impl Engine {
         Ok((value, evaluator.annotations()))
     }
 
-    /// Checks the size and depth limits on the text, then parses.
-    fn parse(&self, query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    /// Checks the size and depth limits on the text, then parses (also for the API's
+    /// `match[]` and `format_query`, so no input can overflow the parser's stack).
+    pub(crate) fn parse(&self, query: &str) -> Result<promql_parser::parser::Expr, QueryError> {
         if query.len() > self.options.query_size_max {
             return Err(QueryError::TooLong { size: query.len(), size_max: self.options.query_size_max });
         }
