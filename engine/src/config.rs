@@ -32,6 +32,8 @@ pub struct Config {
     /// `rule_files` patterns as written (resolved against the config file's directory by
     /// `rules::file::resolve_rule_files`).
     pub rule_files: Vec<String>,
+    /// The YAML this was parsed from, as written (`/api/v1/status/config`).
+    pub source_yaml: String,
 }
 
 /// The `storage.tsdb` section.
@@ -180,7 +182,9 @@ pub fn parse(yaml: &str) -> Result<Config, ConfigError> {
     for job in &raw.scrape_configs {
         reject_unsupported(yaml, &job.unsupported_keys())?;
     }
-    resolve(raw)
+    let mut config = resolve(raw)?;
+    config.source_yaml = yaml.to_string();
+    Ok(config)
 }
 
 impl Config {
@@ -361,7 +365,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         block_duration_min_ms,
         block_duration_max_ms,
     };
-    Ok(Config { global, scrape_configs, storage, rule_files: raw.rule_files })
+    Ok(Config { global, scrape_configs, storage, rule_files: raw.rule_files, source_yaml: String::new() })
 }
 
 /// Parses a Prometheus duration (`1h30m`, `500ms`, `0`) into milliseconds

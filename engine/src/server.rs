@@ -203,6 +203,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         env: env.clone(),
         config_path: options.config_path.clone(),
         startup_config: options.config.clone(),
+        config_yaml: std::sync::Mutex::new(options.config.source_yaml.clone()),
         flags: options.rules.clone(),
         manager: manager.clone(),
     });
@@ -251,6 +252,8 @@ struct Reloader {
     env: Env,
     config_path: Option<PathBuf>,
     startup_config: Config,
+    /// The YAML of the configuration last applied.
+    config_yaml: std::sync::Mutex<String>,
     flags: RuleFlags,
     manager: Arc<Manager>,
 }
@@ -283,8 +286,13 @@ impl api::Reload for Reloader {
             }
         };
         self.apply(&config).map_err(|error| format!("failed to reload config: {error}"))?;
+        *self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.source_yaml;
         tracing::info!("completed loading of configuration file (rules only; scrape targets are not reloaded)");
         Ok(())
+    }
+
+    fn config_yaml(&self) -> String {
+        self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

@@ -41,6 +41,9 @@ use crate::tsdb::Db;
 pub trait Reload: Send + Sync {
     /// Reloads; the previous configuration stays in force on an error.
     fn reload(&self) -> Result<(), String>;
+
+    /// The YAML of the configuration in force (`/api/v1/status/config`).
+    fn config_yaml(&self) -> String;
 }
 
 /// Content type of the text exposition format served on `/metrics`.
@@ -182,6 +185,10 @@ impl Api {
                 respond_result(result)
             }
             "/api/v1/status/buildinfo" if readable => respond(StatusCode::OK, "application/json", meta::build_info()),
+            "/api/v1/status/config" if readable => {
+                let yaml = self.reload.as_deref().map(Reload::config_yaml).unwrap_or_default();
+                respond(StatusCode::OK, "application/json", meta::config_status(&yaml))
+            }
             "/api/v1/status/tsdb" if readable => {
                 let limit = match self.params(request).await {
                     Ok(params) => match params.get("limit").map(|text| text.parse::<usize>()) {
@@ -249,6 +256,7 @@ impl Api {
             | "/api/v1/labels"
             | "/api/v1/format_query"
             | "/api/v1/status/buildinfo"
+            | "/api/v1/status/config"
             | "/api/v1/status/tsdb"
             | "/api/v1/rules"
             | "/api/v1/alerts"
