@@ -16,9 +16,35 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// Unix ms as Go's `time.RFC3339Nano` prints a UTC time (`2023-11-14T22:13:20.5Z`: trailing
+/// zeros of the fraction dropped, no fraction when whole).
+pub fn format_rfc3339_ms(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let ms_of_day = unix_ms.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second, ms) =
+        (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60, ms_of_day / 1000 % 60, ms_of_day % 1000);
+    let mut text = format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}");
+    if ms != 0 {
+        let fraction = format!("{ms:03}");
+        text.push('.');
+        text.push_str(fraction.trim_end_matches('0'));
+    }
+    text.push('Z');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_as_go_prints_it() {
+        assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339_ms(1_700_000_000_500), "2023-11-14T22:13:20.5Z");
+        assert_eq!(format_rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(format_rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn known_dates() {

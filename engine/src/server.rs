@@ -176,7 +176,13 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     let listener = bind(&env, &options.listen_address).await?;
     tracing::info!(address = %options.listen_address, "listening");
     let metrics = Arc::new(SelfMetrics::default());
-    scrape::start(&env, &options.config, Arc::new(db.clone()), metrics.clone(), options.limits.scrape_body_size_max);
+    let targets = scrape::start(
+        &env,
+        &options.config,
+        Arc::new(db.clone()),
+        metrics.clone(),
+        options.limits.scrape_body_size_max,
+    );
     let engine = Engine::new(Arc::new(db.clone()), options.engine.clone());
     let port = options.listen_address.rsplit(':').next().unwrap_or("9090");
     let external_url = options
@@ -232,7 +238,8 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
             options.limits.http_request_body_size_max,
             env.spawner.clone(),
         )
-        .with_rules(manager, reloader),
+        .with_rules(manager, reloader)
+        .with_targets(targets),
     );
     api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;
     Ok(())

@@ -193,6 +193,15 @@ fn malformed_target_is_down_others_unaffected_and_kill_9_loses_nothing() {
     wait_for(port, "up{job=\"good\"}", |result| result.len() == 1 && value_of(&result[0]) == 1.0, &server);
     let log = server.log();
     assert!(log.contains("line 2, column"), "the parse error must name line and column; log:\n{log}");
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/targets?state=active").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let targets: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let active = targets["data"]["activeTargets"].as_array().unwrap();
+    let health_of = |pool: &str| active.iter().find(|target| target["scrapePool"] == pool).unwrap().clone();
+    assert_eq!(health_of("good")["health"], "up", "{body}");
+    assert_eq!(health_of("broken")["health"], "down", "{body}");
+    assert!(health_of("broken")["lastError"].as_str().unwrap().contains("line 2"), "{body}");
+    assert_eq!(health_of("good")["scrapeUrl"], format!("http://127.0.0.1:{good_port}/metrics"));
     let snapshot_time_s = now_s();
     let before = all_samples(port, snapshot_time_s);
     let sample_count: usize = before.values().map(BTreeMap::len).sum();
@@ -272,12 +281,30 @@ fn scrapes_node_exporter_and_answers_promtool() {
         assert_eq!(sample["metric"]["instance"], format!("127.0.0.1:{exporter_port}"));
     }
     let output =
-        Command::new(promtool).args(["query", "instant", &format!("http://127.0.0.1:{port}"), "up"]).output().unwrap();
+        Command::new(&promtool).args(["query", "instant", &format!("http://127.0.0.1:{port}"), "up"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "promtool failed: {stdout} {}", String::from_utf8_lossy(&output.stderr));
     assert!(
         stdout.contains(&format!("up{{instance=\"127.0.0.1:{exporter_port}\", job=\"node\"}} => 1")),
         "promtool output: {stdout}"
     );
+    // promtool's metadata queries go through /api/v1/series and /api/v1/label/<name>/values.
+    let server_url = format!("http://127.0.0.1:{port}");
+    let output = Command::new(&promtool).args(["query", "series", "--match=up", &server_url]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "promtool query series failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(&format!("instance=\"127.0.0.1:{exporter_port}\"")), "promtool series output: {stdout}");
+    let output = Command::new(&promtool).args(["query", "labels", &server_url, "job"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "promtool query labels failed: {stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.lines().any(|line| line.trim() == "node"), "promtool labels output: {stdout}");
     drop(exporter);
 }

@@ -59,6 +59,7 @@ pub struct Api {
     spawner: Arc<dyn Spawner>,
     rules: Option<Arc<Manager>>,
     reload: Option<Arc<dyn Reload>>,
+    targets: Option<Arc<crate::scrape::health::Targets>>,
 }
 
 /// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
@@ -117,13 +118,19 @@ impl Api {
         request_body_size_max: usize,
         spawner: Arc<dyn Spawner>,
     ) -> Self {
-        Api { engine, clock, db, metrics, request_body_size_max, spawner, rules: None, reload: None }
+        Api { engine, clock, db, metrics, request_body_size_max, spawner, rules: None, reload: None, targets: None }
     }
 
     /// Serves `/api/v1/rules`, `/api/v1/alerts` from `manager` and `/-/reload` through `reload`.
     pub fn with_rules(mut self, manager: Arc<Manager>, reload: Arc<dyn Reload>) -> Self {
         self.rules = Some(manager);
         self.reload = Some(reload);
+        self
+    }
+
+    /// Serves `/api/v1/targets` from the scrape loops' `targets`.
+    pub fn with_targets(mut self, targets: Arc<crate::scrape::health::Targets>) -> Self {
+        self.targets = Some(targets);
         self
     }
 
@@ -185,6 +192,15 @@ impl Api {
                 respond_result(result)
             }
             "/api/v1/status/buildinfo" if readable => respond(StatusCode::OK, "application/json", meta::build_info()),
+            "/api/v1/targets" if readable => {
+                let pairs: Vec<(String, String)> =
+                    form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+                let first = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+                let state = crate::scrape::health::StateFilter::parse(first("state"));
+                let empty = crate::scrape::health::Targets::default();
+                let targets = self.targets.as_deref().unwrap_or(&empty);
+                respond(StatusCode::OK, "application/json", targets.body(state, first("scrapePool")))
+            }
             "/api/v1/status/config" if readable => {
                 let yaml = self.reload.as_deref().map(Reload::config_yaml).unwrap_or_default();
                 respond(StatusCode::OK, "application/json", meta::config_status(&yaml))
@@ -257,6 +273,7 @@ impl Api {
             | "/api/v1/format_query"
             | "/api/v1/status/buildinfo"
             | "/api/v1/status/config"
+            | "/api/v1/targets"
             | "/api/v1/status/tsdb"
             | "/api/v1/rules"
             | "/api/v1/alerts"

@@ -13,6 +13,7 @@
 
 pub mod cache;
 pub mod fetch;
+pub mod health;
 pub mod parse;
 pub mod scrape_loop;
 pub mod target;
@@ -122,12 +123,22 @@ pub fn start(
     appendable: Arc<dyn Appendable>,
     metrics: Arc<SelfMetrics>,
     body_size_max: usize,
-) {
+) -> Arc<health::Targets> {
+    let mut targets = health::Targets::default();
     let offset_seed = target::offset_seed(&config.global.external_labels);
     for scrape_config in &config.scrape_configs {
         for static_config in &scrape_config.static_configs {
             for address in &static_config.targets {
                 let target = Target::new(scrape_config, address, &static_config.labels);
+                let health = Arc::new(health::ActiveTarget::new(
+                    scrape_config.job_name.clone(),
+                    format!("http://{}{}", target.address, target.metrics_path),
+                    discovered_labels(scrape_config, address, &static_config.labels),
+                    target.labels.clone(),
+                    scrape_config.scrape_interval_ms,
+                    scrape_config.scrape_timeout_ms,
+                ));
+                targets.active.push(health.clone());
                 let scrape_loop = scrape_loop::ScrapeLoop {
                     env: env.clone(),
                     target,
@@ -149,9 +160,28 @@ pub fn start(
                     },
                     body_size_max,
                     offset_seed,
+                    health: Some(health),
                 };
                 env.spawner.spawn("scrape-loop", Box::pin(scrape_loop.run()));
             }
         }
     }
+    Arc::new(targets)
+}
+
+/// The labels a target had before relabelling, as Prometheus shows them.
+fn discovered_labels(
+    scrape_config: &crate::config::ScrapeConfig,
+    address: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> crate::model::Labels {
+    let mut discovered =
+        crate::model::Labels::from_pairs(labels.iter().map(|(name, value)| (name.as_str(), value.as_str())));
+    discovered.set("__address__", address);
+    discovered.set("__metrics_path__", &scrape_config.metrics_path);
+    discovered.set("__scheme__", "http");
+    discovered.set("__scrape_interval__", &crate::config::format_duration_ms(scrape_config.scrape_interval_ms));
+    discovered.set("__scrape_timeout__", &crate::config::format_duration_ms(scrape_config.scrape_timeout_ms));
+    discovered.set("job", &scrape_config.job_name);
+    discovered
 }

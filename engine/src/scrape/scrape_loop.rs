@@ -75,6 +75,8 @@ pub struct ScrapeLoop {
     pub body_size_max: usize,
     /// Mixed into the target hash for the phase.
     pub offset_seed: u64,
+    /// Where the last scrape's outcome is shown (`/api/v1/targets`).
+    pub health: Option<Arc<super::health::ActiveTarget>>,
 }
 
 /// What a loop carries from one scrape to the next.
@@ -192,6 +194,14 @@ impl ScrapeLoop {
             state.body.shrink_to(kept_size);
         }
         self.metrics.scrape_samples_rejected_total.fetch_add(counts.rejected_count, Ordering::Relaxed);
+        if let Some(health) = &self.health {
+            health.record(super::health::LastScrape {
+                health: if result.is_ok() { super::health::Health::Up } else { super::health::Health::Down },
+                started_ms: scrape_ms,
+                duration_seconds,
+                error: state.last_error.clone().unwrap_or_default(),
+            });
+        }
         let up = if result.is_ok() { 1.0 } else { 0.0 };
         self.report(state, scrape_ms, up, duration_seconds, counts.sample_count).await;
     }

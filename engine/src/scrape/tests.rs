@@ -194,6 +194,7 @@ fn fixture(configure: impl FnOnce(&mut ScrapeLoop)) -> Fixture {
         limits: ScrapeLimits::default(),
         body_size_max: 1 << 20,
         offset_seed: 0,
+        health: None,
     };
     configure(&mut scrape_loop);
     Fixture { clock, network, db, store, scrape_loop, state: ScrapeState::new(1) }
