@@ -44,6 +44,8 @@ pub struct ServerOptions {
     pub reload_trigger: Option<Arc<tokio::sync::Notify>>,
     /// Rule manager flags.
     pub rules: RuleFlags,
+    /// Every command-line flag with its value in force (`/api/v1/status/flags`).
+    pub flag_values: std::collections::BTreeMap<String, String>,
 }
 
 /// The rule manager's flags (Prometheus `--rules.*`, `--web.external-url`).
@@ -90,6 +92,7 @@ impl ServerOptions {
             alert_sink: None,
             reload_trigger: None,
             rules: RuleFlags::default(),
+            flag_values: std::collections::BTreeMap::new(),
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -239,7 +242,8 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
             env.spawner.clone(),
         )
         .with_rules(manager, reloader)
-        .with_targets(targets),
+        .with_targets(targets)
+        .with_flags(options.flag_values.clone()),
     );
     api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;
     Ok(())

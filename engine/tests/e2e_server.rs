@@ -169,6 +169,21 @@ fn default_config_scrapes_itself() {
     let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/query?query=sum(").unwrap();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"errorType\":\"bad_data\""), "{body}");
+    // What Grafana's "Save & test" calls: 1+1, then buildinfo.
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/query?query=1%2B1").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"resultType\":\"scalar\"") && body.contains(",\"2\"]"), "{body}");
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/status/buildinfo").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/status/flags").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let flags: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(flags["data"]["web.listen-address"], format!("127.0.0.1:{port}"), "{body}");
+    assert_eq!(flags["data"]["query.max-concurrency"], "20", "{body}");
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/status/config").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(config["data"]["yaml"].as_str().unwrap().contains("job_name: engine"), "{body}");
 }
 
 #[test]

@@ -60,6 +60,7 @@ pub struct Api {
     rules: Option<Arc<Manager>>,
     reload: Option<Arc<dyn Reload>>,
     targets: Option<Arc<crate::scrape::health::Targets>>,
+    flag_values: BTreeMap<String, String>,
 }
 
 /// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
@@ -118,7 +119,18 @@ impl Api {
         request_body_size_max: usize,
         spawner: Arc<dyn Spawner>,
     ) -> Self {
-        Api { engine, clock, db, metrics, request_body_size_max, spawner, rules: None, reload: None, targets: None }
+        Api {
+            engine,
+            clock,
+            db,
+            metrics,
+            request_body_size_max,
+            spawner,
+            rules: None,
+            reload: None,
+            targets: None,
+            flag_values: BTreeMap::new(),
+        }
     }
 
     /// Serves `/api/v1/rules`, `/api/v1/alerts` from `manager` and `/-/reload` through `reload`.
@@ -131,6 +143,12 @@ impl Api {
     /// Serves `/api/v1/targets` from the scrape loops' `targets`.
     pub fn with_targets(mut self, targets: Arc<crate::scrape::health::Targets>) -> Self {
         self.targets = Some(targets);
+        self
+    }
+
+    /// Serves `/api/v1/status/flags` from `flag_values` (flag name without dashes -> value).
+    pub fn with_flags(mut self, flag_values: BTreeMap<String, String>) -> Self {
+        self.flag_values = flag_values;
         self
     }
 
@@ -200,6 +218,19 @@ impl Api {
                 let empty = crate::scrape::health::Targets::default();
                 let targets = self.targets.as_deref().unwrap_or(&empty);
                 respond(StatusCode::OK, "application/json", targets.body(state, first("scrapePool")))
+            }
+            "/api/v1/status/flags" if readable => {
+                let mut body = String::from("{\"status\":\"success\",\"data\":{");
+                for (index, (name, value)) in self.flag_values.iter().enumerate() {
+                    if index > 0 {
+                        body.push(',');
+                    }
+                    json::write_string(&mut body, name);
+                    body.push(':');
+                    json::write_string(&mut body, value);
+                }
+                body.push_str("}}");
+                respond(StatusCode::OK, "application/json", body)
             }
             "/api/v1/status/config" if readable => {
                 let yaml = self.reload.as_deref().map(Reload::config_yaml).unwrap_or_default();
@@ -273,6 +304,7 @@ impl Api {
             | "/api/v1/format_query"
             | "/api/v1/status/buildinfo"
             | "/api/v1/status/config"
+            | "/api/v1/status/flags"
             | "/api/v1/targets"
             | "/api/v1/status/tsdb"
             | "/api/v1/rules"

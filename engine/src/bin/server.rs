@@ -217,6 +217,44 @@ fn retention_flags(flags: &Flags) -> anyhow::Result<(RetentionSettings, bool)> {
     Ok((settings, time_ms.is_none() && deprecated_ms.is_some()))
 }
 
+/// Every flag with the value in force, for `/api/v1/status/flags` (Prometheus lists all its
+/// flags, defaults included).
+fn flag_values(flags: &Flags, options: &ServerOptions) -> std::collections::BTreeMap<String, String> {
+    let duration = |ms: i64| config::format_duration_ms(ms);
+    let optional = |value: &Option<String>| value.clone().unwrap_or_default();
+    let retention = &options.storage.retention;
+    let pairs = [
+        ("config.file", flags.config_file.as_ref().map(|path| path.display().to_string()).unwrap_or_default()),
+        ("storage.tsdb.path", flags.storage_path.display().to_string()),
+        ("storage.tsdb.wal-sync", optional(&flags.wal_sync)),
+        (
+            "storage.tsdb.wal-compression",
+            (options.storage.wal.compression != engine::tsdb::wal::Compression::None).to_string(),
+        ),
+        ("storage.tsdb.wal-compression-type", optional(&flags.wal_compression_type)),
+        ("storage.tsdb.retention.time", retention.duration_ms.map(duration).unwrap_or_else(|| "0s".to_string())),
+        (
+            "storage.tsdb.retention.size",
+            retention.size_bytes.map(|size| format!("{size}B")).unwrap_or_else(|| "0B".to_string()),
+        ),
+        ("storage.tsdb.min-block-duration", duration(options.storage.block_range_ms)),
+        ("storage.tsdb.max-block-duration", duration(options.storage.block_duration_max_ms)),
+        ("storage.tsdb.no-lockfile", flags.no_lockfile.to_string()),
+        ("web.listen-address", flags.listen_address.clone()),
+        ("web.external-url", optional(&flags.rules.external_url)),
+        ("query.lookback-delta", duration(options.engine.lookback_delta_ms)),
+        ("query.max-samples", options.engine.query_samples_max.to_string()),
+        ("query.timeout", duration(i64::try_from(options.engine.query_timeout_ms).unwrap_or(i64::MAX))),
+        ("query.max-concurrency", options.engine.query_concurrency_max.to_string()),
+        ("rules.alert.resend-delay", duration(flags.rules.resend_delay_ms)),
+        ("rules.alert.for-outage-tolerance", duration(flags.rules.outage_tolerance_ms)),
+        ("rules.alert.for-grace-period", duration(flags.rules.for_grace_period_ms)),
+        ("rules.max-concurrent-evals", flags.rules.max_concurrent_evals.to_string()),
+        ("log.level", flags.log_level.to_string().to_lowercase()),
+    ];
+    pairs.into_iter().map(|(name, value)| (name.to_string(), value)).collect()
+}
+
 fn load_config(flags: &Flags) -> anyhow::Result<config::Config> {
     match &flags.config_file {
         Some(path) => {
@@ -297,6 +335,7 @@ fn run() -> anyhow::Result<()> {
     if let Some(count) = flags.query_concurrency_max {
         options.engine.query_concurrency_max = count;
     }
+    options.flag_values = flag_values(&flags, &options);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
