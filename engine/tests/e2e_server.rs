@@ -217,6 +217,11 @@ fn malformed_target_is_down_others_unaffected_and_kill_9_loses_nothing() {
     assert_eq!(health_of("broken")["health"], "down", "{body}");
     assert!(health_of("broken")["lastError"].as_str().unwrap().contains("line 2"), "{body}");
     assert_eq!(health_of("good")["scrapeUrl"], format!("http://127.0.0.1:{good_port}/metrics"));
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/metadata?metric=good").unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"status":"success","data":{"good":[{"type":"gauge","help":"","unit":""}]}}"#)
+    );
     let snapshot_time_s = now_s();
     let before = all_samples(port, snapshot_time_s);
     let sample_count: usize = before.values().map(BTreeMap::len).sum();

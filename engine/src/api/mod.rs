@@ -219,6 +219,30 @@ impl Api {
                 let targets = self.targets.as_deref().unwrap_or(&empty);
                 respond(StatusCode::OK, "application/json", targets.body(state, first("scrapePool")))
             }
+            "/api/v1/metadata" if readable => {
+                let pairs: Vec<(String, String)> =
+                    form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
+                let first = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+                let count = |name: &str| -> Result<usize, ApiError> {
+                    match first(name) {
+                        None | Some("") => Ok(0),
+                        // Prometheus: a negative limit means none.
+                        Some(text) => match text.parse::<i64>() {
+                            Ok(value) => Ok(usize::try_from(value).unwrap_or(0)),
+                            Err(_) => Err(ApiError::bad_data(format!("{name} must be a number"))),
+                        },
+                    }
+                };
+                let empty = crate::scrape::health::Targets::default();
+                let targets = self.targets.as_deref().unwrap_or(&empty);
+                respond_result(count("limit").and_then(|limit| {
+                    Ok(targets.metadata_body(
+                        first("metric").filter(|m| !m.is_empty()),
+                        limit,
+                        count("limit_per_metric")?,
+                    ))
+                }))
+            }
             "/api/v1/status/flags" if readable => {
                 let mut body = String::from("{\"status\":\"success\",\"data\":{");
                 for (index, (name, value)) in self.flag_values.iter().enumerate() {
@@ -305,6 +329,7 @@ impl Api {
             | "/api/v1/status/buildinfo"
             | "/api/v1/status/config"
             | "/api/v1/status/flags"
+            | "/api/v1/metadata"
             | "/api/v1/targets"
             | "/api/v1/status/tsdb"
             | "/api/v1/rules"

@@ -60,6 +60,7 @@ pub struct ActiveTarget {
     /// Scrape timeout, ms.
     pub timeout_ms: i64,
     last: Mutex<LastScrape>,
+    metadata: Mutex<super::metadata::FamilyMap>,
 }
 
 impl ActiveTarget {
@@ -85,7 +86,18 @@ impl ActiveTarget {
                 duration_seconds: 0.0,
                 error: String::new(),
             }),
+            metadata: Mutex::default(),
         }
+    }
+
+    /// Replaces the families shown for this target.
+    pub fn set_metadata(&self, families: super::metadata::FamilyMap) {
+        *self.metadata.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = families;
+    }
+
+    /// The families its scrapes have exposed.
+    pub fn metadata(&self) -> super::metadata::FamilyMap {
+        self.metadata.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Records a finished scrape.
@@ -143,6 +155,51 @@ impl Targets {
             }
         }
         out.push_str("],\"droppedTargets\":[]}}");
+        out
+    }
+}
+
+impl Targets {
+    /// Prometheus' `/api/v1/metadata` body: per metric name the distinct (type, help, unit)
+    /// over all targets; `metric` keeps one name, `limit` caps the names and
+    /// `limit_per_metric` the entries per name (0: no cap).
+    pub fn metadata_body(&self, metric: Option<&str>, limit: usize, limit_per_metric: usize) -> String {
+        let mut by_name: std::collections::BTreeMap<String, Vec<(&'static str, String)>> =
+            std::collections::BTreeMap::new();
+        for target in &self.active {
+            for (name, family) in target.metadata().iter() {
+                if metric.is_some_and(|wanted| wanted != name) {
+                    continue;
+                }
+                let entry = (family.type_name(), family.help());
+                let entries = by_name.entry(name.clone()).or_default();
+                if !entries.contains(&entry) {
+                    entries.push(entry);
+                }
+            }
+        }
+        let mut out = String::from("{\"status\":\"success\",\"data\":{");
+        let name_count_max = if limit == 0 { usize::MAX } else { limit };
+        for (index, (name, entries)) in by_name.iter().take(name_count_max).enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            write_string(&mut out, name);
+            out.push_str(":[");
+            let entry_count_max = if limit_per_metric == 0 { usize::MAX } else { limit_per_metric };
+            for (entry_index, (type_name, help)) in entries.iter().take(entry_count_max).enumerate() {
+                if entry_index > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"type\":");
+                write_string(&mut out, type_name);
+                out.push_str(",\"help\":");
+                write_string(&mut out, help);
+                out.push_str(",\"unit\":\"\"}");
+            }
+            out.push(']');
+        }
+        out.push_str("}}");
         out
     }
 }

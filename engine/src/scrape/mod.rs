@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod fetch;
 pub mod health;
+pub mod metadata;
 pub mod parse;
 pub mod scrape_loop;
 pub mod target;

@@ -90,6 +90,8 @@ pub struct ScrapeState {
     report_refs: [Option<SeriesRef>; REPORT_SERIES_COUNT],
     /// Why the last scrape failed; `None` after a success.
     pub last_error: Option<String>,
+    /// HELP and TYPE seen so far.
+    pub metadata: super::metadata::MetadataCache,
 }
 
 impl ScrapeState {
@@ -100,6 +102,7 @@ impl ScrapeState {
             body: Vec::new(),
             report_refs: [None; REPORT_SERIES_COUNT],
             last_error: None,
+            metadata: super::metadata::MetadataCache::default(),
         }
     }
 }
@@ -195,6 +198,9 @@ impl ScrapeLoop {
         }
         self.metrics.scrape_samples_rejected_total.fetch_add(counts.rejected_count, Ordering::Relaxed);
         if let Some(health) = &self.health {
+            if let Some(families) = state.metadata.take_changed() {
+                health.set_metadata(families);
+            }
             health.record(super::health::LastScrape {
                 health: if result.is_ok() { super::health::Health::Up } else { super::health::Health::Down },
                 started_ms: scrape_ms,
@@ -213,8 +219,8 @@ impl ScrapeLoop {
         counts: &mut Counts,
     ) -> Result<(), ScrapeError> {
         let mut appender = self.appendable.appender();
-        let ScrapeState { cache, body, .. } = state;
-        if let Err(error) = self.append_samples(body, cache, appender.as_mut(), scrape_ms, counts) {
+        let ScrapeState { cache, body, metadata, .. } = state;
+        if let Err(error) = self.append_samples(body, cache, metadata, appender.as_mut(), scrape_ms, counts) {
             appender.rollback();
             return Err(error);
         }
@@ -229,6 +235,7 @@ impl ScrapeLoop {
         &self,
         body: &[u8],
         cache: &mut ScrapeCache,
+        metadata: &mut super::metadata::MetadataCache,
         appender: &mut dyn Appender,
         scrape_ms: i64,
         counts: &mut Counts,
@@ -236,7 +243,18 @@ impl ScrapeLoop {
         let sample_count_limit = self.limits.sample_count_limit;
         let mut parser = TextParser::new(body);
         while let Some(entry) = parser.next() {
-            let Entry::Sample { series, value, timestamp_ms } = entry? else { continue };
+            let (series, value, timestamp_ms) = match entry? {
+                Entry::Sample { series, value, timestamp_ms } => (series, value, timestamp_ms),
+                Entry::Help { name, text } => {
+                    metadata.set_help(name, text);
+                    continue;
+                }
+                Entry::Type { name, metric_type } => {
+                    metadata.set_type(name, metric_type);
+                    continue;
+                }
+                Entry::Comment { .. } => continue,
+            };
             counts.sample_count += 1;
             if sample_count_limit > 0 && counts.offered_count > sample_count_limit {
                 continue; // Past the limit: only counted, for scrape_samples_scraped.
