@@ -425,7 +425,8 @@ mod tests {
 
     #[test]
     fn process_stops_at_the_first_drop() {
-        let rules = [rule("{regex: replica, action: labeldrop}"), rule("{source_labels: [job], regex: x, action: drop}")];
+        let rules =
+            [rule("{regex: replica, action: labeldrop}"), rule("{source_labels: [job], regex: x, action: drop}")];
         assert_eq!(process(labels(&[("job", "y"), ("replica", "a")]), &rules), Some(labels(&[("job", "y")])));
         assert_eq!(process(labels(&[("job", "x")]), &rules), None);
     }
