@@ -517,7 +517,11 @@ impl<'a> Evaluator<'a> {
     /// `subqueryTimeRange`): steps are multiples of the subquery step after
     /// `first reference - range`, up to the last reference.
     fn subquery_series(&mut self, subquery: &SubqueryExpr) -> Result<Vec<Series>, QueryError> {
-        let step_ms = subquery.step.map(duration_ms).filter(|step| *step > 0).unwrap_or(self.options.subquery_step_ms_default.max(1));
+        let step_ms = subquery
+            .step
+            .map(duration_ms)
+            .filter(|step| *step > 0)
+            .unwrap_or(self.options.subquery_step_ms_default.max(1));
         let range_ms = duration_ms(subquery.range);
         let first_reference_ms = self.reference_ms(&subquery.at, &subquery.offset, self.range.start_ms);
         let last_reference_ms = self.reference_ms(&subquery.at, &subquery.offset, self.range.last_ms());

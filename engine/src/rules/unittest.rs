@@ -98,7 +98,12 @@ pub async fn run_file(fs: &dyn FileSystem, file: &str, open_storage: &OpenStorag
 }
 
 /// The failures of one file (`ruleUnitTest`); warnings go to `stderr` as they arise.
-async fn test_file(fs: &dyn FileSystem, file: &str, open_storage: &OpenStorage<'_>, stderr: &mut String) -> Vec<String> {
+async fn test_file(
+    fs: &dyn FileSystem,
+    file: &str,
+    open_storage: &OpenStorage<'_>,
+    stderr: &mut String,
+) -> Vec<String> {
     let bytes = match fs.read(Path::new(file)) {
         Ok(bytes) => bytes,
         Err(error) => return vec![format!("open {file}: {}", go_io_error(&error))],
@@ -497,8 +502,10 @@ fn samples_string(samples: &[(Vec<(String, String)>, f64)]) -> String {
     if samples.is_empty() {
         return "nil".to_string();
     }
-    let parts: Vec<String> =
-        samples.iter().map(|(labels, value)| format!("{} {}", go_labels(labels), format_float(*value, 'E', None))).collect();
+    let parts: Vec<String> = samples
+        .iter()
+        .map(|(labels, value)| format!("{} {}", go_labels(labels), format_float(*value, 'E', None)))
+        .collect();
     parts.join(", ")
 }
 
@@ -736,7 +743,8 @@ impl Decoder<'_> {
                     let Some(key) = scalar_text(key) else { continue };
                     let (key_line, value_line) = self.locate_key(&key, value);
                     if !field(self, &key, value, value_line)? {
-                        self.type_errors.push(format!("line {key_line}: field {key} not found in type main.{type_name}"));
+                        self.type_errors
+                            .push(format!("line {key_line}: field {key} not found in type main.{type_name}"));
                     }
                 }
                 Ok(())
@@ -753,7 +761,9 @@ impl Decoder<'_> {
         self.structure(value, line, "testGroup", |decoder, key, value, line| {
             match key {
                 "interval" => group.interval_ms = decoder.duration(value, line)?,
-                "input_series" => group.input_series = decoder.sequence(value, line, "series", Decoder::input_series)?,
+                "input_series" => {
+                    group.input_series = decoder.sequence(value, line, "series", Decoder::input_series)?
+                }
                 "alert_rule_test" => {
                     group.alert_rule_tests = decoder.sequence(value, line, "alertTestCase", Decoder::alert_test)?
                 }
@@ -816,7 +826,9 @@ impl Decoder<'_> {
             match key {
                 "expr" => case.expr = decoder.string(value, line),
                 "eval_time" => case.eval_time_ms = decoder.duration(value, line)?,
-                "exp_samples" => case.exp_samples = decoder.sequence(value, line, "sample", Decoder::expected_sample)?,
+                "exp_samples" => {
+                    case.exp_samples = decoder.sequence(value, line, "sample", Decoder::expected_sample)?
+                }
                 _ => return Ok(false),
             }
             Ok(true)
@@ -1070,7 +1082,10 @@ mod tests {
             ),
         );
         let report = run(&fs, "/t/pass.yml").await;
-        assert_eq!(report, Report { stdout: "Unit Testing:  /t/pass.yml\n  SUCCESS\n\n".to_string(), ..Report::default() });
+        assert_eq!(
+            report,
+            Report { stdout: "Unit Testing:  /t/pass.yml\n  SUCCESS\n\n".to_string(), ..Report::default() }
+        );
 
         put(
             &fs,
@@ -1135,7 +1150,10 @@ mod tests {
         check_decode_error("evaluation_interval: abc\n", "not a valid duration string: \"abc\"");
         check_decode_error("evaluation_interval: 5\n", "not a valid duration string: \"5\"");
         check_decode_error("tests:\n  - interval: \"\"\n", "empty duration string");
-        check_decode_error("rule_files: x\n", "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `x` into []string");
+        check_decode_error(
+            "rule_files: x\n",
+            "yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `x` into []string",
+        );
         check_decode_error(
             "tests:\n  - promql_expr_test:\n      - exp_samples:\n          - value: \"2\"\n            labels: [1]\n",
             "yaml: unmarshal errors:\n  line 4: cannot unmarshal !!str `2` into float64\n  line 5: cannot unmarshal !!seq into string",
