@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_yaml_ng::Value;
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, VariantAccess, Visitor};
 
 use super::file::{load_rule_file, resolve_rule_files};
 use super::{query_vector, AlertState, EvalContext, Group, RuleKind};
@@ -672,10 +672,10 @@ struct ExpectedSample {
 
 /// Decodes a unit test file; the error is promtool's message.
 fn decode(text: &str) -> Result<UnitTestFile, String> {
-    let value: Value = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_yaml_ng::from_str(text).map_err(|error| syntax_error(&error))?
+    // yaml.v2's `Unmarshal` reads the first document and ignores the rest.
+    let value = match serde_yaml_ng::Deserializer::from_str(text).next() {
+        None => Node::Null,
+        Some(document) => Node::deserialize(document).map_err(|error| syntax_error(&error))?,
     };
     let mut decoder = Decoder { lines: text.split('\n').collect(), line_index: 0, column: 0, type_errors: Vec::new() };
     let mut file = UnitTestFile::default();
@@ -697,23 +697,24 @@ fn decode(text: &str) -> Result<UnitTestFile, String> {
 }
 
 /// yaml.v2's `yaml: line N: PROBLEM` for text libyaml refuses. yaml.v2 numbers scanner errors
-/// from 1 and parser errors from 0, so a parser error names the line before the problem.
+/// from 1 and parser errors from 0, so a parser error names the line before the problem, and
+/// a problem on the first line has no line at all.
 fn syntax_error(error: &serde_yaml_ng::Error) -> String {
     let message = error.to_string();
     let problem = message.split(" at line ").next().unwrap_or(&message);
     let problem = problem.split(", while ").next().unwrap_or(problem);
-    let Some(location) = error.location() else { return format!("yaml: {problem}") };
+    let zero_based_line = error.location().map_or(0, |location| location.line().saturating_sub(1));
+    if zero_based_line == 0 {
+        return format!("yaml: {problem}");
+    }
     let scanner_error = problem.starts_with("found ")
         || problem.starts_with("mapping values are not allowed")
         || problem.starts_with("could not find expected ':'")
         || problem.starts_with("did not find expected comment or line break")
         || problem.starts_with("did not find expected alphabetic or numeric character")
         || problem.starts_with("did not find expected hexdecimal number");
-    let line = if scanner_error { location.line() } else { location.line().saturating_sub(1) };
-    match line {
-        0 => format!("yaml: {problem}"),
-        line => format!("yaml: line {line}: {problem}"),
-    }
+    let line = if scanner_error { zero_based_line + 1 } else { zero_based_line };
+    format!("yaml: line {line}: {problem}")
 }
 
 /// Walks a YAML value as yaml.v2 decodes into Go structs, collecting its type errors.
@@ -731,18 +732,24 @@ impl Decoder<'_> {
     /// with the line of its value and returns whether the key is one of the struct's fields.
     fn structure(
         &mut self,
-        value: &Value,
+        value: &Node,
         line: usize,
         type_name: &str,
-        mut field: impl FnMut(&mut Self, &str, &Value, usize) -> Result<bool, String>,
+        mut field: impl FnMut(&mut Self, &str, &Node, usize) -> Result<bool, String>,
     ) -> Result<(), String> {
-        match untagged(value) {
-            Value::Null => Ok(()),
-            Value::Mapping(mapping) => {
+        match value {
+            Node::Null => Ok(()),
+            Node::Mapping(mapping) => {
+                let mut fields_seen: Vec<String> = Vec::new();
                 for (key, value) in mapping {
                     let Some(key) = scalar_text(key) else { continue };
                     let (key_line, value_line) = self.locate_key(&key, value);
-                    if !field(self, &key, value, value_line)? {
+                    if fields_seen.contains(&key) {
+                        self.type_errors
+                            .push(format!("line {key_line}: field {key} already set in type main.{type_name}"));
+                    } else if field(self, &key, value, value_line)? {
+                        fields_seen.push(key);
+                    } else {
                         self.type_errors
                             .push(format!("line {key_line}: field {key} not found in type main.{type_name}"));
                     }
@@ -756,7 +763,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn test_group(&mut self, value: &Value, line: usize) -> Result<TestGroup, String> {
+    fn test_group(&mut self, value: &Node, line: usize) -> Result<TestGroup, String> {
         let mut group = TestGroup::default();
         self.structure(value, line, "testGroup", |decoder, key, value, line| {
             match key {
@@ -780,7 +787,7 @@ impl Decoder<'_> {
         Ok(group)
     }
 
-    fn input_series(&mut self, value: &Value, line: usize) -> Result<InputSeries, String> {
+    fn input_series(&mut self, value: &Node, line: usize) -> Result<InputSeries, String> {
         let mut series = InputSeries::default();
         self.structure(value, line, "series", |decoder, key, value, line| {
             match key {
@@ -793,7 +800,7 @@ impl Decoder<'_> {
         Ok(series)
     }
 
-    fn alert_test(&mut self, value: &Value, line: usize) -> Result<AlertTestCase, String> {
+    fn alert_test(&mut self, value: &Node, line: usize) -> Result<AlertTestCase, String> {
         let mut case = AlertTestCase::default();
         self.structure(value, line, "alertTestCase", |decoder, key, value, line| {
             match key {
@@ -807,7 +814,7 @@ impl Decoder<'_> {
         Ok(case)
     }
 
-    fn expected_alert(&mut self, value: &Value, line: usize) -> Result<ExpectedAlert, String> {
+    fn expected_alert(&mut self, value: &Node, line: usize) -> Result<ExpectedAlert, String> {
         let mut alert = ExpectedAlert::default();
         self.structure(value, line, "alert", |decoder, key, value, line| {
             match key {
@@ -820,7 +827,7 @@ impl Decoder<'_> {
         Ok(alert)
     }
 
-    fn expr_test(&mut self, value: &Value, line: usize) -> Result<PromqlTestCase, String> {
+    fn expr_test(&mut self, value: &Node, line: usize) -> Result<PromqlTestCase, String> {
         let mut case = PromqlTestCase::default();
         self.structure(value, line, "promqlTestCase", |decoder, key, value, line| {
             match key {
@@ -836,7 +843,7 @@ impl Decoder<'_> {
         Ok(case)
     }
 
-    fn expected_sample(&mut self, value: &Value, line: usize) -> Result<ExpectedSample, String> {
+    fn expected_sample(&mut self, value: &Node, line: usize) -> Result<ExpectedSample, String> {
         let mut sample = ExpectedSample::default();
         self.structure(value, line, "sample", |decoder, key, value, line| {
             match key {
@@ -852,14 +859,14 @@ impl Decoder<'_> {
     /// A sequence of `type_name` structs.
     fn sequence<T>(
         &mut self,
-        value: &Value,
+        value: &Node,
         line: usize,
         type_name: &str,
-        mut item: impl FnMut(&mut Self, &Value, usize) -> Result<T, String>,
+        mut item: impl FnMut(&mut Self, &Node, usize) -> Result<T, String>,
     ) -> Result<Vec<T>, String> {
-        match untagged(value) {
-            Value::Null => Ok(Vec::new()),
-            Value::Sequence(values) => {
+        match value {
+            Node::Null => Ok(Vec::new()),
+            Node::Sequence(values) => {
                 let mut items = Vec::with_capacity(values.len());
                 for value in values {
                     let line = self.line_index + 1;
@@ -875,7 +882,7 @@ impl Decoder<'_> {
     }
 
     /// A Go `string`: any scalar, as written; null is empty.
-    fn string(&mut self, value: &Value, line: usize) -> String {
+    fn string(&mut self, value: &Node, line: usize) -> String {
         match scalar_text(value) {
             Some(text) => text,
             None => {
@@ -886,10 +893,10 @@ impl Decoder<'_> {
     }
 
     /// A Go `[]string`.
-    fn strings(&mut self, value: &Value, line: usize) -> Vec<String> {
-        match untagged(value) {
-            Value::Null => Vec::new(),
-            Value::Sequence(values) => values.iter().map(|value| self.string(value, line)).collect(),
+    fn strings(&mut self, value: &Node, line: usize) -> Vec<String> {
+        match value {
+            Node::Null => Vec::new(),
+            Node::Sequence(values) => values.iter().map(|value| self.string(value, line)).collect(),
             other => {
                 self.type_error(other, line, "[]string");
                 Vec::new()
@@ -898,15 +905,19 @@ impl Decoder<'_> {
     }
 
     /// A Go `map[string]string` (also `labels.Labels`, which decodes through one).
-    fn string_map(&mut self, value: &Value, line: usize) -> BTreeMap<String, String> {
-        match untagged(value) {
-            Value::Null => BTreeMap::new(),
-            Value::Mapping(mapping) => {
+    fn string_map(&mut self, value: &Node, line: usize) -> BTreeMap<String, String> {
+        match value {
+            Node::Null => BTreeMap::new(),
+            Node::Mapping(mapping) => {
                 let mut map = BTreeMap::new();
                 for (key, value) in mapping {
                     let key = self.string(key, line);
                     let (_, value_line) = self.locate_key(&key, value);
                     let value = self.string(value, value_line);
+                    if map.contains_key(&key) {
+                        self.type_errors.push(format!("line {value_line}: key {} already set in map", quote(&key)));
+                        continue;
+                    }
                     map.insert(key, value);
                 }
                 map
@@ -919,10 +930,11 @@ impl Decoder<'_> {
     }
 
     /// A Go `float64`: numbers only (`.inf`, `.nan` included); null is 0.
-    fn float(&mut self, value: &Value, line: usize) -> f64 {
-        match untagged(value) {
-            Value::Null => 0.0,
-            Value::Number(number) => number.as_f64().unwrap_or(0.0),
+    fn float(&mut self, value: &Node, line: usize) -> f64 {
+        match value {
+            Node::Null => 0.0,
+            Node::Int(text) => text.parse().unwrap_or(0.0),
+            Node::Float(value) => *value,
             other => {
                 self.type_error(other, line, "float64");
                 0.0
@@ -931,8 +943,8 @@ impl Decoder<'_> {
     }
 
     /// A `model.Duration`: decoded as a string, then parsed; a bad one aborts decoding.
-    fn duration(&mut self, value: &Value, line: usize) -> Result<i64, String> {
-        if matches!(untagged(value), Value::Null) {
+    fn duration(&mut self, value: &Node, line: usize) -> Result<i64, String> {
+        if matches!(value, Node::Null) {
             return Ok(0);
         }
         let Some(text) = scalar_text(value) else {
@@ -943,16 +955,15 @@ impl Decoder<'_> {
     }
 
     /// yaml.v2's `terror`: `line N: cannot unmarshal !!TAG `VALUE` into TYPE`.
-    fn type_error(&mut self, value: &Value, line: usize, type_name: &str) {
-        let value = untagged(value);
+    fn type_error(&mut self, value: &Node, line: usize, type_name: &str) {
         let (tag, text) = match value {
-            Value::Null => ("!!null", Some(String::new())),
-            Value::Bool(_) => ("!!bool", scalar_text(value)),
-            Value::Number(number) if number.is_f64() => ("!!float", scalar_text(value)),
-            Value::Number(_) => ("!!int", scalar_text(value)),
-            Value::String(_) => ("!!str", scalar_text(value)),
-            Value::Sequence(_) => ("!!seq", None),
-            Value::Mapping(_) | Value::Tagged(_) => ("!!map", None),
+            Node::Null => ("!!null", Some(String::new())),
+            Node::Bool(_) => ("!!bool", scalar_text(value)),
+            Node::Float(_) => ("!!float", scalar_text(value)),
+            Node::Int(_) => ("!!int", scalar_text(value)),
+            Node::String(_) => ("!!str", scalar_text(value)),
+            Node::Sequence(_) => ("!!seq", None),
+            Node::Mapping(_) => ("!!map", None),
         };
         let shown = match text {
             None => String::new(),
@@ -968,7 +979,7 @@ impl Decoder<'_> {
     /// Finds `key` as a mapping key at or after the cursor and moves the cursor past its colon.
     /// Returns the key's 1-based line and its value's: the next content line for a block
     /// collection written under the key, else the key's line.
-    fn locate_key(&mut self, key: &str, value: &Value) -> (usize, usize) {
+    fn locate_key(&mut self, key: &str, value: &Node) -> (usize, usize) {
         for line_index in self.line_index..self.lines.len() {
             let line = self.lines[line_index];
             let start = if line_index == self.line_index { self.column.min(line.len()) } else { 0 };
@@ -979,8 +990,8 @@ impl Decoder<'_> {
             self.line_index = line_index;
             self.column = after_colon;
             let rest = line[after_colon..].trim();
-            let block = matches!(untagged(value), Value::Sequence(_) | Value::Mapping(_))
-                && (rest.is_empty() || rest.starts_with('#'));
+            let block =
+                matches!(value, Node::Sequence(_) | Node::Mapping(_)) && (rest.is_empty() || rest.starts_with('#'));
             let value_line = match block {
                 true => (line_index + 1..self.lines.len())
                     .find(|&index| {
@@ -1020,22 +1031,110 @@ fn find_key(line: &str, start: usize, key: &str) -> Option<usize> {
     None
 }
 
-/// The value under any tag.
-fn untagged(value: &Value) -> &Value {
-    match value {
-        Value::Tagged(tagged) => untagged(&tagged.value),
-        value => value,
+/// A YAML node as yaml.v2 sees it: mappings keep repeated keys (strict decoding reports them),
+/// tags are dropped.
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    Null,
+    Bool(bool),
+    /// An integer, as its decimal text.
+    Int(String),
+    Float(f64),
+    String(String),
+    Sequence(Vec<Node>),
+    Mapping(Vec<(Node, Node)>),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a YAML node")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Node, E> {
+        Ok(Node::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Node, E> {
+        Ok(Node::Int(value.to_string()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Node, E> {
+        Ok(Node::Int(value.to_string()))
+    }
+
+    fn visit_i128<E>(self, value: i128) -> Result<Node, E> {
+        Ok(Node::Int(value.to_string()))
+    }
+
+    fn visit_u128<E>(self, value: u128) -> Result<Node, E> {
+        Ok(Node::Int(value.to_string()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Node, E> {
+        Ok(Node::Float(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Node, E> {
+        Ok(Node::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Node, E> {
+        Ok(Node::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        Node::deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Node, A::Error> {
+        let mut nodes = Vec::new();
+        while let Some(node) = sequence.next_element()? {
+            nodes.push(node);
+        }
+        Ok(Node::Sequence(nodes))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(Node::Mapping(entries))
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<Node, A::Error> {
+        // `!tag value`: the value, as yaml.v2 decodes a tagged node into a plain field.
+        let (_tag, variant): (String, _) = data.variant()?;
+        variant.newtype_variant()
     }
 }
 
 /// A scalar's text as yaml.v2 hands it to a string field; `None` for collections.
-fn scalar_text(value: &Value) -> Option<String> {
-    match untagged(value) {
-        Value::Null => Some(String::new()),
-        Value::Bool(value) => Some(value.to_string()),
-        Value::Number(number) => Some(number.to_string()),
-        Value::String(text) => Some(text.clone()),
-        Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => None,
+fn scalar_text(value: &Node) -> Option<String> {
+    match value {
+        Node::Null => Some(String::new()),
+        Node::Bool(value) => Some(value.to_string()),
+        Node::Int(text) | Node::String(text) => Some(text.clone()),
+        Node::Float(value) => Some(crate::template::float_to_string(*value)),
+        Node::Sequence(_) | Node::Mapping(_) => None,
     }
 }
 
