@@ -32,6 +32,7 @@ use anyhow::{bail, Context};
 use bench::ingest::exposition;
 use bench::ingest::procfs;
 use bench::ingest::report::{self, DiskPart, Measurement, Outcome, RunParameters};
+use bench::ingest::rules::{rule_file_yaml, RuleFigures, RuleLoad};
 use bench::ingest::workload::{DataKind, Workload, SERIES_COUNT_MAX};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
@@ -55,6 +56,10 @@ const USAGE: &str = "usage: compare ingest [flags]
   --victoria-metrics-bin PATH default /usr/bin/victoria-metrics
   --target-port-base PORT     first generator port (default 20000)
   --system-port PORT          port each system listens on, one at a time (default 29090)
+  --rules N                   also evaluate N alerting rules on the engine and Prometheus
+                              (default 0: none; VictoriaMetrics evaluates rules in vmalert)
+  --rule-group-size N         rules per group (default 100)
+  --rule-interval DUR         every group's evaluation interval (default 15s)
   --out FILE                  also write the Markdown report here";
 
 /// Most targets: bounds the listeners and the ports used.
@@ -69,6 +74,8 @@ const METRICS_REQUEST_TIMEOUT_MS: u64 = 10_000;
 const METRICS_BODY_SIZE_MAX: usize = 16 * 1024 * 1024;
 /// Pause between two systems, so one's exit does not bleed into the next's window.
 const COOL_DOWN_MS: u64 = 5_000;
+/// The rule file's name in each system's work directory (`--rules`).
+const RULE_FILE_NAME: &str = "rules.yml";
 /// Log lines quoted when a system fails.
 const LOG_TAIL_LINE_COUNT: usize = 15;
 
@@ -138,7 +145,23 @@ struct Options {
     victoria_metrics_bin: PathBuf,
     target_port_base: u16,
     system_port: u16,
+    rule_count: usize,
+    rule_group_size: usize,
+    rule_interval_ms: u64,
     out: Option<PathBuf>,
+}
+
+impl Options {
+    /// The rule load, when `--rules` asked for one.
+    fn rule_load(&self) -> Option<RuleLoad> {
+        (self.rule_count > 0).then_some(RuleLoad {
+            rule_count: self.rule_count,
+            group_size: self.rule_group_size,
+            interval_ms: self.rule_interval_ms,
+            target_count: self.target_count,
+            port_base: self.target_port_base,
+        })
+    }
 }
 
 fn parse_duration(flag: &str, text: &str) -> anyhow::Result<u64> {
@@ -168,6 +191,9 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
         victoria_metrics_bin: PathBuf::from("/usr/bin/victoria-metrics"),
         target_port_base: 20_000,
         system_port: 29_090,
+        rule_count: 0,
+        rule_group_size: 100,
+        rule_interval_ms: 15_000,
         out: None,
     };
     let mut arguments = arguments.iter();
@@ -216,6 +242,9 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
             "--victoria-metrics-bin" => options.victoria_metrics_bin = PathBuf::from(value),
             "--target-port-base" => options.target_port_base = parse_number(flag, &value)?,
             "--system-port" => options.system_port = parse_number(flag, &value)?,
+            "--rules" => options.rule_count = parse_number(flag, &value)?,
+            "--rule-group-size" => options.rule_group_size = parse_number(flag, &value)?,
+            "--rule-interval" => options.rule_interval_ms = parse_duration(flag, &value)?,
             "--out" => options.out = Some(PathBuf::from(value)),
             _ => bail!("unknown flag {argument:?}\n\n{USAGE}"),
         }
@@ -236,6 +265,9 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
     }
     if options.systems.is_empty() {
         bail!("--systems: name at least one system");
+    }
+    if options.rule_group_size == 0 {
+        bail!("--rule-group-size: must be positive");
     }
     Ok(Some(options))
 }
@@ -342,6 +374,11 @@ impl SystemProcess {
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let config_path = work_dir.join("scrape.yml");
         std::fs::write(&config_path, config_yaml).with_context(|| format!("write {}", config_path.display()))?;
+        if let Some(load) = options.rule_load() {
+            let rules_path = work_dir.join(RULE_FILE_NAME);
+            std::fs::write(&rules_path, rule_file_yaml(&load))
+                .with_context(|| format!("write {}", rules_path.display()))?;
+        }
         let log_path = work_dir.join("log.txt");
         let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let address = format!("127.0.0.1:{}", options.system_port);
@@ -555,12 +592,15 @@ fn duration_text(duration_ms: u64) -> String {
     }
 }
 
-/// One scrape job over every target, understood by all three systems.
-fn scrape_config_yaml(options: &Options) -> String {
+/// One scrape job over every target, understood by all three systems; with `--rules`, the rule
+/// file for the systems that evaluate rules themselves.
+fn scrape_config_yaml(options: &Options, system: System) -> String {
     let interval = duration_text(options.interval_ms);
-    let mut yaml = format!(
-        "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\nscrape_configs:\n  - job_name: generator\n    static_configs:\n      - targets:\n"
-    );
+    let mut yaml = format!("global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n");
+    if options.rule_load().is_some() && system != System::VictoriaMetrics {
+        let _ = writeln!(yaml, "rule_files: ['{RULE_FILE_NAME}']");
+    }
+    yaml.push_str("scrape_configs:\n  - job_name: generator\n    static_configs:\n      - targets:\n");
     for target_index in 0..options.target_count {
         let _ = writeln!(yaml, "          - 127.0.0.1:{}", options.target_port_base as usize + target_index);
     }
@@ -604,7 +644,7 @@ async fn measure(
     clock_ticks_per_s: u64,
 ) -> anyhow::Result<Measurement> {
     generator.reset();
-    let mut process = SystemProcess::spawn(system, options, &scrape_config_yaml(options))?;
+    let mut process = SystemProcess::spawn(system, options, &scrape_config_yaml(options, system))?;
     process.wait_ready().await?;
     eprintln!("{}: up (pid {}), warming up for {} ms", system.name(), process.child.id(), options.warmup_ms);
     tokio::time::sleep(Duration::from_millis(options.warmup_ms)).await;
@@ -614,6 +654,13 @@ async fn measure(
     let end = sample(&mut process, generator, clock_ticks_per_s).await?;
     let body = fetch_metrics(process.port).await?;
     let (active_series_count, series_metric) = find_metric(&body, system.series_metrics())?;
+    let rules = match options.rule_load() {
+        Some(_) if system != System::VictoriaMetrics => Some(
+            RuleFigures::from_samples(&exposition::parse(&body).context("parse /metrics")?)
+                .context("no prometheus_rule_group_* metrics although rules were loaded")?,
+        ),
+        _ => None,
+    };
     let rss_size = procfs::rss_bytes(&read_proc(&process.child.id().to_string(), "status")?)?;
     let disk_parts = disk_parts(&process.data_dir)?;
     Ok(Measurement {
@@ -631,6 +678,7 @@ async fn measure(
         rss_size,
         disk_parts,
         load_average: (start.load_average, end.load_average),
+        rules,
     })
 }
 
@@ -688,6 +736,7 @@ async fn run(options: Options, command_line: String) -> anyhow::Result<()> {
         command_line,
         started_at,
         machine: machine_description(),
+        rules: options.rule_load(),
     };
     let markdown = report::render(&parameters, &outcomes);
     println!("{markdown}");
@@ -767,7 +816,7 @@ mod tests {
     #[test]
     fn scrape_config_lists_every_target() {
         let options = parse_options(&arguments("ingest --targets 2 --interval 1500ms")).expect("parses").expect("runs");
-        let yaml = scrape_config_yaml(&options);
+        let yaml = scrape_config_yaml(&options, System::Engine);
         assert_eq!(
             yaml,
             "global:\n  scrape_interval: 1500ms\n  scrape_timeout: 1500ms\nscrape_configs:\n  - job_name: generator\n    static_configs:\n      - targets:\n          - 127.0.0.1:20000\n          - 127.0.0.1:20001\n"

@@ -6,4 +6,5 @@
 pub mod exposition;
 pub mod procfs;
 pub mod report;
+pub mod rules;
 pub mod workload;

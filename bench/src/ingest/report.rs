@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+use super::rules::{RuleFigures, RuleLoad};
+
 /// "Kept up" means at least this share of the expected samples per second was ingested.
 pub const KEPT_UP_RATIO_MIN: f64 = 0.99;
 
@@ -33,6 +35,8 @@ pub struct RunParameters {
     pub started_at: String,
     /// CPUs, kernel and memory of the machine.
     pub machine: String,
+    /// The rule load (`--rules`), if any.
+    pub rules: Option<RuleLoad>,
 }
 
 /// One top-level part of a data directory and its size on disk.
@@ -75,6 +79,8 @@ pub struct Measurement {
     pub disk_parts: Vec<DiskPart>,
     /// `/proc/loadavg` (1-minute) at the start and end of the window.
     pub load_average: (String, String),
+    /// Rule evaluation at the end of the window (`--rules`; not VictoriaMetrics).
+    pub rules: Option<RuleFigures>,
 }
 
 /// What happened to one system.
@@ -181,6 +187,51 @@ fn mebibytes(size: u64) -> String {
     format!("{:.1} MiB", size as f64 / (1024.0 * 1024.0))
 }
 
+/// The rule section: each system's last evaluation of all groups, and the engine's ratio.
+fn render_rules(out: &mut String, load: &RuleLoad, measured: &[(&Measurement, Figures)]) {
+    let _ = writeln!(
+        out,
+        "\n## Rule evaluation: {} alerting rules in groups of {}, every {} ms\n",
+        load.rule_count, load.group_size, load.interval_ms
+    );
+    out.push_str("| system | groups | rules | last evaluation, all groups s | slowest group s | iterations | missed | failures | kept up |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for (measurement, _) in measured {
+        let Some(rules) = &measurement.rules else {
+            let _ =
+                writeln!(out, "| {} | n/a (evaluates rules in a separate program) | | | | | | | |", measurement.system);
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.0} | {:.0} | {} |",
+            measurement.system,
+            rules.group_count,
+            rules.rule_count,
+            rules.last_duration_sum_s,
+            rules.last_duration_max_s,
+            rules.iterations_count,
+            rules.iterations_missed_count,
+            rules.evaluation_failures_count,
+            if rules.kept_up(load.interval_ms) { "yes" } else { "**no**" },
+        );
+    }
+    let engine =
+        measured.iter().find_map(|(measurement, _)| (measurement.system == "engine").then_some(measurement.rules?));
+    if let Some(engine) = engine {
+        for (measurement, _) in measured.iter().filter(|(measurement, _)| measurement.system != "engine") {
+            if let Some(peer) = &measurement.rules {
+                let _ = writeln!(
+                    out,
+                    "\nEngine / {}: evaluation time of all groups {} (above 1: the engine is slower).",
+                    measurement.system,
+                    decimal(ratio(engine.last_duration_sum_s, peer.last_duration_sum_s), 2)
+                );
+            }
+        }
+    }
+}
+
 /// The report in Markdown.
 pub fn render(parameters: &RunParameters, outcomes: &[Outcome]) -> String {
     let expected_per_s =
@@ -255,6 +306,9 @@ pub fn render(parameters: &RunParameters, outcomes: &[Outcome]) -> String {
                 );
             }
         }
+    }
+    if let Some(load) = &parameters.rules {
+        render_rules(&mut out, load, &measured);
     }
     if !measured.is_empty() {
         out.push_str("\n## Disk at the end, by part\n\n| system | part | size | share |\n|---|---|---:|---:|\n");
@@ -337,6 +391,7 @@ mod tests {
             rss_size,
             disk_parts: vec![DiskPart { part: "wal".to_string(), size: disk_size }],
             load_average: ("1.00".to_string(), "2.00".to_string()),
+            rules: None,
         }
     }
 
@@ -400,6 +455,7 @@ mod tests {
             command_line: "compare ingest".to_string(),
             started_at: "2026-01-01T00:00:00Z".to_string(),
             machine: "2 CPUs".to_string(),
+            rules: None,
         };
         let outcomes = [
             Outcome::Measured(measurement("engine", 20_000, 500_000_000, 40_000_000)),
