@@ -718,7 +718,7 @@ async fn run(options: Options, command_line: String) -> anyhow::Result<()> {
         .await
         .unwrap_or_else(|_| Err(anyhow::anyhow!("did not finish within {phase_ms_max} ms")));
         match result {
-            Ok(measurement) => outcomes.push(Outcome::Measured(measurement)),
+            Ok(measurement) => outcomes.push(Outcome::Measured(Box::new(measurement))),
             Err(error) => {
                 eprintln!("{}: failed: {error:#}", system.name());
                 outcomes.push(Outcome::Failed { system: system.name().to_string(), error: format!("{error:#}") });

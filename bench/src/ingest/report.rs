@@ -87,7 +87,7 @@ pub struct Measurement {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// It ran and was measured.
-    Measured(Measurement),
+    Measured(Box<Measurement>),
     /// It could not be measured.
     Failed {
         /// The system.
@@ -458,8 +458,8 @@ mod tests {
             rules: None,
         };
         let outcomes = [
-            Outcome::Measured(measurement("engine", 20_000, 500_000_000, 40_000_000)),
-            Outcome::Measured(measurement("prometheus", 10_000, 100_000_000, 20_000_000)),
+            Outcome::Measured(Box::new(measurement("engine", 20_000, 500_000_000, 40_000_000))),
+            Outcome::Measured(Box::new(measurement("prometheus", 10_000, 100_000_000, 20_000_000))),
             Outcome::Failed { system: "victoria-metrics".to_string(), error: "did not start | gone".to_string() },
         ];
         let report = render(&parameters, &outcomes);
