@@ -2,5 +2,6 @@
 //! No I/O, no tasks and no clock reads: every time is an `i64` Unix-ms argument.
 
 pub mod config;
+pub mod inhibit;
 pub mod matcher;
 pub mod route;
