@@ -5,3 +5,5 @@ pub mod config;
 pub mod inhibit;
 pub mod matcher;
 pub mod route;
+pub mod nflog;
+pub mod store;
