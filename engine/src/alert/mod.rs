@@ -5,3 +5,4 @@ pub mod config;
 pub mod inhibit;
 pub mod matcher;
 pub mod route;
+pub mod silence;
