@@ -13,6 +13,10 @@ use std::fmt;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+mod alerting;
+
+pub use alerting::{AlertingConfig, AlertmanagerConfig};
+
 /// Prometheus' default scrape interval.
 const SCRAPE_INTERVAL_MS_DEFAULT: i64 = 60_000;
 /// Prometheus' default scrape timeout.
@@ -32,6 +36,8 @@ pub struct Config {
     /// `rule_files` patterns as written (resolved against the config file's directory by
     /// `rules::file::resolve_rule_files`).
     pub rule_files: Vec<String>,
+    /// The `alerting` section: where the notifier sends alerts.
+    pub alerting: AlertingConfig,
     /// The YAML this was parsed from, as written (`/api/v1/status/config`).
     pub source_yaml: String,
 }
@@ -365,7 +371,8 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         block_duration_min_ms,
         block_duration_max_ms,
     };
-    Ok(Config { global, scrape_configs, storage, rule_files: raw.rule_files, source_yaml: String::new() })
+    let alerting = alerting::resolve(raw.alerting)?;
+    Ok(Config { global, scrape_configs, storage, rule_files: raw.rule_files, alerting, source_yaml: String::new() })
 }
 
 /// Parses a Prometheus duration (`1h30m`, `500ms`, `0`) into milliseconds
@@ -588,8 +595,9 @@ raw_section!(RawConfig {
     scrape_configs: Vec<RawScrapeConfig>,
     storage: RawStorage,
     rule_files: Vec<String>,
+    alerting: alerting::RawAlerting,
 } unsupported {
-    scrape_config_files, alerting, remote_write, remote_read, tracing, otlp, runtime,
+    scrape_config_files, remote_write, remote_read, tracing, otlp, runtime,
 });
 
 raw_section!(RawStorage {

@@ -11,6 +11,11 @@ pub const RANGE_POINTS_PER_SERIES_MAX: i64 = 11_000;
 /// files are input, and `0x99999999999` must not allocate terabytes.
 pub const SERIES_NOTATION_EXPANSION_COUNT_MAX: usize = 10_000_000;
 
+/// Most evaluation steps one rule unit test group may take (`enginectl test rules`: from 0 to
+/// the largest `eval_time` by `evaluation_interval`): a week at 1s is 604,800 steps; `eval_time:
+/// 100y` with a 1s interval must be refused, not run for days.
+pub const UNIT_TEST_EVALUATION_STEP_COUNT_MAX: i64 = 1_000_000;
+
 /// Largest HTTP request body the API reads (form-encoded queries); Prometheus has no explicit
 /// bound, but an unbounded read lets one client exhaust memory.
 pub const HTTP_REQUEST_BODY_SIZE_MAX: usize = 8 * 1024 * 1024;

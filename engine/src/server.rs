@@ -11,9 +11,9 @@ use crate::config::Config;
 use crate::io::{Env, Listener};
 use crate::limits::{RuntimeLimits, LISTEN_BIND_ATTEMPT_COUNT_MAX, LISTEN_BIND_RETRY_MS};
 use crate::metrics::SelfMetrics;
-use crate::notifier::AlertSink;
+use crate::notifier::{self, AlertSink, Notifier};
 use crate::promql::{Engine, EngineOptions};
-use crate::rules::{self, EvalContext, LoggingAlertSink, Manager, ManagerOptions};
+use crate::rules::{self, EvalContext, Manager, ManagerOptions};
 use crate::scrape;
 use crate::tsdb::compact::RetentionSettings;
 use crate::tsdb::{CommitObserver, Db, DbOptions, TsdbError};
@@ -38,7 +38,7 @@ pub struct ServerOptions {
     /// The configuration file, re-read on reload (`/-/reload`, SIGHUP); `None` when the
     /// configuration is embedded (a reload then re-reads the rule files only).
     pub config_path: Option<PathBuf>,
-    /// Where alerts go; `None`: a sink that only logs them at debug level.
+    /// Where alerts go; `None`: the notifier, sending to the `alerting` section's Alertmanagers.
     pub alert_sink: Option<Arc<dyn AlertSink>>,
     /// Each notification triggers a reload (the binary notifies it on SIGHUP).
     pub reload_trigger: Option<Arc<tokio::sync::Notify>>,
@@ -48,7 +48,8 @@ pub struct ServerOptions {
     pub flag_values: std::collections::BTreeMap<String, String>,
 }
 
-/// The rule manager's flags (Prometheus `--rules.*`, `--web.external-url`).
+/// The rule manager's and notifier's flags (Prometheus `--rules.*`, `--web.external-url`,
+/// `--alertmanager.notification-queue-capacity`).
 #[derive(Clone, Debug)]
 pub struct RuleFlags {
     /// `--web.external-url`; `None`: `http://localhost:<listen port>`.
@@ -61,6 +62,8 @@ pub struct RuleFlags {
     pub for_grace_period_ms: i64,
     /// `--rules.max-concurrent-evals`.
     pub max_concurrent_evals: usize,
+    /// `--alertmanager.notification-queue-capacity`.
+    pub notification_queue_capacity: usize,
 }
 
 impl Default for RuleFlags {
@@ -71,6 +74,7 @@ impl Default for RuleFlags {
             outage_tolerance_ms: rules::OUTAGE_TOLERANCE_MS_DEFAULT,
             for_grace_period_ms: rules::FOR_GRACE_PERIOD_MS_DEFAULT,
             max_concurrent_evals: rules::MAX_CONCURRENT_EVALS_DEFAULT,
+            notification_queue_capacity: notifier::QUEUE_CAPACITY_DEFAULT,
         }
     }
 }
@@ -195,11 +199,21 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         .unwrap_or_else(|| format!("http://localhost:{port}"))
         .trim_end_matches('/')
         .to_string();
+    // The notifier runs unless the caller supplies its own sink (tests).
+    let (sink, notifier): (Arc<dyn AlertSink>, Option<Arc<Notifier>>) = match &options.alert_sink {
+        Some(sink) => (sink.clone(), None),
+        None => {
+            let notifier = Notifier::new(env.clone(), options.rules.notification_queue_capacity);
+            env.spawner.spawn("notifier", Box::pin(notifier.clone().run()));
+            metrics.add_source(notifier.clone());
+            (notifier.clone(), Some(notifier))
+        }
+    };
     let context = EvalContext {
         engine: engine.clone(),
         appendable: Arc::new(db.clone()),
         queryable: Arc::new(db.clone()),
-        sink: options.alert_sink.clone().unwrap_or_else(|| Arc::new(LoggingAlertSink)),
+        sink,
         clock: env.clock.clone(),
         external_labels: options.config.global.external_labels.clone(),
         external_url,
@@ -215,6 +229,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         config_yaml: std::sync::Mutex::new(options.config.source_yaml.clone()),
         flags: options.rules.clone(),
         manager: manager.clone(),
+        notifier,
     });
     reloader.apply(&options.config).map_err(ServerError::Config)?;
     metrics.add_source(manager.clone());
@@ -257,8 +272,8 @@ fn manager_options(config: &Config, flags: &RuleFlags) -> ManagerOptions {
     }
 }
 
-/// Re-reads the configuration file and updates the rule manager (scrape targets are not
-/// reloaded yet).
+/// Re-reads the configuration file and updates the rule manager and the notifier (scrape
+/// targets are not reloaded yet).
 struct Reloader {
     env: Env,
     config_path: Option<PathBuf>,
@@ -267,6 +282,7 @@ struct Reloader {
     config_yaml: std::sync::Mutex<String>,
     flags: RuleFlags,
     manager: Arc<Manager>,
+    notifier: Option<Arc<Notifier>>,
 }
 
 impl Reloader {
@@ -281,6 +297,9 @@ impl Reloader {
             format!("error loading rules: {}", texts.join("; "))
         })?;
         tracing::info!(rule_files = files.len(), groups = self.manager.groups().len(), "rules loaded");
+        if let Some(notifier) = &self.notifier {
+            notifier.apply_config(&config.alerting, &config.global.external_labels);
+        }
         Ok(())
     }
 }
@@ -298,7 +317,7 @@ impl api::Reload for Reloader {
         };
         self.apply(&config).map_err(|error| format!("failed to reload config: {error}"))?;
         *self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.source_yaml;
-        tracing::info!("completed loading of configuration file (rules only; scrape targets are not reloaded)");
+        tracing::info!("completed loading of configuration file (rules and alerting; scrape targets are not reloaded)");
         Ok(())
     }
 

@@ -4,6 +4,9 @@
 //!   reference, and exits non-zero when any is invalid.
 //! - `enginectl check rules FILE...` validates rule files with promtool's wording
 //!   (`Checking F`, `  SUCCESS: N rules found`, `  FAILED:` and the errors) and exit codes.
+//! - `enginectl test rules FILE...` runs rule unit test files in promtool's format
+//!   (`engine::rules::unittest`) with promtool's output and exit codes: each test group over
+//!   a fresh in-memory database.
 //! - `enginectl tsdb list DIR`, `tsdb dump DIR`, `tsdb analyze DIR` read the blocks of a data
 //!   directory (this engine's, Prometheus' or promtool's) as promtool's commands of the same
 //!   names do; `dump` prints promtool's line format. They read blocks only, never the WAL, and
@@ -20,14 +23,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use engine::config;
-use engine::io::{FileSystem, RealFileSystem};
+use engine::io::{FileSystem, MemFileSystem, RealFileSystem, TokioSpawner};
 use engine::model::{MatchKind, Matcher};
+use engine::rules::unittest::{self, TestStorage};
 use engine::storage::Querier;
 use engine::tsdb::backfill::{create_blocks_from_openmetrics, BackfillOptions};
 use engine::tsdb::block::{Block, BlockMeta, Ulid};
+use engine::tsdb::{Db, DbOptions};
 
 const USAGE: &str = "usage: enginectl check config FILE...
        enginectl check rules FILE...
+       enginectl test rules FILE...
        enginectl tsdb list [-r] DIR
        enginectl tsdb dump DIR
        enginectl tsdb analyze DIR
@@ -48,6 +54,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        ["test", "rules", files @ ..] if !files.is_empty() => test_rules(files),
         ["tsdb", "create-blocks-from", "openmetrics", rest @ ..] => match Backfill::parse(rest) {
             Ok(backfill) => report(backfill.run()),
             Err(error) => {
@@ -325,6 +332,55 @@ fn check_rules_file(path: &Path) -> bool {
             println!();
             false
         }
+    }
+}
+
+/// promtool's `test rules`: every file must exist (kingpin's `ExistingFiles`, checked before
+/// any runs), then each runs in turn, its report printed as it finishes.
+fn test_rules(files: &[&str]) -> ExitCode {
+    let fs = RealFileSystem;
+    for file in files {
+        let path = Path::new(file);
+        if fs.list_dir(path).is_ok() {
+            let name = path.file_name().map_or_else(|| file.to_string(), |name| name.to_string_lossy().into_owned());
+            eprintln!("enginectl: error: '{name}' is a directory, try --help");
+            return ExitCode::FAILURE;
+        }
+        if fs.file_size(path).is_err() {
+            eprintln!("enginectl: error: path '{file}' does not exist, try --help");
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // promtool's `teststorage.New`: a database of its own for every test group, in memory.
+    let open_storage = || -> Result<TestStorage, String> {
+        let options = DbOptions { background_compaction: false, ..DbOptions::default() };
+        let db = Db::open(Arc::new(MemFileSystem::default()), &TokioSpawner, Path::new("/data"), options)
+            .map_err(|error| format!("open test storage: {error}"))?;
+        Ok(TestStorage { appendable: Arc::new(db.clone()), queryable: Arc::new(db) })
+    };
+    let failed = runtime.block_on(async {
+        let mut failed = false;
+        for file in files {
+            let report = unittest::run_file(&fs, file, &open_storage).await;
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(report.stdout.as_bytes());
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().write_all(report.stderr.as_bytes());
+            failed |= report.failed;
+        }
+        failed
+    });
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

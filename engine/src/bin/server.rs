@@ -54,6 +54,9 @@ const USAGE: &str = "usage: server [flags]
                                 least time a restored alert stays pending (default: 10m)
   --rules.max-concurrent-evals=N
                                 rule groups evaluated at once (default: 4)
+  --alertmanager.notification-queue-capacity=N
+                                alerts waiting to be sent; the oldest are dropped beyond it
+                                (default: 10000)
   --log.level=LEVEL             error, warn, info, debug (default: info)
   -h, --help                    this text
   --version                     print the version";
@@ -175,6 +178,13 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                 flags.rules.max_concurrent_evals =
                     text.parse().with_context(|| format!("--rules.max-concurrent-evals: not a count: {text:?}"))?;
             }
+            "--alertmanager.notification-queue-capacity" => {
+                let text = value()?;
+                flags.rules.notification_queue_capacity =
+                    text.parse().ok().filter(|&capacity: &usize| capacity > 0).with_context(|| {
+                        format!("--alertmanager.notification-queue-capacity: not a positive count: {text:?}")
+                    })?;
+            }
             "--log.level" => {
                 let text = value()?;
                 flags.log_level = text.parse().map_err(|_| anyhow::anyhow!("--log.level: unknown level {text:?}"))?;
@@ -250,6 +260,7 @@ fn flag_values(flags: &Flags, options: &ServerOptions) -> std::collections::BTre
         ("rules.alert.for-outage-tolerance", duration(flags.rules.outage_tolerance_ms)),
         ("rules.alert.for-grace-period", duration(flags.rules.for_grace_period_ms)),
         ("rules.max-concurrent-evals", flags.rules.max_concurrent_evals.to_string()),
+        ("alertmanager.notification-queue-capacity", flags.rules.notification_queue_capacity.to_string()),
         ("log.level", flags.log_level.to_string().to_lowercase()),
     ];
     pairs.into_iter().map(|(name, value)| (name.to_string(), value)).collect()

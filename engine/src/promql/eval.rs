@@ -38,9 +38,6 @@ use super::{EngineOptions, InstantSample, QueryError, RangeSeries, Value};
 use crate::model::{is_stale_nan, Labels, MatchKind, Matcher, Sample, METRIC_NAME_LABEL};
 use crate::storage::Querier;
 
-/// Subquery step when the query gives none (`[10m:]`): Prometheus' default evaluation interval.
-pub(super) const SUBQUERY_STEP_MS_DEFAULT: i64 = 60_000;
-
 /// The evaluation steps: `start_ms`, `start_ms + step_ms`, ... up to `end_ms` inclusive.
 /// `step_ms` is 0 for an instant query (one step).
 #[derive(Clone, Copy, Debug)]
@@ -520,7 +517,11 @@ impl<'a> Evaluator<'a> {
     /// `subqueryTimeRange`): steps are multiples of the subquery step after
     /// `first reference - range`, up to the last reference.
     fn subquery_series(&mut self, subquery: &SubqueryExpr) -> Result<Vec<Series>, QueryError> {
-        let step_ms = subquery.step.map(duration_ms).filter(|step| *step > 0).unwrap_or(SUBQUERY_STEP_MS_DEFAULT);
+        let step_ms = subquery
+            .step
+            .map(duration_ms)
+            .filter(|step| *step > 0)
+            .unwrap_or(self.options.subquery_step_ms_default.max(1));
         let range_ms = duration_ms(subquery.range);
         let first_reference_ms = self.reference_ms(&subquery.at, &subquery.offset, self.range.start_ms);
         let last_reference_ms = self.reference_ms(&subquery.at, &subquery.offset, self.range.last_ms());

@@ -52,6 +52,8 @@ pub const QUERY_SIZE_MAX_DEFAULT: usize = 1 << 20;
 pub const ERROR_QUOTE_SIZE_MAX: usize = 256;
 /// Prometheus' `--query.timeout` default: 2 minutes.
 pub const QUERY_TIMEOUT_MS_DEFAULT: u64 = 2 * 60 * 1000;
+/// Subquery step when the query gives none: Prometheus' default evaluation interval.
+pub const SUBQUERY_STEP_MS_DEFAULT: i64 = 60_000;
 /// Prometheus' `--query.max-concurrency` default.
 pub const QUERY_CONCURRENCY_MAX_DEFAULT: usize = 20;
 
@@ -74,6 +76,9 @@ pub struct EngineOptions {
     /// Most queries evaluating at once (Prometheus `--query.max-concurrency`); the rest wait in
     /// a bounded queue ([`QueryGate`]).
     pub query_concurrency_max: usize,
+    /// Step of a subquery written without one (`[10m:]`): the global evaluation interval in
+    /// Prometheus (`NoStepSubqueryIntervalFn`); promtool's `test rules` sets the test file's.
+    pub subquery_step_ms_default: i64,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +91,7 @@ impl Default for EngineOptions {
             query_size_max: QUERY_SIZE_MAX_DEFAULT,
             query_timeout_ms: QUERY_TIMEOUT_MS_DEFAULT,
             query_concurrency_max: QUERY_CONCURRENCY_MAX_DEFAULT,
+            subquery_step_ms_default: SUBQUERY_STEP_MS_DEFAULT,
         }
     }
 }

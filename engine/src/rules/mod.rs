@@ -2,7 +2,8 @@
 //! recording.go): rule files parsed and validated ([`file`]), groups evaluated on their interval
 //! over the engine's PromQL ([`Group`]), recording rules' results and alerts' `ALERTS` /
 //! `ALERTS_FOR_STATE` series written back through the storage [`Appender`](crate::storage::Appender),
-//! alerts handed to an [`AlertSink`], and the `/api/v1/rules` and `/api/v1/alerts` JSON ([`api`]).
+//! alerts handed to an [`AlertSink`], the `/api/v1/rules` and `/api/v1/alerts` JSON ([`api`]),
+//! and promtool's rule unit test files run over fresh storage ([`unittest`]).
 //!
 //! Invariants:
 //! - The rules of a group run in file order, each committed before the next starts, so a
@@ -24,6 +25,7 @@ pub mod file;
 mod group;
 mod manager;
 mod recording;
+pub mod unittest;
 
 #[cfg(test)]
 mod tests;

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-pub use format::{float_to_string, sprintf};
+pub use format::{float_to_string, format_float, quote, sprintf};
 
 /// Largest output one execution may produce (1 MiB): an annotation is a few hundred bytes, a
 /// runaway `range` must not exhaust memory.
