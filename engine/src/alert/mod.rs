@@ -37,8 +37,10 @@
 
 pub mod config;
 pub mod inhibit;
+pub mod manager;
 pub mod matcher;
 pub mod nflog;
+pub mod receiver;
 pub mod route;
 pub mod silence;
 pub mod store;

@@ -133,6 +133,11 @@ impl AlertStore {
         self.alerts.is_empty()
     }
 
+    /// Removes the alert with `fingerprint`.
+    pub fn remove(&mut self, fingerprint: u64) -> Option<StoredAlert> {
+        self.alerts.remove(&fingerprint)
+    }
+
     /// Drops alerts resolved before `now_ms - retention_ms`; returns their fingerprints.
     pub fn gc(&mut self, now_ms: i64, retention_ms: i64) -> Vec<u64> {
         let dropped: Vec<u64> = self
