@@ -134,6 +134,7 @@ pub struct AlertManager {
     state: Mutex<State>,
     wake: Notify,
     random_counter: AtomicU64,
+    started_at_ms: i64,
 }
 
 /// An alert as the v2 API lists it.
@@ -195,7 +196,9 @@ impl AlertManager {
         };
         let route = Arc::new(Route::from_config(&config));
         let inhibitor = Inhibitor::from_config(&config);
+        let started_at_ms = env.clock.now_ms();
         Arc::new(AlertManager {
+            started_at_ms,
             env,
             options,
             state: Mutex::new(State {
@@ -222,6 +225,11 @@ impl AlertManager {
 
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// When this alert manager started, Unix ms (`/api/v2/status` uptime).
+    pub fn started_at_ms(&self) -> i64 {
+        self.started_at_ms
     }
 
     /// The configuration in force.

@@ -35,6 +35,7 @@
 //! Concurrency: plain values. The dispatcher owns them and serialises changes (`&mut self`);
 //! on a configuration reload it builds a new route tree and inhibitor and keeps the silences.
 
+pub mod api;
 pub mod config;
 pub mod inhibit;
 pub mod manager;
