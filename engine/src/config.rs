@@ -13,8 +13,10 @@ use std::fmt;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+mod alert_manager;
 mod alerting;
 
+pub use alert_manager::{AlertManagerSection, AlertManagerSource};
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 
 /// Prometheus' default scrape interval.
@@ -38,6 +40,8 @@ pub struct Config {
     pub rule_files: Vec<String>,
     /// The `alerting` section: where the notifier sends alerts.
     pub alerting: AlertingConfig,
+    /// The `alert_manager` section: the embedded alert manager, when present.
+    pub alert_manager: Option<AlertManagerSection>,
     /// The YAML this was parsed from, as written (`/api/v1/status/config`).
     pub source_yaml: String,
 }
@@ -372,7 +376,16 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         block_duration_max_ms,
     };
     let alerting = alerting::resolve(raw.alerting)?;
-    Ok(Config { global, scrape_configs, storage, rule_files: raw.rule_files, alerting, source_yaml: String::new() })
+    let alert_manager = alert_manager::resolve(raw.alert_manager)?;
+    Ok(Config {
+        global,
+        scrape_configs,
+        storage,
+        rule_files: raw.rule_files,
+        alerting,
+        alert_manager,
+        source_yaml: String::new(),
+    })
 }
 
 /// Parses a Prometheus duration (`1h30m`, `500ms`, `0`) into milliseconds
@@ -596,6 +609,7 @@ raw_section!(RawConfig {
     storage: RawStorage,
     rule_files: Vec<String>,
     alerting: alerting::RawAlerting,
+    alert_manager: Option<alert_manager::RawAlertManagerSection>,
 } unsupported {
     scrape_config_files, remote_write, remote_read, tracing, otlp, runtime,
 });

@@ -6,6 +6,7 @@
 //! code runs in the real server and in the deterministic simulator (`sim/`).
 //! See `engine/ARCHITECTURE.md` for the code map and the determinism rules.
 
+pub mod alert;
 pub mod api;
 pub mod calendar;
 pub mod config;

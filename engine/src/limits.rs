@@ -92,3 +92,18 @@ pub const GROUP_COMMIT_COUNT_MAX: usize = 256;
 pub const GROUP_COMMIT_SIZE_MAX: usize = 16 * 1024 * 1024;
 
 const _: () = assert!(HEAD_SHARD_COUNT.is_power_of_two() && GROUP_COMMIT_COUNT_MAX <= COMMIT_QUEUE_CAPACITY);
+
+// ---- Embedded alert manager (`alert`).
+
+/// Most silences the embedded alert manager stores, expired ones included (Alertmanager's
+/// `--silences.max-silences`): bounds memory, the snapshot, and the scan each mute check makes.
+pub const SILENCE_COUNT_MAX: usize = 10_000;
+
+/// How long a silence is kept after it ends before garbage collection drops it
+/// (Alertmanager's `--data.retention` default, 120h).
+pub const SILENCE_RETENTION_MS_DEFAULT: i64 = 120 * 3_600_000;
+
+/// Attempts at drawing a silence id that is not taken before giving up.
+pub const SILENCE_ID_ATTEMPT_COUNT_MAX: u32 = 16;
+
+const _: () = assert!(SILENCE_COUNT_MAX > 0 && SILENCE_RETENTION_MS_DEFAULT >= 0 && SILENCE_ID_ATTEMPT_COUNT_MAX > 0);

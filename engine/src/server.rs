@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::alert::config::AlertManagerConfig;
+use crate::alert::manager::{AlertManager, AlertManagerOptions};
 use crate::api::{self, Api};
-use crate::config::Config;
+use crate::config::{AlertManagerSource, Config};
 use crate::io::{Env, Listener};
 use crate::limits::{RuntimeLimits, LISTEN_BIND_ATTEMPT_COUNT_MAX, LISTEN_BIND_RETRY_MS};
 use crate::metrics::SelfMetrics;
@@ -199,10 +201,14 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         .unwrap_or_else(|| format!("http://localhost:{port}"))
         .trim_end_matches('/')
         .to_string();
-    // The notifier runs unless the caller supplies its own sink (tests).
-    let (sink, notifier): (Arc<dyn AlertSink>, Option<Arc<Notifier>>) = match &options.alert_sink {
-        Some(sink) => (sink.clone(), None),
-        None => {
+    let alert_manager = start_alert_manager(&env, &options, &external_url, &metrics)?;
+    // The notifier runs unless the caller supplies its own sink (tests), or the embedded alert
+    // manager takes the alerts in process (enabled, and no `alerting.alertmanagers`).
+    let in_process = alert_manager.as_ref().filter(|_| options.config.alerting.alertmanagers.is_empty());
+    let (sink, notifier): (Arc<dyn AlertSink>, Option<Arc<Notifier>>) = match (&options.alert_sink, in_process) {
+        (Some(sink), _) => (sink.clone(), None),
+        (None, Some(manager)) => (manager.clone(), None),
+        (None, None) => {
             let notifier = Notifier::new(env.clone(), options.rules.notification_queue_capacity);
             env.spawner.spawn("notifier", Box::pin(notifier.clone().run()));
             metrics.add_source(notifier.clone());
@@ -230,6 +236,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         flags: options.rules.clone(),
         manager: manager.clone(),
         notifier,
+        alert_manager: alert_manager.clone(),
     });
     reloader.apply(&options.config).map_err(ServerError::Config)?;
     metrics.add_source(manager.clone());
@@ -247,19 +254,21 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
             }),
         );
     }
-    let api = Arc::new(
-        Api::new(
-            engine,
-            env.clock.clone(),
-            db,
-            metrics,
-            options.limits.http_request_body_size_max,
-            env.spawner.clone(),
-        )
-        .with_rules(manager, reloader)
-        .with_targets(targets)
-        .with_flags(options.flag_values.clone()),
-    );
+    let mut api = Api::new(
+        engine,
+        env.clock.clone(),
+        db,
+        metrics,
+        options.limits.http_request_body_size_max,
+        env.spawner.clone(),
+    )
+    .with_rules(manager, reloader)
+    .with_targets(targets)
+    .with_flags(options.flag_values.clone());
+    if let Some(alert_manager) = alert_manager {
+        api = api.with_alert_manager(alert_manager);
+    }
+    let api = Arc::new(api);
     api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;
     Ok(())
 }
@@ -283,6 +292,7 @@ struct Reloader {
     flags: RuleFlags,
     manager: Arc<Manager>,
     notifier: Option<Arc<Notifier>>,
+    alert_manager: Option<Arc<AlertManager>>,
 }
 
 impl Reloader {
@@ -299,6 +309,20 @@ impl Reloader {
         tracing::info!(rule_files = files.len(), groups = self.manager.groups().len(), "rules loaded");
         if let Some(notifier) = &self.notifier {
             notifier.apply_config(&config.alerting, &config.global.external_labels);
+        }
+        match (&self.alert_manager, &config.alert_manager) {
+            (Some(alert_manager), Some(section)) if section.enabled => {
+                let loaded = load_alert_manager_config(&self.env, self.config_path.as_deref(), &section.source)?;
+                if loaded != *alert_manager.config() {
+                    alert_manager.apply_config(loaded);
+                    tracing::info!("alert manager configuration reloaded");
+                }
+            }
+            (None, Some(section)) if section.enabled => {
+                tracing::warn!("alert_manager was enabled by a reload; it starts at the next restart");
+            }
+            (Some(_), _) => tracing::warn!("alert_manager was disabled by a reload; it stops at the next restart"),
+            _ => {}
         }
         Ok(())
     }
@@ -323,6 +347,54 @@ impl api::Reload for Reloader {
 
     fn config_yaml(&self) -> String {
         self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+/// Starts the embedded alert manager when the configuration enables it: its state under
+/// `<storage path>/alertmanager/`, its dispatcher as a task, its metrics on `/metrics`.
+fn start_alert_manager(
+    env: &Env,
+    options: &ServerOptions,
+    external_url: &str,
+    metrics: &Arc<SelfMetrics>,
+) -> Result<Option<Arc<AlertManager>>, ServerError> {
+    let Some(section) = options.config.alert_manager.as_ref().filter(|section| section.enabled) else {
+        return Ok(None);
+    };
+    let config =
+        load_alert_manager_config(env, options.config_path.as_deref(), &section.source).map_err(ServerError::Config)?;
+    let alert_manager = AlertManager::new(
+        env.clone(),
+        config,
+        AlertManagerOptions {
+            data_dir: options.storage_path.join("alertmanager"),
+            external_url: external_url.to_string(),
+            retention_ms: crate::alert::nflog::RETENTION_MS_DEFAULT,
+        },
+    );
+    env.spawner.spawn("alert-manager", Box::pin(alert_manager.clone().run()));
+    metrics.add_source(alert_manager.clone());
+    tracing::info!("embedded alert manager started (API v2 under /api/v2/)");
+    Ok(Some(alert_manager))
+}
+
+/// The embedded alert manager's configuration: inline, or read from its file (relative to the
+/// engine's configuration file) through the filesystem seam.
+fn load_alert_manager_config(
+    env: &Env,
+    config_path: Option<&Path>,
+    source: &AlertManagerSource,
+) -> Result<AlertManagerConfig, String> {
+    match source {
+        AlertManagerSource::Inline(config) => Ok((**config).clone()),
+        AlertManagerSource::File(file) => {
+            let base_dir = config_path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+            let path = base_dir.join(file);
+            let bytes = env.fs.read(&path).map_err(|error| format!("read {}: {error}", path.display()))?;
+            let text = String::from_utf8(bytes).map_err(|error| format!("{} is not UTF-8: {error}", path.display()))?;
+            crate::alert::config::parse(&text)
+                .map_err(|error| format!("alert manager config {}: {error}", path.display()))
+        }
     }
 }
 

@@ -61,6 +61,7 @@ pub struct Api {
     reload: Option<Arc<dyn Reload>>,
     targets: Option<Arc<crate::scrape::health::Targets>>,
     flag_values: BTreeMap<String, String>,
+    alert_manager: Option<Arc<crate::alert::manager::AlertManager>>,
 }
 
 /// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
@@ -130,6 +131,7 @@ impl Api {
             reload: None,
             targets: None,
             flag_values: BTreeMap::new(),
+            alert_manager: None,
         }
     }
 
@@ -152,6 +154,12 @@ impl Api {
         self
     }
 
+    /// Serves Alertmanager's API v2 (`/api/v2/...`) from the embedded `alert_manager`.
+    pub fn with_alert_manager(mut self, alert_manager: Arc<crate::alert::manager::AlertManager>) -> Self {
+        self.alert_manager = Some(alert_manager);
+        self
+    }
+
     fn rule_snapshots(&self) -> Vec<crate::rules::GroupSnapshot> {
         self.rules.as_deref().map(crate::rules::api::snapshots).unwrap_or_default()
     }
@@ -166,6 +174,9 @@ impl Api {
         self.metrics.count_request(&path);
         let method = request.method().clone();
         let readable = method == Method::GET || method == Method::HEAD;
+        if path.starts_with("/api/v2/") {
+            return self.alert_manager_api(request).await;
+        }
         match path.as_str() {
             "/api/v1/query" | "/api/v1/query_range" if readable || method == Method::POST => {
                 let result = match self.params(request).await {
@@ -338,6 +349,40 @@ impl Api {
             | "/-/ready"
             | "/metrics" => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Method Not Allowed\n".to_string()),
             _ => respond(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n".to_string()),
+        }
+    }
+
+    /// Alertmanager's API v2 over the embedded alert manager; 404 when it is not enabled.
+    async fn alert_manager_api<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Some(alert_manager) = self.alert_manager.clone() else {
+            return respond(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "404 page not found (no alert manager enabled)\n".to_string(),
+            );
+        };
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or("").to_string();
+        let body = match Limited::new(request.into_body(), self.request_body_size_max).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) => {
+                return respond(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "application/json",
+                    serde_json::to_string(&format!("request body: {error}")).unwrap_or_default(),
+                )
+            }
+        };
+        match crate::alert::api::handle(&alert_manager, &method, &path, &query, &body) {
+            Some((status, content_type, body)) => {
+                respond(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), content_type, body)
+            }
+            None => respond(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n".to_string()),
         }
     }
 

@@ -52,7 +52,9 @@ impl EvalRange {
         if self.step_ms <= 0 || self.end_ms < self.start_ms {
             return 1;
         }
-        usize::try_from((self.end_ms - self.start_ms) / self.step_ms).unwrap_or(usize::MAX - 1).saturating_add(1)
+        // In i128: the span of two extreme timestamps does not fit an i64.
+        let steps = (i128::from(self.end_ms) - i128::from(self.start_ms)) / i128::from(self.step_ms);
+        usize::try_from(steps).unwrap_or(usize::MAX - 1).saturating_add(1)
     }
 
     pub(super) fn steps(&self) -> impl Iterator<Item = i64> {
