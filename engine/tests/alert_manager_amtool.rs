@@ -139,3 +139,74 @@ fn rules_notify_through_the_embedded_alert_manager_and_amtool_manages_it() {
     let metrics = wait_for_body(port, "/metrics", WAIT_S_MAX, &engine, |body| body.contains("alertmanager_alerts{"));
     assert!(metrics.contains("alertmanager_notifications_total{integration=\"webhook\"}"), "{metrics}");
 }
+
+/// Debian's Prometheus 2.42 sends its alerts to the engine's embedded alert manager as it would
+/// to an Alertmanager (API v2), and the engine's API lists them.
+#[test]
+fn prometheus_sends_to_the_embedded_alert_manager() {
+    let Some(prometheus) = peer("/usr/bin/prometheus") else { return };
+    let dir = temp_dir("engine-embedded-am", "prometheus");
+    std::fs::write(
+        dir.join("engine.yml"),
+        "alert_manager:\n  config:\n    route: {receiver: none, group_by: [alertname]}\n    receivers: [{name: none}]\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let log_path = dir.join("engine.log");
+    let engine = Process {
+        child: Command::new(env!("CARGO_BIN_EXE_server"))
+            .arg(format!("--config.file={}", dir.join("engine.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .env("NO_COLOR", "1")
+            .spawn()
+            .expect("start engine"),
+        log_path,
+    };
+    wait_for_body(port, "/-/ready", WAIT_S_MAX, &engine, |_| true);
+    std::fs::write(
+        dir.join("rules.yml"),
+        "groups:\n  - name: from-prometheus\n    interval: 1s\n    rules:\n      - alert: FromPrometheus\n        \
+         expr: vector(3)\n        labels: {team: db}\n        annotations: {summary: 'seen {{ $value }}'}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  evaluation_interval: 1s\n  external_labels: {{source: prometheus}}\nrule_files: ['rules.yml']\n\
+             alerting:\n  alertmanagers:\n    - static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        ),
+    )
+    .unwrap();
+    let prometheus_port = free_port();
+    let prometheus_log = dir.join("prometheus.log");
+    let _prometheus = Process {
+        child: Command::new(prometheus)
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            // The first evaluation may run before discovery lists the alert manager; resend soon.
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&prometheus_log).unwrap())
+            .spawn()
+            .expect("start prometheus"),
+        log_path: prometheus_log,
+    };
+    let body = wait_for_body(port, "/api/v2/alerts", WAIT_S_MAX, &engine, |body| body.contains("FromPrometheus"));
+    let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let alert = &alerts[0];
+    assert_eq!(
+        alert["labels"],
+        serde_json::json!({"alertname": "FromPrometheus", "source": "prometheus", "team": "db"}),
+        "{body}"
+    );
+    assert_eq!(alert["annotations"]["summary"], "seen 3");
+    assert_eq!(alert["status"]["state"], "active");
+    assert_eq!(alert["receivers"], serde_json::json!([{"name": "none"}]));
+    let groups =
+        wait_for_body(port, "/api/v2/alerts/groups", WAIT_S_MAX, &engine, |body| body.contains("FromPrometheus"));
+    assert!(groups.contains("\"labels\":{\"alertname\":\"FromPrometheus\"}"), "{groups}");
+}

@@ -31,6 +31,19 @@ fn invalid_config_fails_naming_key_and_line() {
 }
 
 #[test]
+fn the_embedded_alert_managers_config_file_is_checked() {
+    let dir = std::env::temp_dir().join(format!("enginectl-{}-am", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("good.yml"), "route: {receiver: team}\nreceivers: [{name: team}]\n").unwrap();
+    std::fs::write(dir.join("bad.yml"), "route: {receiver: nobody}\nreceivers: [{name: team}]\n").unwrap();
+    let (ok, stdout) =
+        check("am-good", &format!("alert_manager:\n  config_file: {}\n", dir.join("good.yml").display()));
+    assert!(ok && stdout.contains("SUCCESS: alert manager config"), "{stdout}");
+    let (ok, stdout) = check("am-bad", &format!("alert_manager:\n  config_file: {}\n", dir.join("bad.yml").display()));
+    assert!(!ok && stdout.contains("FAILED: alert manager config") && stdout.contains("nobody"), "{stdout}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let output = Command::new(env!("CARGO_BIN_EXE_enginectl")).arg("frobnicate").output().unwrap();
     assert_eq!(output.status.code(), Some(2));

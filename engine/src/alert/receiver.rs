@@ -6,6 +6,7 @@
 //! Delivery goes through `io::http_client` and `tokio::time`, so the simulator drives it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use crate::calendar::format_rfc3339_millis;
 use crate::io::http_client::{self, HttpEndpoint, HttpRequest};
 use crate::io::Env;
 use crate::model::Labels;
+use crate::template::{Context, StructValue, Template, Value};
 
 /// First retry delay.
 pub const RETRY_BACKOFF_MS_MIN: u64 = 500;
@@ -214,12 +216,75 @@ fn default_text(notification: &Notification) -> String {
         .join("\n")
 }
 
-/// A Slack incoming-webhook message with one attachment (notify/slack). `title` and `text`
-/// given in the configuration are sent as written (no templating).
+/// Alertmanager's notification template data (`template.Data`) for `notification`: `.Receiver`,
+/// `.Status`, `.Alerts` (each with `.Status`, `.Labels`, `.Annotations`, `.StartsAt`, `.EndsAt`,
+/// `.GeneratorURL`, `.Fingerprint`), `.GroupLabels`, `.CommonLabels`, `.CommonAnnotations`,
+/// `.ExternalURL`.
+fn template_data(notification: &Notification) -> Value {
+    let map = |labels: &Labels| {
+        Value::StringMap(Arc::new(labels.iter().map(|label| (label.name.clone(), label.value.clone())).collect()))
+    };
+    let alerts: Vec<Value> = notification
+        .alerts
+        .iter()
+        .map(|stored| {
+            let resolved = stored.is_resolved_at(notification.now_ms);
+            Value::Struct(Arc::new(StructValue {
+                type_name: "template.Alert",
+                fields: vec![
+                    ("Status".to_string(), Value::String(if resolved { "resolved" } else { "firing" }.to_string())),
+                    ("Labels".to_string(), map(&stored.alert.labels)),
+                    ("Annotations".to_string(), map(&stored.alert.annotations)),
+                    ("StartsAt".to_string(), Value::Time(stored.alert.starts_at_ms.saturating_mul(1_000_000))),
+                    ("EndsAt".to_string(), Value::Time(stored.alert.ends_at_ms.saturating_mul(1_000_000))),
+                    ("GeneratorURL".to_string(), Value::String(stored.alert.generator_url.clone())),
+                    ("Fingerprint".to_string(), Value::String(format!("{:016x}", stored.fingerprint))),
+                ],
+            }))
+        })
+        .collect();
+    Value::Struct(Arc::new(StructValue {
+        type_name: "*template.Data",
+        fields: vec![
+            ("Receiver".to_string(), Value::String(notification.receiver.clone())),
+            ("Status".to_string(), Value::String(notification.status().to_string())),
+            ("Alerts".to_string(), Value::List(Arc::new(alerts))),
+            ("GroupLabels".to_string(), map(&notification.group_labels)),
+            ("CommonLabels".to_string(), map(&notification.common_labels())),
+            ("CommonAnnotations".to_string(), map(&notification.common_annotations())),
+            ("ExternalURL".to_string(), Value::String(notification.external_url.clone())),
+        ],
+    }))
+}
+
+/// Expands a configured `title`, `text`, `description` or `severity` over the notification's
+/// template data (Go text/template, as Alertmanager). A template that fails to parse or run is
+/// logged and sent as written, so the notification still goes out.
+fn render(text: &str, notification: &Notification) -> String {
+    if !text.contains("{{") {
+        return text.to_string();
+    }
+    let no_query = |_: &str| -> Result<Vec<crate::template::QuerySample>, String> {
+        Err("query is not available in notification templates".to_string())
+    };
+    let context = Context { query: &no_query, external_url: &notification.external_url };
+    match Template::parse("notification", text)
+        .and_then(|template| template.execute(&template_data(notification), &context))
+    {
+        Ok(rendered) => rendered,
+        Err(error) => {
+            tracing::warn!(%error, template = text, "notification template failed; sending it unexpanded");
+            text.to_string()
+        }
+    }
+}
+
+/// A Slack incoming-webhook message with one attachment (notify/slack); a configured `title`
+/// and `text` are templates over Alertmanager's data.
 fn slack_body(config: &SlackConfig, notification: &Notification) -> serde_json::Value {
     let color = if notification.status() == "firing" { "danger" } else { "good" };
-    let title = config.title.clone().unwrap_or_else(|| default_title(notification));
-    let text = config.text.clone().unwrap_or_else(|| default_text(notification));
+    let title = config.title.as_deref().map_or_else(|| default_title(notification), |text| render(text, notification));
+    let text = config.text.as_deref().map_or_else(|| default_text(notification), |text| render(text, notification));
     let mut body = serde_json::json!({
         "attachments": [{
             "title": title,
@@ -243,7 +308,9 @@ fn dedup_key(group_key: &str) -> String {
 /// A PagerDuty event: Events API v2 with `routing_key`, v1 with `service_key`.
 fn pagerduty_body(config: &PagerdutyConfig, notification: &Notification) -> serde_json::Value {
     let firing = notification.status() == "firing";
-    let description = config.description.clone().unwrap_or_else(|| default_title(notification));
+    let description =
+        config.description.as_deref().map_or_else(|| default_title(notification), |text| render(text, notification));
+    let severity = config.severity.as_deref().map_or_else(|| "error".to_string(), |text| render(text, notification));
     let details = serde_json::json!({
         "firing": default_text(notification),
         "num_firing": notification.firing_count().to_string(),
@@ -258,7 +325,7 @@ fn pagerduty_body(config: &PagerdutyConfig, notification: &Notification) -> serd
             "payload": {
                 "summary": description,
                 "source": notification.external_url,
-                "severity": config.severity.clone().unwrap_or_else(|| "error".to_string()),
+                "severity": severity,
                 "custom_details": details,
             },
             "client": "engine",
@@ -394,6 +461,23 @@ mod tests {
         assert_eq!(body["attachments"][0]["title"], "[RESOLVED] Down");
         assert_eq!(body["attachments"][0]["color"], "good");
         assert_eq!(body["attachments"][0]["text"], "[resolved] a:1 is down");
+
+        let templated = SlackConfig {
+            api_url: "http://slack/hook".to_string(),
+            channel: None,
+            title: Some("{{ .Status | toUpper }}: {{ .CommonLabels.alertname }} ({{ len .Alerts }})".to_string()),
+            text: Some(
+                "{{ range .Alerts }}{{ .Labels.instance }} {{ .Annotations.summary }};{{ end }}{{ .Bad".to_string(),
+            ),
+            send_resolved: true,
+        };
+        let body: serde_json::Value = serde_json::from_slice(&Integration::Slack(templated).body(&resolved)).unwrap();
+        assert_eq!(body["attachments"][0]["title"], "RESOLVED: Down (1)");
+        // A broken template is sent as written.
+        assert_eq!(
+            body["attachments"][0]["text"],
+            "{{ range .Alerts }}{{ .Labels.instance }} {{ .Annotations.summary }};{{ end }}{{ .Bad"
+        );
 
         let firing = notification(vec![stored("Down", "a:1", 1_700_000_120_000)]);
         let pagerduty = PagerdutyConfig {

@@ -1,7 +1,8 @@
 //! Command-line tool for the engine, in the role promtool plays for Prometheus.
 //!
-//! - `enginectl check config FILE...` validates configuration files and the rule files they
-//!   reference, and exits non-zero when any is invalid.
+//! - `enginectl check config FILE...` validates configuration files, the rule files they
+//!   reference and the embedded alert manager's `config_file`, and exits non-zero when any is
+//!   invalid.
 //! - `enginectl check rules FILE...` validates rule files with promtool's wording
 //!   (`Checking F`, `  SUCCESS: N rules found`, `  FAILED:` and the errors) and exit codes.
 //! - `enginectl test rules FILE...` runs rule unit test files in promtool's format
@@ -286,6 +287,11 @@ fn check_config(files: &[&str]) -> ExitCode {
             Ok(config) => {
                 println!("  SUCCESS: {}", config.summary());
                 let base_dir = Path::new(file).parent().unwrap_or(Path::new(""));
+                if let Some(config::AlertManagerSource::File(name)) =
+                    config.alert_manager.as_ref().map(|section| &section.source)
+                {
+                    failed |= !check_alert_manager_file(&base_dir.join(name));
+                }
                 match engine::rules::file::resolve_rule_files(&RealFileSystem, base_dir, &config.rule_files) {
                     Ok(rule_files) => {
                         if !rule_files.is_empty() {
@@ -312,6 +318,24 @@ fn check_config(files: &[&str]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The embedded alert manager's configuration file (as `amtool check-config`): true when valid.
+fn check_alert_manager_file(path: &Path) -> bool {
+    let text =
+        RealFileSystem.read(path).map_err(|error| format!("read {}: {error}", path.display())).and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|error| format!("{} is not UTF-8: {error}", path.display()))
+        });
+    match text.and_then(|text| engine::alert::config::parse(&text).map_err(|error| error.to_string())) {
+        Ok(config) => {
+            println!("  SUCCESS: alert manager config {} ({} receivers)", path.display(), config.receivers.len());
+            true
+        }
+        Err(error) => {
+            println!("  FAILED: alert manager config {}: {error}", path.display());
+            false
+        }
     }
 }
 
