@@ -181,7 +181,10 @@ pub(super) fn eval_aggregate(ev: &mut Evaluator<'_>, aggregate: &AggregateExpr) 
     };
     if op == AggregateOp::Quantile {
         if let Some(q) = parameters.iter().flatten().find(|q| !(0.0..=1.0).contains(*q)) {
-            ev.warn(invalid_quantile(*q));
+            // Prometheus points at the parameter, the aggregation's first argument.
+            let parameter =
+                ev.node_positions(aggregate as *const AggregateExpr as usize).and_then(|p| p.args.first().copied());
+            ev.warn(format!("{}{}", invalid_quantile(*q), super::position::suffix(parameter)));
         }
     }
     let input = ev.eval(&aggregate.expr)?;

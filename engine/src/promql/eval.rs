@@ -168,6 +168,8 @@ pub(super) struct Evaluator<'a> {
     pub(super) samples_current_count: usize,
     /// (is an info, message): warnings and infos, deduplicated and ordered.
     annotations: BTreeSet<(bool, String)>,
+    /// Where calls and aggregations sit in the query text (annotation suffixes).
+    positions: &'a super::position::Positions,
 }
 
 impl<'a> Evaluator<'a> {
@@ -176,8 +178,10 @@ impl<'a> Evaluator<'a> {
         options: &'a EngineOptions,
         range: EvalRange,
         poller: &'a Poller<'a>,
+        positions: &'a super::position::Positions,
     ) -> Self {
         Evaluator {
+            positions,
             querier,
             poller,
             options,
@@ -603,6 +607,16 @@ impl Evaluator<'_> {
     /// Records a warning (Prometheus `annotations.PromQLWarning`).
     pub(super) fn warn(&mut self, message: String) {
         self.annotations.insert((false, message));
+    }
+
+    /// The text positions of the call or aggregation node at `address` (`&Call`, `&AggregateExpr`).
+    pub(super) fn node_positions(&self, address: usize) -> Option<super::position::NodePositions> {
+        self.positions.get(address).cloned()
+    }
+
+    /// Whether the string literal at `offset` in the query text is valid UTF-8 in Go's reading.
+    pub(super) fn literal_is_utf8(&self, offset: usize) -> bool {
+        self.positions.literal_is_utf8(offset)
     }
 
     /// Records a note an operation produced (`true` for an info).

@@ -21,7 +21,7 @@ use promql_parser::parser::{Call, Expr};
 
 use super::aggregate::{invalid_quantile, kahan_inc, quantile};
 use super::eval::{duplicate_labelset, Evaluator, OutSample, RangeSource, Series, StepArg, StepSample, Val, Window};
-use super::QueryError;
+use super::{position, QueryError};
 use crate::calendar::civil_from_days;
 use crate::model::{Labels, Sample, METRIC_NAME_LABEL};
 
@@ -31,13 +31,16 @@ type RangeFn = fn(&Window<'_>, &[f64]) -> Result<Option<f64>, QueryError>;
 
 pub(super) fn eval_call(ev: &mut Evaluator<'_>, call: &Call) -> Result<Val, QueryError> {
     let name = call.func.name;
+    let positions = ev.node_positions(call as *const Call as usize);
+    let start_suffix = position::suffix(positions.as_ref().map(|p| p.start));
+    let arg_suffix = |index: usize| position::suffix(positions.as_ref().and_then(|p| p.args.get(index).copied()));
     // Parentheses around an argument change nothing: `rate((x[5m]))`, `label_replace(("a"), ...)`.
     let args: Vec<&Expr> = call.args.args.iter().map(|arg| unwrap_parens(arg)).collect();
     if let Some(range_index) = args.iter().position(|arg| matches!(arg, Expr::MatrixSelector(_) | Expr::Subquery(_))) {
-        return eval_range_call(ev, name, &args, range_index);
+        return eval_range_call(ev, name, &args, range_index, &arg_suffix(0));
     }
     match name {
-        "label_replace" => return label_replace(ev, &args),
+        "label_replace" => return label_replace(ev, &args, positions.as_ref()),
         "label_join" => return label_join(ev, &args),
         "time" => return Ok(Val::Scalar(ev.range.steps().map(|step_ms| step_ms as f64 / 1000.0).collect())),
         "pi" => return Ok(Val::Scalar(vec![std::f64::consts::PI; ev.range.step_count()])),
@@ -108,18 +111,23 @@ pub(super) fn eval_call(ev: &mut Evaluator<'_>, call: &Call) -> Result<Val, Quer
     if matches!(name, "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc")
         && ev.range.start_ms != ev.range.end_ms
     {
-        ev.warn(
-            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels"
-                .to_string(),
-        );
+        ev.warn(format!(
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels{start_suffix}"
+        ));
     }
     if name == "histogram_quantile" {
         if let Some(Val::Scalar(quantiles)) = values.first() {
             if let Some(q) = quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-                ev.warn(invalid_quantile(*q));
+                ev.warn(format!("{}{}", invalid_quantile(*q), arg_suffix(0)));
             }
         }
     }
+    // Bucket warnings and the monotonicity info point at the buckets argument.
+    let notes_suffix = match name {
+        "histogram_quantile" => arg_suffix(1),
+        "histogram_fraction" => arg_suffix(2),
+        _ => String::new(),
+    };
     let absent_labels = if name == "absent" { absent_labels(args.first().copied()) } else { Labels::empty() };
     let mut notes: Vec<(bool, String)> = Vec::new();
     let result = ev.range_eval(&values, |step, step_ms| {
@@ -128,8 +136,8 @@ pub(super) fn eval_call(ev: &mut Evaluator<'_>, call: &Call) -> Result<Val, Quer
     for value in &values {
         ev.release(value);
     }
-    for note in notes {
-        ev.note(note);
+    for (is_info, message) in notes {
+        ev.note((is_info, format!("{message}{notes_suffix}")));
     }
     Ok(Val::Vector(result))
 }
@@ -335,7 +343,14 @@ fn absent_labels(expr: Option<&Expr>) -> Labels {
     Labels::from_pairs(pairs)
 }
 
-fn eval_range_call(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], range_index: usize) -> Result<Val, QueryError> {
+/// `first_arg_suffix`: the position suffix of the first argument (`quantile_over_time`'s warning).
+fn eval_range_call(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[&Expr],
+    range_index: usize,
+    first_arg_suffix: &str,
+) -> Result<Val, QueryError> {
     let function =
         range_function(name).ok_or_else(|| QueryError::Execution(format!("function {name} is not supported yet")))?;
     // Scalar arguments, one value per step.
@@ -387,7 +402,7 @@ fn eval_range_call(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], range_ind
     })?;
     if name == "quantile_over_time" {
         if let Some(q) = evaluated_quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-            ev.warn(invalid_quantile(*q));
+            ev.warn(format!("{}{first_arg_suffix}", invalid_quantile(*q)));
         }
     }
     if name == "absent_over_time" {
@@ -945,8 +960,18 @@ fn merge_same_labels(series: Vec<Series>) -> Result<Vec<Series>, QueryError> {
     Ok(output)
 }
 
-fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Val, QueryError> {
+/// `positions`: the call's place in the query text, to check the destination literal's bytes.
+fn label_replace(
+    ev: &mut Evaluator<'_>,
+    args: &[&Expr],
+    positions: Option<&position::NodePositions>,
+) -> Result<Val, QueryError> {
     let destination = string_arg(args, 1, "label_replace")?;
+    // Go reads "\xff" as the byte 0xFF: not valid UTF-8, so not a label name.
+    let destination_offset = positions.and_then(|positions| positions.arg_offsets.get(1).copied());
+    if destination_offset.is_some_and(|offset| !ev.literal_is_utf8(offset)) {
+        return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {destination}")));
+    }
     let replacement = string_arg(args, 2, "label_replace")?;
     let source = string_arg(args, 3, "label_replace")?;
     let pattern = string_arg(args, 4, "label_replace")?;

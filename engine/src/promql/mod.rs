@@ -6,8 +6,8 @@
 //! staleness markers, every aggregation ([`aggregate`]), every binary operator with vector
 //! matching ([`binary`]) and the float functions ([`functions`]). Evaluation is step-wise, as
 //! Prometheus' `rangeEval` ([`eval`]). Annotations ([`Annotations`]) carry Prometheus' texts
-//! without the `(line:column)` suffix (the parser keeps no positions) and cover invalid
-//! quantiles, malformed `le` labels, forced bucket monotonicity and sorting in range queries.
+//! with the `(line:column)` suffix (found by scanning the text: [`position`]; the parser keeps
+//! no positions) and cover invalid quantiles, malformed `le` labels, forced bucket monotonicity and sorting in range queries.
 //! Native histograms, `info()` and the experimental syntax (duration expressions,
 //! `anchored`/`smoothed`, `fill`) are not implemented; a node the engine cannot evaluate is an
 //! execution error naming it, never a silent wrong answer.
@@ -31,6 +31,7 @@ mod binary;
 pub mod control;
 mod eval;
 mod functions;
+mod position;
 pub mod series_notation;
 mod value;
 
@@ -157,8 +158,7 @@ pub enum QueryError {
     },
 }
 
-/// Warnings and infos a query produced, with Prometheus' texts (without the position suffix:
-/// the parser keeps no positions).
+/// Warnings and infos a query produced, with Prometheus' texts and position suffixes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Annotations {
     /// `PromQL warning: ...` messages, sorted, distinct.
@@ -255,7 +255,7 @@ impl Engine {
     ) -> Result<(Value, Annotations), QueryError> {
         let expr = self.parse(query)?;
         let range = eval::EvalRange { start_ms: time_ms, end_ms: time_ms, step_ms: 0 };
-        self.evaluate(&expr, range, false, control)
+        self.evaluate(query, &expr, range, false, control)
     }
 
     /// [`Engine::range_query`] with the warnings and infos the evaluation produced.
@@ -294,11 +294,12 @@ impl Engine {
         }
         let expr = self.parse(query)?;
         let range = eval::EvalRange { start_ms, end_ms, step_ms };
-        self.evaluate(&expr, range, true, control)
+        self.evaluate(query, &expr, range, true, control)
     }
 
     fn evaluate(
         &self,
+        query: &str,
         expr: &promql_parser::parser::Expr,
         range: eval::EvalRange,
         is_range_query: bool,
@@ -307,13 +308,14 @@ impl Engine {
         let poller = control::Poller::new(control);
         poller.check()?;
         let started = tokio::time::Instant::now();
-        let result = self.evaluate_polled(expr, range, is_range_query, &poller);
+        let result = self.evaluate_polled(query, expr, range, is_range_query, &poller);
         self.gate.observe_inner_eval(started.elapsed());
         result
     }
 
     fn evaluate_polled(
         &self,
+        query: &str,
         expr: &promql_parser::parser::Expr,
         range: eval::EvalRange,
         is_range_query: bool,
@@ -325,7 +327,8 @@ impl Engine {
             .queryable
             .querier(min_time_ms.saturating_add(1).min(max_time_ms), max_time_ms)
             .map_err(|error| QueryError::Storage(error.to_string()))?;
-        let mut evaluator = eval::Evaluator::new(querier.as_ref(), &self.options, range, poller);
+        let positions = position::locate(query, expr);
+        let mut evaluator = eval::Evaluator::new(querier.as_ref(), &self.options, range, poller, &positions);
         let value = evaluator.run(expr, is_range_query)?;
         Ok((value, evaluator.annotations()))
     }
