@@ -48,6 +48,8 @@ pub struct ServerOptions {
     pub rules: RuleFlags,
     /// Every command-line flag with its value in force (`/api/v1/status/flags`).
     pub flag_values: std::collections::BTreeMap<String, String>,
+    /// The process's working directory (`/api/v1/status/runtimeinfo`), as the binary found it.
+    pub working_directory: String,
 }
 
 /// The rule manager's and notifier's flags (Prometheus `--rules.*`, `--web.external-url`,
@@ -99,6 +101,7 @@ impl ServerOptions {
             reload_trigger: None,
             rules: RuleFlags::default(),
             flag_values: std::collections::BTreeMap::new(),
+            working_directory: String::new(),
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -233,6 +236,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         config_path: options.config_path.clone(),
         startup_config: options.config.clone(),
         config_yaml: std::sync::Mutex::new(options.config.source_yaml.clone()),
+        last_reload: std::sync::Mutex::new((true, env.clock.now_ms())),
         flags: options.rules.clone(),
         manager: manager.clone(),
         notifier,
@@ -264,7 +268,13 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     )
     .with_rules(manager, reloader)
     .with_targets(targets)
-    .with_flags(options.flag_values.clone());
+    .with_flags(options.flag_values.clone())
+    .with_runtime_info(api::RuntimeInfo {
+        start_time_ms: env.clock.now_ms(),
+        working_directory: options.working_directory.clone(),
+        storage_retention: retention_text(&options.storage.retention),
+        compute_thread_count: options.engine.query_concurrency_max,
+    });
     if let Some(alert_manager) = alert_manager {
         api = api.with_alert_manager(alert_manager);
     }
@@ -289,6 +299,8 @@ struct Reloader {
     startup_config: Config,
     /// The YAML of the configuration last applied.
     config_yaml: std::sync::Mutex<String>,
+    /// (success, Unix ms) of the last reload.
+    last_reload: std::sync::Mutex<(bool, i64)>,
     flags: RuleFlags,
     manager: Arc<Manager>,
     notifier: Option<Arc<Notifier>>,
@@ -339,7 +351,10 @@ impl api::Reload for Reloader {
                 crate::config::parse(&text).map_err(|error| format!("parse {}: {error}", path.display()))?
             }
         };
-        self.apply(&config).map_err(|error| format!("failed to reload config: {error}"))?;
+        let applied = self.apply(&config).map_err(|error| format!("failed to reload config: {error}"));
+        *self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            (applied.is_ok(), self.env.clock.now_ms());
+        applied?;
         *self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.source_yaml;
         tracing::info!("completed loading of configuration file (rules and alerting; scrape targets are not reloaded)");
         Ok(())
@@ -347,6 +362,27 @@ impl api::Reload for Reloader {
 
     fn config_yaml(&self) -> String {
         self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn last_reload(&self) -> (bool, i64) {
+        *self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Retention as Prometheus' runtime info prints it: `15d`, `512MiB`, `15d or 512MiB`.
+fn retention_text(retention: &crate::tsdb::compact::Retention) -> String {
+    let time = retention.duration_ms.map(crate::config::format_duration_ms);
+    let size = retention.size_bytes.map(|bytes| {
+        // The largest binary unit that divides the size exactly.
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        let unit = (0..units.len()).rev().find(|&unit| bytes > 0 && bytes % (1_u64 << (10 * unit)) == 0).unwrap_or(0);
+        format!("{}{}", bytes >> (10 * unit), units[unit])
+    });
+    match (time, size) {
+        (Some(time), Some(size)) => format!("{time} or {size}"),
+        (Some(time), None) => time,
+        (None, Some(size)) => size,
+        (None, None) => String::new(),
     }
 }
 
@@ -413,5 +449,19 @@ async fn bind(env: &Env, address: &str) -> Result<Box<dyn Listener>, ServerError
                 tokio::time::sleep(Duration::from_millis(LISTEN_BIND_RETRY_MS)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_prints_as_prometheus_runtime_info() {
+        let retention = |duration_ms, size_bytes| crate::tsdb::compact::Retention { duration_ms, size_bytes };
+        assert_eq!(retention_text(&retention(Some(15 * 86_400_000), None)), "15d");
+        assert_eq!(retention_text(&retention(None, Some(512 << 20))), "512MiB");
+        assert_eq!(retention_text(&retention(Some(3_600_000), Some(1500))), "1h or 1500B");
+        assert_eq!(retention_text(&retention(None, None)), "");
     }
 }

@@ -184,6 +184,16 @@ fn default_config_scrapes_itself() {
     assert_eq!(status, 200, "{body}");
     let config: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(config["data"]["yaml"].as_str().unwrap().contains("job_name: engine"), "{body}");
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/status/runtimeinfo").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["data"]["reloadConfigSuccess"], true, "{body}");
+    assert_eq!(info["data"]["storageRetention"], "15d", "{body}");
+    assert!(!info["data"]["CWD"].as_str().unwrap().is_empty(), "{body}");
+    assert!(info["data"]["startTime"].as_str().unwrap().ends_with('Z'), "{body}");
+    let (status, body) = http_get(&format!("127.0.0.1:{port}"), "/api/v1/parse_query?query=up%2B1").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"type\":\"binaryExpr\""), "{body}");
 }
 
 #[test]

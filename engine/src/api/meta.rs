@@ -184,6 +184,15 @@ pub fn format_query(engine: &Engine, query: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// `/api/v1/parse_query`: the syntax tree as JSON in Prometheus' shape (`translateAST`: nodes
+/// tagged by `type`, e.g. `binaryExpr`, `vectorSelector` with its `matchers`), through
+/// promql-parser's serializer.
+pub fn parse_query(engine: &Engine, query: &str) -> Result<String, String> {
+    let expr = engine.parse(query).map_err(|error| format!("invalid parameter \"query\": {error}"))?;
+    let tree = serde_json::to_string(&expr).map_err(|error| format!("cannot render the syntax tree: {error}"))?;
+    Ok(format!("{{\"status\":\"success\",\"data\":{tree}}}"))
+}
+
 /// `/api/v1/status/buildinfo` (Prometheus' field names; `goVersion` carries the Rust toolchain).
 pub fn build_info() -> String {
     let mut out = String::from("{\"status\":\"success\",\"data\":{\"version\":");

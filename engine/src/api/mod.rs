@@ -44,6 +44,24 @@ pub trait Reload: Send + Sync {
 
     /// The YAML of the configuration in force (`/api/v1/status/config`).
     fn config_yaml(&self) -> String;
+
+    /// Whether the last (re)load succeeded, and when it was, Unix ms (`/api/v1/status/runtimeinfo`).
+    fn last_reload(&self) -> (bool, i64) {
+        (true, 0)
+    }
+}
+
+/// What `/api/v1/status/runtimeinfo` reports besides the reload state.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeInfo {
+    /// When the server started, Unix ms.
+    pub start_time_ms: i64,
+    /// The server's working directory.
+    pub working_directory: String,
+    /// Retention as Prometheus prints it: `15d`, `512MiB`, or `15d or 512MiB`.
+    pub storage_retention: String,
+    /// Threads evaluating queries (`--query.max-concurrency`), where Prometheus reports GOMAXPROCS.
+    pub compute_thread_count: usize,
 }
 
 /// Content type of the text exposition format served on `/metrics`.
@@ -62,6 +80,7 @@ pub struct Api {
     targets: Option<Arc<crate::scrape::health::Targets>>,
     flag_values: BTreeMap<String, String>,
     alert_manager: Option<Arc<crate::alert::manager::AlertManager>>,
+    runtime_info: RuntimeInfo,
 }
 
 /// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
@@ -132,6 +151,7 @@ impl Api {
             targets: None,
             flag_values: BTreeMap::new(),
             alert_manager: None,
+            runtime_info: RuntimeInfo::default(),
         }
     }
 
@@ -151,6 +171,12 @@ impl Api {
     /// Serves `/api/v1/status/flags` from `flag_values` (flag name without dashes -> value).
     pub fn with_flags(mut self, flag_values: BTreeMap<String, String>) -> Self {
         self.flag_values = flag_values;
+        self
+    }
+
+    /// Serves `/api/v1/status/runtimeinfo` from `info` and the reload state.
+    pub fn with_runtime_info(mut self, info: RuntimeInfo) -> Self {
+        self.runtime_info = info;
         self
     }
 
@@ -192,13 +218,19 @@ impl Api {
                     }
                 }
             }
-            "/api/v1/series" | "/api/v1/labels" | "/api/v1/format_query" if readable || method == Method::POST => {
+            "/api/v1/series" | "/api/v1/labels" | "/api/v1/format_query" | "/api/v1/parse_query"
+                if readable || method == Method::POST =>
+            {
                 let result = match self.pairs(request).await {
                     Err(error) => Err(error),
-                    Ok(pairs) if path == "/api/v1/format_query" => {
+                    Ok(pairs) if path == "/api/v1/format_query" || path == "/api/v1/parse_query" => {
                         let query =
                             pairs.iter().find(|(key, _)| key == "query").map_or("", |(_, value)| value.as_str());
-                        meta::format_query(&self.engine, query).map_err(ApiError::bad_data)
+                        if path == "/api/v1/format_query" {
+                            meta::format_query(&self.engine, query).map_err(ApiError::bad_data)
+                        } else {
+                            meta::parse_query(&self.engine, query).map_err(ApiError::bad_data)
+                        }
                     }
                     Ok(pairs) => meta::MetaParams::from_pairs(&self.engine, &pairs)
                         .and_then(|params| match path.as_str() {
@@ -266,6 +298,23 @@ impl Api {
                 }
                 body.push_str("}}");
                 respond(StatusCode::OK, "application/json", body)
+            }
+            "/api/v1/status/runtimeinfo" if readable => {
+                let (reload_success, reload_ms) = self.reload.as_deref().map_or((true, 0), Reload::last_reload);
+                let info = &self.runtime_info;
+                let body = serde_json::json!({
+                    "status": "success",
+                    "data": {
+                        "startTime": crate::calendar::format_rfc3339_ms(info.start_time_ms),
+                        "CWD": info.working_directory,
+                        "reloadConfigSuccess": reload_success,
+                        "lastConfigTime": crate::calendar::format_rfc3339_ms(reload_ms.max(info.start_time_ms)),
+                        "corruptionCount": self.db.stats().wal_corruptions_repaired_total,
+                        "storageRetention": info.storage_retention,
+                        "computeThreadCount": info.compute_thread_count,
+                    },
+                });
+                respond(StatusCode::OK, "application/json", body.to_string())
             }
             "/api/v1/status/config" if readable => {
                 let yaml = self.reload.as_deref().map(Reload::config_yaml).unwrap_or_default();
@@ -337,9 +386,11 @@ impl Api {
             | "/api/v1/series"
             | "/api/v1/labels"
             | "/api/v1/format_query"
+            | "/api/v1/parse_query"
             | "/api/v1/status/buildinfo"
             | "/api/v1/status/config"
             | "/api/v1/status/flags"
+            | "/api/v1/status/runtimeinfo"
             | "/api/v1/metadata"
             | "/api/v1/targets"
             | "/api/v1/status/tsdb"

@@ -408,3 +408,30 @@ async fn format_query_and_buildinfo_answer_as_prometheus_shapes_them() {
     assert_eq!(parsed["data"]["version"], env!("CARGO_PKG_VERSION"));
     assert!(parsed["data"]["goVersion"].is_string());
 }
+
+#[tokio::test]
+async fn parse_query_answers_the_syntax_tree_in_prometheus_shape() {
+    let api = api_with_metadata_series().await;
+    let (status, _, body) = call(
+        &api,
+        Method::GET,
+        "/api/v1/parse_query?query=sum%20by(job)(rate(up%7Bjob%3D%22x%22%7D%5B5m%5D))%20%3E%201",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tree: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let data = &tree["data"];
+    assert_eq!(data["type"], "binaryExpr");
+    assert_eq!(data["op"], ">");
+    assert_eq!(data["lhs"]["type"], "aggregation");
+    assert_eq!(data["lhs"]["op"], "sum");
+    assert_eq!(data["lhs"]["grouping"], serde_json::json!(["job"]));
+    assert_eq!(data["lhs"]["expr"]["type"], "call");
+    assert_eq!(data["lhs"]["expr"]["func"]["name"], "rate");
+    assert_eq!(data["lhs"]["expr"]["args"][0]["type"], "matrixSelector");
+    assert_eq!(data["rhs"]["type"], "numberLiteral");
+    let (status, _, body) = call(&api, Method::POST, "/api/v1/parse_query", Some("query=sum(")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("bad_data"), "{body}");
+}

@@ -347,6 +347,7 @@ fn run() -> anyhow::Result<()> {
         options.engine.query_concurrency_max = count;
     }
     options.flag_values = flag_values(&flags, &options);
+    options.working_directory = std::env::current_dir().map(|dir| dir.display().to_string()).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
