@@ -485,3 +485,39 @@ async fn sample_limit_counts_the_whole_body_and_keeps_nothing() {
     assert!(is_stale_nan(fixture.last("a")), "the last good scrape's series are marked stale");
     assert!(fixture.samples("c").is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn start_relabels_targets_deduplicates_them_and_lists_the_dropped() {
+    let fixture = fixture(|_| {});
+    fixture.network.serve(ADDRESS, 200, "a 1\n");
+    let config = crate::config::parse(
+        "
+global: {scrape_interval: 1s}
+scrape_configs:
+  - job_name: node
+    relabel_configs:
+      - {source_labels: [__address__], regex: 'skip:.*', action: drop}
+      - {source_labels: [__address__], regex: 'bad:.*', target_label: __address__, replacement: ''}
+      - {source_labels: [__address__], regex: '(.*):1', target_label: __address__, replacement: '${1}:9100'}
+    static_configs:
+      - targets: ['target:1', 'target:9100', 'skip:1', 'bad:1']
+",
+    )
+    .unwrap();
+    let env = fixture.scrape_loop.env.clone();
+    let targets =
+        super::start(&env, &config, Arc::new(fixture.store.clone()), Arc::new(SelfMetrics::default()), 1 << 20);
+    // target:1 becomes target:9100, the same target as the second; skip:1 is dropped; bad:1 has
+    // no address left and is skipped.
+    assert_eq!(targets.active.len(), 1);
+    let active = &targets.active[0];
+    assert_eq!(active.scrape_url, "http://target:9100/metrics");
+    assert_eq!(active.labels, Labels::from_pairs([("instance", ADDRESS), ("job", "node")]));
+    assert_eq!(active.discovered_labels.get("__address__"), Some("target:1"));
+    assert_eq!(targets.dropped.len(), 1);
+    assert_eq!(targets.dropped[0].discovered_labels.get("__address__"), Some("skip:1"));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let samples = fixture.samples("a");
+    assert!(!samples.is_empty(), "the rewritten address is scraped");
+    assert!(samples.iter().all(|(labels, _, _)| labels == "a{instance=\"target:9100\", job=\"node\"}"), "{samples:?}");
+}
