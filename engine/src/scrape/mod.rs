@@ -3,7 +3,9 @@
 //! and `scrape_samples_scraped` series through the storage's `Appender` seam.
 //!
 //! Targets come from `static_configs` through the job's `relabel_configs` (`target::populate`):
-//! relabeling may drop a target or rewrite its address, path, interval and labels.
+//! relabeling may drop a target or rewrite its address, path, interval and labels. Scraped
+//! samples go through the job's `metric_relabel_configs` once per new series text; the cache
+//! remembers the outcome, dropped included (see `scrape_loop`).
 //!
 //! The fast path, as Prometheus' scrape loop: the body is read into a buffer the loop reuses,
 //! pulled line by line by a parser that borrows from it (`parse::TextParser`), and each sample
@@ -115,6 +117,15 @@ pub enum ScrapeError {
         /// Samples in the body.
         actual_count: u64,
     },
+    /// Metric relabeling left a series without `__name__` (upstream's `errNameLabelMandatory`).
+    #[error("missing metric name (__name__ label)")]
+    MetricNameMissing,
+    /// Metric relabeling produced an invalid metric or label name.
+    #[error("invalid metric name or label names: {labels}")]
+    InvalidLabels {
+        /// The relabeled series.
+        labels: String,
+    },
     /// Committing to storage failed.
     #[error("commit samples: {0}")]
     Commit(String),
@@ -135,6 +146,8 @@ pub fn start(
     let offset_seed = target::offset_seed(&config.global.external_labels);
     for scrape_config in &config.scrape_configs {
         let job = scrape_config.job_name.as_str();
+        let metric_relabel_configs: Arc<[crate::relabel::RelabelConfig]> =
+            scrape_config.metric_relabel_configs.clone().into();
         let mut started = std::collections::BTreeSet::new();
         for static_config in &scrape_config.static_configs {
             for address in &static_config.targets {
@@ -175,6 +188,7 @@ pub fn start(
                     timeout_ms,
                     honor_labels: scrape_config.honor_labels,
                     honor_timestamps: scrape_config.honor_timestamps,
+                    metric_relabel_configs: metric_relabel_configs.clone(),
                     // The job's limits (inherited from `global` where unset); 0 means none.
                     limits: scrape_loop::ScrapeLimits {
                         sample_count_limit: scrape_config.sample_limit,
