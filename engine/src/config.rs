@@ -13,6 +13,8 @@ use std::fmt;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use crate::relabel::{self, RawRelabelConfig, RelabelConfig};
+
 mod alert_manager;
 mod alerting;
 
@@ -127,6 +129,10 @@ pub struct ScrapeConfig {
     pub label_value_length_limit: u64,
     /// Static targets.
     pub static_configs: Vec<StaticConfig>,
+    /// `relabel_configs`: applied to each target's labels before it is scraped.
+    pub relabel_configs: Vec<RelabelConfig>,
+    /// `metric_relabel_configs`: applied to each scraped sample's final labels.
+    pub metric_relabel_configs: Vec<RelabelConfig>,
 }
 
 /// One `static_configs` entry.
@@ -296,6 +302,13 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
             Some("https") => return Err(invalid("scheme https is not supported yet".to_string())),
             Some(other) => return Err(invalid(format!("unknown scheme {other:?}, expected http"))),
         }
+        // As alerting's relabel lists: the error names the job, the list and the rule's index.
+        let relabel_list = |key: &str, raw: Option<Vec<RawRelabelConfig>>| {
+            relabel::from_raw_list(&raw.unwrap_or_default())
+                .map_err(|message| ConfigError::Invalid { path: format!("{path}.{key}"), message })
+        };
+        let relabel_configs = relabel_list("relabel_configs", job.relabel_configs)?;
+        let metric_relabel_configs = relabel_list("metric_relabel_configs", job.metric_relabel_configs)?;
         scrape_configs.push(ScrapeConfig {
             job_name: job.job_name,
             scrape_interval_ms: interval_ms,
@@ -318,6 +331,8 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
                     labels: config.labels.unwrap_or_default().into_iter().map(|(n, v)| (n.0, v)).collect(),
                 })
                 .collect(),
+            relabel_configs,
+            metric_relabel_configs,
         });
     }
     let tsdb = raw.storage.tsdb;
@@ -706,10 +721,11 @@ raw_section!(RawScrapeConfig {
     label_name_length_limit: Option<u64>,
     label_value_length_limit: Option<u64>,
     static_configs: Option<Vec<RawStaticConfig>>,
+    relabel_configs: Option<Vec<RawRelabelConfig>>,
+    metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
 } unsupported {
     params, basic_auth, authorization, oauth2, tls_config, proxy_url, no_proxy, proxy_from_environment,
-    proxy_connect_header, follow_redirects, enable_http2, relabel_configs, metric_relabel_configs,
-    target_limit,
+    proxy_connect_header, follow_redirects, enable_http2, target_limit,
     keep_dropped_targets, scrape_protocols, scrape_classic_histograms, track_timestamps_staleness,
     native_histogram_bucket_limit, native_histogram_min_bucket_factor, enable_compression,
     file_sd_configs, kubernetes_sd_configs, consul_sd_configs, dns_sd_configs, ec2_sd_configs,
@@ -888,9 +904,9 @@ scrape_configs:
         assert_eq!(config.rule_files, ["a.yml", "r/*.yml"]);
         assert_eq!(config.global.rule_query_offset_ms, 30_000);
         check_error(
-            "scrape_configs:\n  - job_name: a\n\n    relabel_configs: []\n",
+            "scrape_configs:\n  - job_name: a\n\n    params: {module: [x]}\n",
             4,
-            &["`relabel_configs` is not supported yet"],
+            &["`params` is not supported yet"],
         );
     }
 
@@ -908,6 +924,47 @@ scrape_configs:
         check_invalid("scrape_configs:\n  - job_name: a\n    scheme: https\n", &["https is not supported yet"]);
         check_invalid("scrape_configs:\n  - job_name: a\n    metrics_path: metrics\n", &["must start with '/'"]);
         check_invalid("global:\n  scrape_interval: 5s\n  scrape_timeout: 6s\n", &["global scrape timeout greater"]);
+    }
+
+    #[test]
+    fn scrape_jobs_take_relabel_rules() {
+        let yaml = "
+scrape_configs:
+  - job_name: node
+    relabel_configs:
+      - {source_labels: [__address__], regex: 'skip:.*', action: drop}
+      - {source_labels: [__address__], regex: '(.*):9100', target_label: __address__, replacement: '${1}:9101'}
+    metric_relabel_configs:
+      - {source_labels: [__name__], regex: 'go_.*', action: drop}
+      - {regex: replica, action: labeldrop}
+  - job_name: plain
+";
+        let config = parse(yaml).unwrap();
+        let node = &config.scrape_configs[0];
+        let actions = |rules: &[RelabelConfig]| rules.iter().map(|rule| rule.action().to_string()).collect::<Vec<_>>();
+        assert_eq!(actions(&node.relabel_configs), ["drop", "replace"]);
+        assert_eq!(actions(&node.metric_relabel_configs), ["drop", "labeldrop"]);
+        let plain = &config.scrape_configs[1];
+        assert!(plain.relabel_configs.is_empty() && plain.metric_relabel_configs.is_empty());
+        assert_eq!(config, parse(yaml).unwrap(), "rules compare equal when parsed twice");
+
+        check_invalid(
+            "scrape_configs:\n  - job_name: a\n  - job_name: b\n    relabel_configs:\n      - {action: explode}\n",
+            &["scrape_configs[1] (job \"b\").relabel_configs", "relabel rule 0", "unknown relabel action"],
+        );
+        check_invalid(
+            "scrape_configs:\n  - job_name: b\n    metric_relabel_configs:\n      - {regex: x, action: keep}\n      - {source_labels: [a]}\n",
+            &["(job \"b\").metric_relabel_configs", "relabel rule 1", "requires 'target_label'"],
+        );
+        check_invalid(
+            "scrape_configs:\n  - job_name: b\n    relabel_configs:\n      - {source_labels: [a], regex: '(', target_label: b}\n",
+            &["(job \"b\").relabel_configs", "invalid relabel regex"],
+        );
+        check_error(
+            "scrape_configs:\n  - job_name: b\n    relabel_configs:\n      - {sourcelabels: [a]}\n",
+            4,
+            &["unknown field `sourcelabels`"],
+        );
     }
 
     #[test]

@@ -336,6 +336,16 @@ pub fn process(labels: Labels, rules: &[RelabelConfig]) -> Option<Labels> {
     rules.iter().try_fold(labels, |labels, rule| rule.apply(labels))
 }
 
+/// Whether relabeled `labels` still name a valid series (Prometheus' `Labels.IsValid`): a valid
+/// metric name when there is one, and valid label names (`labelmap` writes any name its
+/// replacement expands to).
+pub fn is_valid_series(labels: &Labels) -> bool {
+    labels.iter().all(|label| {
+        is_valid_label_name(&label.name)
+            && (label.name != crate::model::METRIC_NAME_LABEL || crate::rules::file::is_valid_metric_name(&label.value))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,6 +439,16 @@ mod tests {
             [rule("{regex: replica, action: labeldrop}"), rule("{source_labels: [job], regex: x, action: drop}")];
         assert_eq!(process(labels(&[("job", "y"), ("replica", "a")]), &rules), Some(labels(&[("job", "y")])));
         assert_eq!(process(labels(&[("job", "x")]), &rules), None);
+    }
+
+    #[test]
+    fn relabeled_series_validity() {
+        assert!(is_valid_series(&labels(&[("__name__", "a:b_1"), ("x", "1")])));
+        assert!(is_valid_series(&labels(&[("x", "1")])), "no metric name is another check");
+        assert!(!is_valid_series(&labels(&[("__name__", "1a")])));
+        // A capture can expand to a name no label may have.
+        let map = rule("{regex: '_(.+)', replacement: '$1', action: labelmap}");
+        assert!(!is_valid_series(&map.apply(labels(&[("__name__", "a"), ("_1x", "1")])).unwrap()));
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! [`SeriesRef`] and the marks of the scrapes that saw it. A known series is appended by
 //! reference: no label parsing, no allocation, no hash of a label set, only a hash of its text.
 //!
+//! Texts whose series `metric_relabel_configs` dropped are remembered too, in a map of their own
+//! (upstream's `droppedSeries`, `addDropped`): a known dropped text costs one lookup and no
+//! relabeling on later scrapes. The map is only consulted after a miss, and only when it holds
+//! something, so a job without metric relabeling pays nothing for it on its hits. Dropped texts
+//! take no part in staleness and are evicted as the others, one scrape after their last sighting.
+//!
 //! Staleness is tracked by reference through the marks, not by label sets: an entry remembers
 //! whether the current scrape and the previous successful one appended it at the scrape's
 //! timestamp. When a scrape ends, every entry tracked last time and not this time gets a stale
@@ -10,7 +16,7 @@
 //! so an entry lives one scrape past its last sighting, as upstream's `iterDone`.
 //!
 //! Bound: after each scrape the cache holds only the series texts that scrape saw, so at most
-//! `sample_limit` entries when one is set (lookups stop at the limit) and otherwise at most one
+//! `sample_limit` kept entries when one is set (lookups stop at the limit) and in all at most one
 //! per line of a body, whose size the body size limit bounds (64 MiB by default): key bytes never
 //! exceed the body size. During a scrape it holds the previous scrape's entries plus the new ones.
 //!
@@ -67,6 +73,8 @@ pub enum Lookup<'c> {
     Hit(&'c mut CacheEntry),
     /// Known and already in the current body once (a duplicate line).
     Repeated(&'c mut CacheEntry),
+    /// Known to be dropped by `metric_relabel_configs`: skip the sample.
+    Dropped,
     /// Unknown: parse the labels, append by labels, then [`ScrapeCache::insert`].
     Miss,
 }
@@ -78,22 +86,30 @@ pub struct ScrapeCache {
     iteration: u64,
     // Lookup only; never iterated into output (see `end_scrape`).
     entries: HashMap<Box<str>, CacheEntry, SeriesTextHashing>,
+    /// Texts relabeling dropped -> iteration of the last scrape whose body held them.
+    dropped: HashMap<Box<str>, u64, SeriesTextHashing>,
 }
 
 impl ScrapeCache {
     /// An empty cache whose hash is keyed with `hash_key`.
     pub fn new(hash_key: u64) -> Self {
-        ScrapeCache { iteration: 0, entries: HashMap::with_hasher(SeriesTextHashing { key: hash_key }) }
+        let hashing = SeriesTextHashing { key: hash_key };
+        ScrapeCache { iteration: 0, entries: HashMap::with_hasher(hashing), dropped: HashMap::with_hasher(hashing) }
     }
 
-    /// Entries held.
+    /// Entries held for appended series.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Texts held as dropped by relabeling.
+    pub fn dropped_len(&self) -> usize {
+        self.dropped.len()
+    }
+
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.dropped.is_empty()
     }
 
     /// The reference cached for `series`, if any, without marking anything.
@@ -105,12 +121,20 @@ impl ScrapeCache {
     pub fn get(&mut self, series: &str) -> Lookup<'_> {
         let iteration = self.iteration;
         match self.entries.get_mut(series) {
-            None => Lookup::Miss,
             Some(entry) if entry.seen_iteration == iteration => Lookup::Repeated(entry),
             Some(entry) => {
                 entry.seen_iteration = iteration;
                 Lookup::Hit(entry)
             }
+            // Without metric relabeling nothing is ever dropped: no second lookup.
+            None if self.dropped.is_empty() => Lookup::Miss,
+            None => match self.dropped.get_mut(series) {
+                Some(seen_iteration) => {
+                    *seen_iteration = iteration;
+                    Lookup::Dropped
+                }
+                None => Lookup::Miss,
+            },
         }
     }
 
@@ -119,6 +143,12 @@ impl ScrapeCache {
         let staleness_marks = if tracks_staleness { TRACKED_NOW } else { 0 };
         let entry = CacheEntry { series_ref, seen_iteration: self.iteration, staleness_marks };
         self.entries.insert(series.into(), entry);
+    }
+
+    /// Remembers that relabeling dropped `series` (after a [`Lookup::Miss`]), so later lookups
+    /// answer [`Lookup::Dropped`].
+    pub fn insert_dropped(&mut self, series: &str) {
+        self.dropped.insert(series.into(), self.iteration);
     }
 
     /// Ends the current scrape: calls `mark_stale(series_ref, series_text)` for every series
@@ -145,6 +175,7 @@ impl ScrapeCache {
             entry.staleness_marks = if tracked_now { TRACKED_BEFORE } else { 0 };
             entry.seen_iteration == iteration
         });
+        self.dropped.retain(|_, seen_iteration| *seen_iteration == iteration);
         self.iteration += 1;
     }
 }
@@ -221,7 +252,7 @@ mod tests {
                 };
                 match cache.get(text) {
                     Lookup::Hit(entry) => entry.appended(entry.series_ref(), tracks),
-                    Lookup::Repeated(_) => {}
+                    Lookup::Repeated(_) | Lookup::Dropped => {}
                     Lookup::Miss => {
                         cache.insert(text, SeriesRef(next_ref), tracks);
                         next_ref += 1;
@@ -304,5 +335,30 @@ mod tests {
         assert_eq!(stale, vec![(7, "w".to_string()), (8, "x".to_string()), (10, "z".to_string())]);
         assert_eq!(cache.series_ref("y"), Some(SeriesRef(42)));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn dropped_texts_are_answered_without_staleness_and_evicted_when_unseen() {
+        let mut cache = ScrapeCache::new(7);
+        assert_eq!(cache.get("kept"), Lookup::Miss);
+        cache.insert("kept", SeriesRef(1), true);
+        assert_eq!(cache.get("go_gc"), Lookup::Miss);
+        cache.insert_dropped("go_gc");
+        assert_eq!(cache.get("go_gc"), Lookup::Dropped, "a repeated dropped line is dropped again");
+        cache.end_scrape(true, |_, _| unreachable!());
+        assert_eq!((cache.len(), cache.dropped_len()), (1, 1));
+        assert_eq!(cache.get("go_gc"), Lookup::Dropped);
+        match cache.get("kept") {
+            Lookup::Hit(entry) => entry.appended(SeriesRef(1), true),
+            other => panic!("expected a hit, got {other:?}"),
+        }
+        cache.end_scrape(true, |_, _| unreachable!("both were seen"));
+        assert_eq!((cache.len(), cache.dropped_len()), (1, 1));
+        // Neither is seen: the kept series gets its marker, the dropped text never one; both go.
+        let mut stale = Vec::new();
+        cache.end_scrape(true, |_, series| stale.push(series.to_string()));
+        assert_eq!(stale, ["kept"]);
+        assert!(cache.is_empty());
+        assert_eq!(cache.get("go_gc"), Lookup::Miss);
     }
 }

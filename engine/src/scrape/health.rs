@@ -1,5 +1,5 @@
 //! What `/api/v1/targets` reports: every active target with the health, error and duration of
-//! its last scrape. Scrape loops write their target's slot after each scrape; the API reads all
+//! its last scrape, and every target `relabel_configs` dropped, with its discovered labels. Scrape loops write their target's slot after each scrape; the API reads all
 //! slots. One small mutex per target, held only to copy a few fields, so neither side waits on
 //! the other for long.
 
@@ -111,11 +111,22 @@ impl ActiveTarget {
     }
 }
 
-/// Every active target, in configuration order.
+/// A target `relabel_configs` dropped, as the API shows it (Prometheus 2.42's `DroppedTarget`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DroppedTarget {
+    /// `job_name`, for the `scrapePool` filter.
+    pub scrape_pool: String,
+    /// Labels before relabelling.
+    pub discovered_labels: Labels,
+}
+
+/// Every active and dropped target, in configuration order.
 #[derive(Debug, Default)]
 pub struct Targets {
-    /// The targets.
+    /// The targets scraped.
     pub active: Vec<Arc<ActiveTarget>>,
+    /// The targets relabeling dropped.
+    pub dropped: Vec<DroppedTarget>,
 }
 
 /// Which targets `/api/v1/targets?state=` asks for.
@@ -123,7 +134,7 @@ pub struct Targets {
 pub enum StateFilter {
     /// `active`.
     Active,
-    /// `dropped` (relabelling drops none yet, so always empty).
+    /// `dropped`.
     Dropped,
     /// `any` or absent.
     Any,
@@ -154,7 +165,20 @@ impl Targets {
                 write_target(&mut out, target);
             }
         }
-        out.push_str("],\"droppedTargets\":[]}}");
+        out.push_str("],\"droppedTargets\":[");
+        if state != StateFilter::Active {
+            let selected =
+                self.dropped.iter().filter(|target| scrape_pool.is_none_or(|pool| target.scrape_pool == pool));
+            for (index, target) in selected.enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"discoveredLabels\":");
+                write_labels(&mut out, &target.discovered_labels);
+                out.push('}');
+            }
+        }
+        out.push_str("]}}");
         out
     }
 }
@@ -254,7 +278,7 @@ mod tests {
 
     #[test]
     fn body_shows_health_before_and_after_scrapes() {
-        let targets = Targets { active: vec![target("a"), target("b")] };
+        let targets = Targets { active: vec![target("a"), target("b")], dropped: Vec::new() };
         let body = targets.body(StateFilter::Any, Some("a"));
         assert_eq!(
             body,
@@ -276,5 +300,23 @@ mod tests {
             targets.body(StateFilter::Dropped, None),
             r#"{"status":"success","data":{"activeTargets":[],"droppedTargets":[]}}"#
         );
+    }
+
+    #[test]
+    fn dropped_targets_show_their_discovered_labels() {
+        let dropped = |pool: &str, address: &str| DroppedTarget {
+            scrape_pool: pool.to_string(),
+            discovered_labels: Labels::from_pairs([("__address__", address), ("job", pool)]),
+        };
+        let targets = Targets { active: vec![target("a")], dropped: vec![dropped("a", "x:1"), dropped("b", "y:1")] };
+        assert_eq!(
+            targets.body(StateFilter::Dropped, Some("a")),
+            r#"{"status":"success","data":{"activeTargets":[],"droppedTargets":[{"discoveredLabels":{"__address__":"x:1","job":"a"}}]}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&targets.body(StateFilter::Any, None)).unwrap();
+        assert_eq!(parsed["data"]["activeTargets"].as_array().unwrap().len(), 1);
+        assert_eq!(parsed["data"]["droppedTargets"][1]["discoveredLabels"]["__address__"], "y:1");
+        let active_only: serde_json::Value = serde_json::from_str(&targets.body(StateFilter::Active, None)).unwrap();
+        assert_eq!(active_only["data"]["droppedTargets"], serde_json::json!([]));
     }
 }

@@ -2,6 +2,11 @@
 //! interval, parsing it, and writing samples plus the synthetic `up`, `scrape_duration_seconds`
 //! and `scrape_samples_scraped` series through the storage's `Appender` seam.
 //!
+//! Targets come from `static_configs` through the job's `relabel_configs` (`target::populate`):
+//! relabeling may drop a target or rewrite its address, path, interval and labels. Scraped
+//! samples go through the job's `metric_relabel_configs` once per new series text; the cache
+//! remembers the outcome, dropped included (see `scrape_loop`).
+//!
 //! The fast path, as Prometheus' scrape loop: the body is read into a buffer the loop reuses,
 //! pulled line by line by a parser that borrows from it (`parse::TextParser`), and each sample
 //! looked up by its raw series text in the target's `cache::ScrapeCache`; only a miss parses
@@ -29,7 +34,7 @@ use crate::io::Env;
 use crate::metrics::SelfMetrics;
 use crate::storage::Appendable;
 
-pub use target::Target;
+pub use target::{Populated, Target};
 
 /// Why one scrape failed. Every variant sets `up` to 0 for that scrape and is logged.
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +117,24 @@ pub enum ScrapeError {
         /// Samples in the body.
         actual_count: u64,
     },
+    /// Metric relabeling left a series without `__name__` (upstream's `errNameLabelMandatory`).
+    #[error("missing metric name (__name__ label)")]
+    MetricNameMissing,
+    /// Metric relabeling produced an invalid metric or label name.
+    #[error("invalid metric name or label names: {labels}")]
+    InvalidLabels {
+        /// The relabeled series.
+        labels: String,
+    },
     /// Committing to storage failed.
     #[error("commit samples: {0}")]
     Commit(String),
 }
 
-/// Starts one scrape loop per configured target.
+/// Starts one scrape loop per configured target that `relabel_configs` keeps. Targets of one job
+/// that relabel to the same address, path, interval, timeout and labels are scraped once, as
+/// upstream's `scrapePool.sync` deduplicates them; a target whose relabeled labels are unusable
+/// is logged and skipped.
 pub fn start(
     env: &Env,
     config: &Config,
@@ -128,16 +145,38 @@ pub fn start(
     let mut targets = health::Targets::default();
     let offset_seed = target::offset_seed(&config.global.external_labels);
     for scrape_config in &config.scrape_configs {
+        let job = scrape_config.job_name.as_str();
+        let metric_relabel_configs: Arc<[crate::relabel::RelabelConfig]> =
+            scrape_config.metric_relabel_configs.clone().into();
+        let mut started = std::collections::BTreeSet::new();
         for static_config in &scrape_config.static_configs {
             for address in &static_config.targets {
-                let target = Target::new(scrape_config, address, &static_config.labels);
+                let discovered = target::discovered_labels(scrape_config, address, &static_config.labels);
+                let (target, interval_ms, timeout_ms) = match target::populate(scrape_config, &discovered) {
+                    Ok(Populated::Active { target, interval_ms, timeout_ms }) => (target, interval_ms, timeout_ms),
+                    Ok(Populated::Dropped) => {
+                        targets.dropped.push(health::DroppedTarget {
+                            scrape_pool: job.to_string(),
+                            discovered_labels: discovered,
+                        });
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(job, address = address.as_str(), %error, "creating target failed");
+                        continue;
+                    }
+                };
+                let identity = (target.clone(), interval_ms, timeout_ms);
+                if !started.insert(identity) {
+                    continue;
+                }
                 let health = Arc::new(health::ActiveTarget::new(
                     scrape_config.job_name.clone(),
                     format!("http://{}{}", target.address, target.metrics_path),
-                    discovered_labels(scrape_config, address, &static_config.labels),
+                    discovered,
                     target.labels.clone(),
-                    scrape_config.scrape_interval_ms,
-                    scrape_config.scrape_timeout_ms,
+                    interval_ms,
+                    timeout_ms,
                 ));
                 targets.active.push(health.clone());
                 let scrape_loop = scrape_loop::ScrapeLoop {
@@ -145,10 +184,11 @@ pub fn start(
                     target,
                     appendable: appendable.clone(),
                     metrics: metrics.clone(),
-                    interval_ms: scrape_config.scrape_interval_ms,
-                    timeout_ms: scrape_config.scrape_timeout_ms,
+                    interval_ms,
+                    timeout_ms,
                     honor_labels: scrape_config.honor_labels,
                     honor_timestamps: scrape_config.honor_timestamps,
+                    metric_relabel_configs: metric_relabel_configs.clone(),
                     // The job's limits (inherited from `global` where unset); 0 means none.
                     limits: scrape_loop::ScrapeLimits {
                         sample_count_limit: scrape_config.sample_limit,
@@ -168,21 +208,4 @@ pub fn start(
         }
     }
     Arc::new(targets)
-}
-
-/// The labels a target had before relabelling, as Prometheus shows them.
-fn discovered_labels(
-    scrape_config: &crate::config::ScrapeConfig,
-    address: &str,
-    labels: &std::collections::BTreeMap<String, String>,
-) -> crate::model::Labels {
-    let mut discovered =
-        crate::model::Labels::from_pairs(labels.iter().map(|(name, value)| (name.as_str(), value.as_str())));
-    discovered.set("__address__", address);
-    discovered.set("__metrics_path__", &scrape_config.metrics_path);
-    discovered.set("__scheme__", "http");
-    discovered.set("__scrape_interval__", &crate::config::format_duration_ms(scrape_config.scrape_interval_ms));
-    discovered.set("__scrape_timeout__", &crate::config::format_duration_ms(scrape_config.scrape_timeout_ms));
-    discovered.set("job", &scrape_config.job_name);
-    discovered
 }

@@ -7,10 +7,19 @@
 //! The fast path (upstream `scrapeLoop.append`): the parser hands out each sample's raw series
 //! text; a text the target's [`ScrapeCache`] knows is appended by reference
 //! (`Appender::append_by_ref`) with no label parsing and no allocation. A miss parses the labels,
-//! adds the target labels (`honor_labels` as upstream's `mutateSampleLabels`), checks the label
-//! limits, appends by labels and caches the returned reference. When the store no longer knows a
-//! cached reference (it dropped the series, e.g. after writing a block), the text is parsed
-//! again, appended by labels and the entry refreshed.
+//! adds the target labels (`honor_labels` as upstream's `mutateSampleLabels`), applies the job's
+//! `metric_relabel_configs`, checks the label limits, appends by labels and caches the returned
+//! reference. When the store no longer knows a cached reference (it dropped the series, e.g.
+//! after writing a block), the text is parsed and relabeled again, appended by labels and the
+//! entry refreshed.
+//!
+//! Metric relabeling (upstream's `mutateSampleLabels` and `scrapeLoop.append`): a sample whose
+//! labels a rule drops (or empties) is not appended; its text is cached as dropped, so later
+//! scrapes skip it with one lookup and no relabeling (upstream's `addDropped`). A dropped sample
+//! counts in `scrape_samples_scraped` but not toward `sample_limit`, which upstream applies to
+//! the appender, after relabeling. A relabeled series without a metric name, or with an invalid
+//! name, fails the scrape. Report series are not relabeled. A job without rules takes none of
+//! these steps.
 //!
 //! Staleness is by reference (see `cache`): series the previous successful scrape appended at
 //! its timestamp and this one did not get a stale marker in the same batch; after a failed scrape
@@ -33,6 +42,7 @@ use super::{fetch, ScrapeError, Target};
 use crate::io::Env;
 use crate::metrics::SelfMetrics;
 use crate::model::{Labels, SeriesRef, METRIC_NAME_LABEL, STALE_NAN_BITS};
+use crate::relabel::{self, RelabelConfig};
 use crate::storage::{AppendError, Appendable, Appender};
 
 /// Per-target limits of one scrape, as Prometheus' `scrape_config` keys of the same names; 0
@@ -69,6 +79,8 @@ pub struct ScrapeLoop {
     pub honor_labels: bool,
     /// Use timestamps given in the body.
     pub honor_timestamps: bool,
+    /// The job's `metric_relabel_configs`, shared by its targets; empty for none.
+    pub metric_relabel_configs: Arc<[RelabelConfig]>,
     /// The target's limits.
     pub limits: ScrapeLimits,
     /// Largest body, bytes, server-wide (`RuntimeLimits::scrape_body_size_max`).
@@ -270,11 +282,17 @@ impl ScrapeLoop {
                     continue;
                 }
                 Lookup::Hit(entry) | Lookup::Repeated(entry) => Destination::Known(entry),
-                Lookup::Miss => {
-                    let labels = self.target.series_labels(&parser.labels()?, self.honor_labels);
-                    self.check_label_limits(&labels)?;
-                    Destination::New(labels)
-                }
+                Lookup::Dropped => continue,
+                Lookup::Miss => match self.final_labels(&parser.labels()?)? {
+                    Some(labels) => {
+                        self.check_label_limits(&labels)?;
+                        Destination::New(labels)
+                    }
+                    None => {
+                        cache.insert_dropped(series);
+                        continue;
+                    }
+                },
             };
             counts.offered_count += 1;
             if sample_count_limit > 0 && counts.offered_count > sample_count_limit {
@@ -283,10 +301,13 @@ impl ScrapeLoop {
             let appended = match destination {
                 Destination::Known(entry) => match appender.append_by_ref(entry.series_ref(), timestamp_ms, value) {
                     Err(AppendError::UnknownSeriesRef { .. }) => {
-                        let labels = self.target.series_labels(&parse::series_labels(series)?, self.honor_labels);
-                        appender
-                            .append(None, &labels, timestamp_ms, value)
-                            .map(|new_ref| entry.appended(new_ref, tracks_staleness))
+                        match self.final_labels(&parse::series_labels(series)?)? {
+                            Some(labels) => appender
+                                .append(None, &labels, timestamp_ms, value)
+                                .map(|new_ref| entry.appended(new_ref, tracks_staleness)),
+                            // The rules are fixed and kept this text when it was cached.
+                            None => Ok(()),
+                        }
                     }
                     other => other.map(|()| entry.appended(entry.series_ref(), tracks_staleness)),
                 },
@@ -306,6 +327,27 @@ impl ScrapeLoop {
             });
         }
         Ok(())
+    }
+
+    /// A new series' final labels: the scraped ones with the target labels added
+    /// (`honor_labels`), then the job's `metric_relabel_configs` (upstream's
+    /// `mutateSampleLabels`); `None` when a rule drops the series or leaves no label.
+    fn final_labels(&self, scraped: &Labels) -> Result<Option<Labels>, ScrapeError> {
+        let labels = self.target.series_labels(scraped, self.honor_labels);
+        if self.metric_relabel_configs.is_empty() {
+            return Ok(Some(labels));
+        }
+        let Some(labels) = relabel::process(labels, &self.metric_relabel_configs) else { return Ok(None) };
+        if labels.is_empty() {
+            return Ok(None);
+        }
+        if labels.metric_name().is_none() {
+            return Err(ScrapeError::MetricNameMissing);
+        }
+        if !relabel::is_valid_series(&labels) {
+            return Err(ScrapeError::InvalidLabels { labels: labels.to_string() });
+        }
+        Ok(Some(labels))
     }
 
     /// Upstream's `verifyLabelLimits` on a new series' final labels.
@@ -350,8 +392,9 @@ impl ScrapeLoop {
     fn append_stale(&self, appender: &mut dyn Appender, series_ref: SeriesRef, series: &str, scrape_ms: i64) {
         let stale_nan = f64::from_bits(STALE_NAN_BITS);
         if let Err(AppendError::UnknownSeriesRef { .. }) = appender.append_by_ref(series_ref, scrape_ms, stale_nan) {
-            if let Ok(scraped) = parse::series_labels(series) {
-                let labels = self.target.series_labels(&scraped, self.honor_labels);
+            if let Ok(Some(labels)) =
+                parse::series_labels(series).map_err(ScrapeError::from).and_then(|scraped| self.final_labels(&scraped))
+            {
                 let _ = appender.append(None, &labels, scrape_ms, stale_nan);
             }
         }

@@ -191,6 +191,7 @@ fn fixture(configure: impl FnOnce(&mut ScrapeLoop)) -> Fixture {
         timeout_ms: 500,
         honor_labels: false,
         honor_timestamps: true,
+        metric_relabel_configs: Vec::new().into(),
         limits: ScrapeLimits::default(),
         body_size_max: 1 << 20,
         offset_seed: 0,
@@ -484,4 +485,184 @@ async fn sample_limit_counts_the_whole_body_and_keeps_nothing() {
     assert_eq!(fixture.last("scrape_samples_scraped"), 4.0);
     assert!(is_stale_nan(fixture.last("a")), "the last good scrape's series are marked stale");
     assert!(fixture.samples("c").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_relabels_targets_deduplicates_them_and_lists_the_dropped() {
+    let fixture = fixture(|_| {});
+    fixture.network.serve(ADDRESS, 200, "a 1\n");
+    let config = crate::config::parse(
+        "
+global: {scrape_interval: 1s}
+scrape_configs:
+  - job_name: node
+    relabel_configs:
+      - {source_labels: [__address__], regex: 'skip:.*', action: drop}
+      - {source_labels: [__address__], regex: 'bad:.*', target_label: __address__, replacement: ''}
+      - {source_labels: [__address__], regex: '(.*):1', target_label: __address__, replacement: '${1}:9100'}
+    static_configs:
+      - targets: ['target:1', 'target:9100', 'skip:1', 'bad:1']
+",
+    )
+    .unwrap();
+    let env = fixture.scrape_loop.env.clone();
+    let targets =
+        super::start(&env, &config, Arc::new(fixture.store.clone()), Arc::new(SelfMetrics::default()), 1 << 20);
+    // target:1 becomes target:9100, the same target as the second; skip:1 is dropped; bad:1 has
+    // no address left and is skipped.
+    assert_eq!(targets.active.len(), 1);
+    let active = &targets.active[0];
+    assert_eq!(active.scrape_url, "http://target:9100/metrics");
+    assert_eq!(active.labels, Labels::from_pairs([("instance", ADDRESS), ("job", "node")]));
+    assert_eq!(active.discovered_labels.get("__address__"), Some("target:1"));
+    assert_eq!(targets.dropped.len(), 1);
+    assert_eq!(targets.dropped[0].discovered_labels.get("__address__"), Some("skip:1"));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let samples = fixture.samples("a");
+    assert!(!samples.is_empty(), "the rewritten address is scraped");
+    assert!(samples.iter().all(|(labels, _, _)| labels == "a{instance=\"target:9100\", job=\"node\"}"), "{samples:?}");
+}
+
+/// A rule list from YAML, as a job's `metric_relabel_configs`.
+fn rules(yaml: &str) -> Arc<[crate::relabel::RelabelConfig]> {
+    let raw: Vec<crate::relabel::RawRelabelConfig> = serde_yaml_ng::from_str(yaml).unwrap();
+    crate::relabel::from_raw_list(&raw).unwrap().into()
+}
+
+#[tokio::test]
+async fn metric_relabeling_drops_by_name_and_the_cache_remembers_it() {
+    let mut fixture = fixture(|scrape_loop| {
+        scrape_loop.metric_relabel_configs = rules("[{source_labels: [__name__], regex: 'go_.*', action: drop}]")
+    });
+    fixture.network.serve(ADDRESS, 200, "go_gc 1\na{x=\"1\"} 2\ngo_memstats{kind=\"heap\"} 3\ngo_gc 4\n");
+    fixture.scrape_at(10_000).await;
+    assert_eq!(fixture.last("up"), 1.0);
+    assert!(fixture.samples("go_gc").is_empty() && fixture.samples("go_memstats").is_empty());
+    assert_eq!(
+        fixture.samples("a"),
+        vec![("a{instance=\"target:9100\", job=\"node\", x=\"1\"}".to_string(), 10_000, 2.0)]
+    );
+    // Dropped samples were scraped: upstream counts them in scrape_samples_scraped.
+    assert_eq!(fixture.last("scrape_samples_scraped"), 4.0);
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 1, by_ref: 0, unknown_ref: 0 });
+    assert_eq!((fixture.state.cache.len(), fixture.state.cache.dropped_len()), (1, 2));
+    // The second scrape answers the dropped texts from the cache: with the rules gone it still
+    // drops them, so no rule ran for them.
+    fixture.scrape_loop.metric_relabel_configs = Vec::new().into();
+    fixture.scrape_at(11_000).await;
+    assert!(fixture.samples("go_gc").is_empty() && fixture.samples("go_memstats").is_empty());
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 0, by_ref: 1, unknown_ref: 0 });
+    assert_eq!(fixture.samples("a").len(), 2);
+    // A dropped text not in the body is evicted: a new scrape relabels it again (no rules now).
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 2\n");
+    fixture.scrape_at(12_000).await;
+    assert_eq!(fixture.state.cache.dropped_len(), 0);
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 2\ngo_gc 5\n");
+    fixture.scrape_at(13_000).await;
+    assert_eq!(fixture.samples("go_gc").len(), 1);
+}
+
+#[tokio::test]
+async fn metric_relabeling_labeldrop_and_replace_see_the_target_labels() {
+    let mut fixture = fixture(|scrape_loop| {
+        scrape_loop.metric_relabel_configs = rules(
+            "[{regex: 'pod|exported_job', action: labeldrop},
+              {source_labels: [instance], regex: '(.*):.*', target_label: host, replacement: '$1'},
+              {source_labels: [__name__, code], regex: 'http_requests_total;(5..)', target_label: class, replacement: error},
+              {source_labels: [__name__], regex: 'old_(.*)', target_label: __name__, replacement: 'new_$1'}]",
+        )
+    });
+    fixture.network.serve(
+        ADDRESS,
+        200,
+        "http_requests_total{code=\"500\",pod=\"p1\",job=\"inner\"} 1\nhttp_requests_total{code=\"200\",pod=\"p1\"} 2\nold_name 3\n",
+    );
+    fixture.scrape_at(10_000).await;
+    assert_eq!(fixture.last("up"), 1.0, "{:?}", fixture.state.last_error);
+    let series: Vec<String> = fixture.samples("http_requests_total").into_iter().map(|(labels, _, _)| labels).collect();
+    assert_eq!(
+        series,
+        [
+            "http_requests_total{class=\"error\", code=\"500\", host=\"target\", instance=\"target:9100\", job=\"node\"}",
+            "http_requests_total{code=\"200\", host=\"target\", instance=\"target:9100\", job=\"node\"}",
+        ]
+    );
+    assert!(fixture.samples("old_name").is_empty());
+    assert_eq!(fixture.samples("new_name")[0].0, "new_name{host=\"target\", instance=\"target:9100\", job=\"node\"}");
+    // Report series keep the target labels only.
+    assert_eq!(fixture.samples("up")[0].0, "up{instance=\"target:9100\", job=\"node\"}");
+    // Two texts that relabel to one series: the second sample at the same timestamp is refused.
+    fixture.network.serve(ADDRESS, 200, "b{pod=\"p1\"} 1\nb{pod=\"p2\"} 2\n");
+    fixture.scrape_at(11_000).await;
+    assert_eq!(
+        fixture.samples("b"),
+        vec![("b{host=\"target\", instance=\"target:9100\", job=\"node\"}".to_string(), 11_000, 1.0)]
+    );
+    assert_eq!(fixture.last("up"), 1.0);
+}
+
+#[tokio::test]
+async fn metric_relabeling_counts_toward_limits_after_dropping() {
+    let drop_go = "[{source_labels: [__name__], regex: 'go_.*', action: drop}, {regex: x, action: labeldrop}]";
+    let body = "go_a 1\ngo_b 1\na{x=\"1\"} 1\nb 1\n";
+    // sample_limit counts what reaches the store, after relabeling (upstream's limitAppender).
+    let mut fixture = fixture(|scrape_loop| {
+        scrape_loop.metric_relabel_configs = rules(drop_go);
+        scrape_loop.limits.sample_count_limit = 2;
+        // a{x} has four labels before relabeling, three after.
+        scrape_loop.limits.label_count_limit = 3;
+    });
+    fixture.network.serve(ADDRESS, 200, body);
+    fixture.scrape_at(10_000).await;
+    assert_eq!(fixture.state.last_error, None);
+    assert_eq!(fixture.last("scrape_samples_scraped"), 4.0);
+    assert_eq!(fixture.samples("a").len(), 1);
+    fixture.network.serve(ADDRESS, 200, "go_a 1\na 1\nb 1\nc 1\n");
+    fixture.scrape_at(11_000).await;
+    assert_eq!(fixture.state.last_error.as_deref(), Some("sample limit exceeded: limit 2, got 4"));
+}
+
+#[tokio::test]
+async fn metric_relabeling_that_empties_drops_and_that_loses_the_name_fails() {
+    let mut emptied =
+        fixture(|scrape_loop| scrape_loop.metric_relabel_configs = rules("[{regex: '.*', action: labeldrop}]"));
+    emptied.network.serve(ADDRESS, 200, "a 1\n");
+    emptied.scrape_at(10_000).await;
+    assert_eq!(emptied.last("up"), 1.0);
+    assert_eq!(emptied.state.cache.dropped_len(), 1);
+    for (yaml, error) in [
+        ("[{regex: __name__, action: labeldrop}]", "missing metric name (__name__ label)"),
+        ("[{target_label: __name__, replacement: '1a'}]", "invalid metric name or label names"),
+    ] {
+        let mut fixture = fixture(|scrape_loop| scrape_loop.metric_relabel_configs = rules(yaml));
+        fixture.network.serve(ADDRESS, 200, "a 1\n");
+        fixture.scrape_at(10_000).await;
+        assert_eq!(fixture.last("up"), 0.0, "{yaml}");
+        assert!(
+            fixture.state.last_error.clone().unwrap_or_default().starts_with(error),
+            "{yaml}: {:?}",
+            fixture.state.last_error
+        );
+    }
+}
+
+#[tokio::test]
+async fn relabeled_series_the_store_forgot_are_relabeled_again() {
+    let mut fixture = fixture(|scrape_loop| {
+        scrape_loop.metric_relabel_configs =
+            rules("[{source_labels: [x], target_label: zone, replacement: 'zone-$1'}, {regex: x, action: labeldrop}]")
+    });
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 1\na{x=\"2\"} 2\n");
+    fixture.scrape_at(10_000).await;
+    fixture.store.take_counts();
+    fixture.store.drop_all_series();
+    fixture.network.serve(ADDRESS, 200, "a{x=\"1\"} 1\n");
+    fixture.scrape_at(11_000).await;
+    assert_eq!(fixture.store.take_counts(), AppendCounts { by_labels: 2, by_ref: 2, unknown_ref: 2 });
+    let zone = |zone: &str| format!("a{{instance=\"target:9100\", job=\"node\", zone=\"zone-{zone}\"}}");
+    let samples = fixture.samples("a");
+    assert_eq!(samples.iter().filter(|(labels, _, _)| *labels == zone("1")).count(), 2, "{samples:?}");
+    // The stale marker for the vanished text went by its relabeled labels.
+    let gone = samples.iter().rfind(|(labels, _, _)| *labels == zone("2")).unwrap();
+    assert!(is_stale_nan(gone.2) && gone.1 == 11_000, "{gone:?}");
 }
