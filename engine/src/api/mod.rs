@@ -77,7 +77,7 @@ pub struct Api {
     spawner: Arc<dyn Spawner>,
     rules: Option<Arc<Manager>>,
     reload: Option<Arc<dyn Reload>>,
-    targets: Option<Arc<crate::scrape::health::Targets>>,
+    targets: Option<Arc<crate::scrape::ScrapeManager>>,
     flag_values: BTreeMap<String, String>,
     alert_manager: Option<Arc<crate::alert::manager::AlertManager>>,
     runtime_info: RuntimeInfo,
@@ -162,8 +162,8 @@ impl Api {
         self
     }
 
-    /// Serves `/api/v1/targets` from the scrape loops' `targets`.
-    pub fn with_targets(mut self, targets: Arc<crate::scrape::health::Targets>) -> Self {
+    /// Serves `/api/v1/targets` and `/api/v1/metadata` from the scrape manager's current targets.
+    pub fn with_targets(mut self, targets: Arc<crate::scrape::ScrapeManager>) -> Self {
         self.targets = Some(targets);
         self
     }
@@ -258,8 +258,7 @@ impl Api {
                     form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
                 let first = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
                 let state = crate::scrape::health::StateFilter::parse(first("state"));
-                let empty = crate::scrape::health::Targets::default();
-                let targets = self.targets.as_deref().unwrap_or(&empty);
+                let targets = self.targets.as_ref().map(|manager| manager.targets()).unwrap_or_default();
                 respond(StatusCode::OK, "application/json", targets.body(state, first("scrapePool")))
             }
             "/api/v1/metadata" if readable => {
@@ -276,8 +275,7 @@ impl Api {
                         },
                     }
                 };
-                let empty = crate::scrape::health::Targets::default();
-                let targets = self.targets.as_deref().unwrap_or(&empty);
+                let targets = self.targets.as_ref().map(|manager| manager.targets()).unwrap_or_default();
                 respond_result(count("limit").and_then(|limit| {
                     Ok(targets.metadata_body(
                         first("metric").filter(|m| !m.is_empty()),
