@@ -710,9 +710,7 @@ async fn a_reload_keeps_unchanged_loops_and_stops_removed_ones_with_staleness_ma
     assert_eq!(manager.targets().active.len(), 1);
     let b = fixture.samples("b");
     assert!(is_stale_nan(b.last().unwrap().2), "the removed target's series end with a staleness marker: {b:?}");
-    assert!(is_stale_nan(
-        fixture.samples("up").iter().filter(|(labels, _, _)| labels.contains("other")).next_back().unwrap().2
-    ));
+    assert!(is_stale_nan(fixture.samples("up").iter().rfind(|(labels, _, _)| labels.contains("other")).unwrap().2));
     let a = fixture.samples("a");
     assert!(a.len() > a_before && a.iter().all(|(_, _, value)| !is_stale_nan(*value)), "kept loop ran on: {a:?}");
 
