@@ -19,8 +19,9 @@
 //! Prometheus 3.x semantics (which the engine follows) differ from 2.42's by design; every
 //! mismatch is classified: a query whose range selectors and subquery ranges widened by 1 ms
 //! (3.x's left-open `(t-r, t]` then holds the same integer-millisecond samples as 2.42's closed
-//! `[t-r, t]`) matches Prometheus is a left-open-window difference (the comparison of that re-run
-//! allows a relative 1e-3, because `increase`/`delta` extrapolate over the 1 ms too); a query
+//! `[t-r, t]`) matches Prometheus is a left-open-window difference (exactly, or within a
+//! relative 1e-3, because `increase`/`delta` extrapolate over the extra 1 ms: 1.7e-5 on `[1m]`,
+//! which `rate` cancels by dividing by the longer range too); a query
 //! using a function 3.x renamed is re-run under the new name; a label name only 2.42 refuses
 //! (3.x allows any UTF-8 label name) is a UTF-8 difference. The rest are unexplained. The test
 //! prints `promql compliance: M of N queries match Prometheus 2.42` and the classified list, and
@@ -42,7 +43,8 @@ use std::time::Instant;
 
 use common::{free_port, http_get, peer, wait_for_body, Process};
 
-/// Queries (of 539) that match Prometheus 2.42; measured 452 of 539 on this data (3 of them
+/// Queries (of 539) that match Prometheus 2.42; measured 452 of 539 on this data (83.9 %; the 87
+/// mismatches: 83 left-open windows exactly, 2 within 1e-3, 2 UTF-8 label names; 3 matches are
 /// both failing, 49 empty on both sides: nonexistent metrics, filtering comparisons, `[1s]`
 /// ranges over 10 s data, `absent`).
 const MATCHED_QUERY_COUNT_MIN: usize = 452;
@@ -457,8 +459,12 @@ fn classify(engine_port: u16, query: &str, prometheus: &Answer, engine: &Answer)
         }
     }
     if let Some(wide) = widened(query) {
-        if difference(prometheus, &query_range(engine_port, &wide), WIDENED_TOLERANCE_FRACTION).is_none() {
-            return "3.x left-open range windows (matches with ranges widened by 1 ms)";
+        let answer = query_range(engine_port, &wide);
+        if difference(prometheus, &answer, VALUE_TOLERANCE_FRACTION).is_none() {
+            return "3.x left-open range windows (matches exactly with ranges widened by 1 ms)";
+        }
+        if difference(prometheus, &answer, WIDENED_TOLERANCE_FRACTION).is_none() {
+            return "3.x left-open range windows (matches within 1e-3 with ranges widened by 1 ms)";
         }
     }
     for (old, new) in RENAMED_FUNCTIONS {
