@@ -33,7 +33,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::io::{Clock, Spawner};
 use crate::metrics::SelfMetrics;
-use crate::promql::{CancelGuard, Engine, QueryControl, QueryError, Value};
+use crate::promql::{CancelGuard, Engine, QueryControl, QueryError};
 use crate::rules::Manager;
 use crate::tsdb::Db;
 
@@ -503,9 +503,10 @@ impl Api {
             None => self.clock.now_ms(),
         };
         let control = self.engine.control(optional_timeout(params)?);
-        let value =
-            self.evaluate(control, move |engine, control| engine.instant_query_with(&query, time_ms, control)).await?;
-        Ok(json::success(&value))
+        let (value, annotations) = self
+            .evaluate(control, move |engine, control| engine.instant_query_annotated_with(&query, time_ms, control))
+            .await?;
+        Ok(json::success_annotated(&value, &annotations))
     }
 
     async fn query_range(&self, params: &Params) -> Result<String, ApiError> {
@@ -516,20 +517,21 @@ impl Api {
         let step_ms = params::parse_duration_param_ms(step_text)
             .map_err(|error| ApiError::bad_data(format!("invalid parameter \"step\": {error}")))?;
         let control = self.engine.control(optional_timeout(params)?);
-        let value = self
+        let (value, annotations) = self
             .evaluate(control, move |engine, control| {
-                engine.range_query_with(&query, start_ms, end_ms, step_ms, control)
+                engine.range_query_annotated_with(&query, start_ms, end_ms, step_ms, control)
             })
             .await?;
-        Ok(json::success(&value))
+        Ok(json::success_annotated(&value, &annotations))
     }
 
     /// Admits the query (waiting counts against its deadline), runs `work` on the compute
     /// seam holding the permit, and awaits its answer. Dropping this future (the client went
     /// away) cancels the evaluation through the guard.
-    async fn evaluate<F>(&self, control: QueryControl, work: F) -> Result<Value, QueryError>
+    async fn evaluate<T, F>(&self, control: QueryControl, work: F) -> Result<T, QueryError>
     where
-        F: FnOnce(&Engine, &QueryControl) -> Result<Value, QueryError> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Engine, &QueryControl) -> Result<T, QueryError> + Send + 'static,
     {
         let guard: CancelGuard = control.cancel.guard();
         let permit = self.engine.admit(&control).await?;
