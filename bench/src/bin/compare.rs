@@ -35,7 +35,7 @@ use bench::ingest::report::{self, DiskPart, Measurement, Outcome, RunParameters}
 use bench::ingest::rules::{rule_file_yaml, RuleFigures, RuleLoad};
 use bench::ingest::workload::{DataKind, Workload, SERIES_COUNT_MAX};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -176,6 +176,28 @@ fn parse_number<T: std::str::FromStr>(flag: &str, text: &str) -> anyhow::Result<
     text.parse().map_err(|_| anyhow::anyhow!("{flag}: not a number: {text:?}"))
 }
 
+/// The `(flag, value)` pairs of `arguments` (`--flag value` or `--flag=value`); `None` after
+/// printing `usage` for `-h`/`--help`.
+fn flag_values(arguments: &[String], usage: &str) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let mut pairs = Vec::new();
+    let mut arguments = arguments.iter();
+    while let Some(argument) = arguments.next() {
+        if argument == "-h" || argument == "--help" {
+            println!("{usage}");
+            return Ok(None);
+        }
+        let (flag, inline_value) = match argument.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_string())),
+            None => (argument.as_str(), None),
+        };
+        match inline_value.or_else(|| arguments.next().cloned()) {
+            Some(value) => pairs.push((flag.to_string(), value)),
+            None => bail!("flag {flag} needs a value\n\n{usage}"),
+        }
+    }
+    Ok(Some(pairs))
+}
+
 fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
     let mut options = Options {
         target_count: 100,
@@ -196,8 +218,7 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
         rule_interval_ms: 15_000,
         out: None,
     };
-    let mut arguments = arguments.iter();
-    match arguments.next().map(String::as_str) {
+    match arguments.first().map(String::as_str) {
         Some("ingest") => {}
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
@@ -205,19 +226,11 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
         }
         Some(other) => bail!("unknown command {other:?}\n\n{USAGE}"),
     }
-    while let Some(argument) = arguments.next() {
-        if argument == "-h" || argument == "--help" {
-            println!("{USAGE}");
-            return Ok(None);
-        }
-        let (flag, inline_value) = match argument.split_once('=') {
-            Some((flag, value)) => (flag, Some(value.to_string())),
-            None => (argument.as_str(), None),
-        };
-        let value = match inline_value.or_else(|| arguments.next().cloned()) {
-            Some(value) => value,
-            None => bail!("flag {flag} needs a value\n\n{USAGE}"),
-        };
+    let Some(flags) = flag_values(&arguments[1..], USAGE)? else {
+        return Ok(None);
+    };
+    for (flag, value) in flags {
+        let flag = flag.as_str();
         match flag {
             "--targets" => options.target_count = parse_number(flag, &value)?,
             "--series" => options.series_count = parse_number(flag, &value)?,
@@ -246,7 +259,7 @@ fn parse_options(arguments: &[String]) -> anyhow::Result<Option<Options>> {
             "--rule-group-size" => options.rule_group_size = parse_number(flag, &value)?,
             "--rule-interval" => options.rule_interval_ms = parse_duration(flag, &value)?,
             "--out" => options.out = Some(PathBuf::from(value)),
-            _ => bail!("unknown flag {argument:?}\n\n{USAGE}"),
+            _ => bail!("unknown flag {flag:?}\n\n{USAGE}"),
         }
     }
     if options.target_count == 0 || options.target_count > TARGET_COUNT_MAX {
@@ -340,47 +353,53 @@ impl Drop for Generator {
     }
 }
 
-/// A running system; dropping it stops the process and removes its directory.
+/// A directory under the system's temporary directory, removed with everything in it on drop.
+struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    /// `<tmp>/<name>-<pid>`, emptied first if a previous run left it.
+    fn create(name: &str) -> anyhow::Result<WorkDir> {
+        let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path).with_context(|| format!("remove stale {}", path.display()))?;
+        }
+        std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
+        Ok(WorkDir { path })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A running system; dropping it stops the process, then removes its work directory.
 struct SystemProcess {
     system: System,
     child: Child,
-    work_dir: PathBuf,
     data_dir: PathBuf,
     log_path: PathBuf,
     port: u16,
+    // Dropped after `Drop::drop` stopped the child.
+    _work_dir: WorkDir,
 }
 
 impl SystemProcess {
+    /// Starts `system` for `compare ingest`: scraping the generator per `config_yaml`.
     fn spawn(system: System, options: &Options, config_yaml: &str) -> anyhow::Result<SystemProcess> {
-        let work_dir = std::env::temp_dir().join(format!("compare-{}-{}", system.name(), std::process::id()));
-        if work_dir.exists() {
-            std::fs::remove_dir_all(&work_dir).with_context(|| format!("remove stale {}", work_dir.display()))?;
-        }
-        // Until the guard exists, a failure must clean up the directory itself.
-        let result = SystemProcess::spawn_in(system, options, config_yaml, work_dir.clone());
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&work_dir);
-        }
-        result
-    }
-
-    fn spawn_in(
-        system: System,
-        options: &Options,
-        config_yaml: &str,
-        work_dir: PathBuf,
-    ) -> anyhow::Result<SystemProcess> {
-        let data_dir = work_dir.join("data");
+        let work_dir = WorkDir::create(&format!("compare-{}", system.name()))?;
+        let data_dir = work_dir.path.join("data");
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-        let config_path = work_dir.join("scrape.yml");
+        let config_path = work_dir.path.join("scrape.yml");
         std::fs::write(&config_path, config_yaml).with_context(|| format!("write {}", config_path.display()))?;
         if let Some(load) = options.rule_load() {
-            let rules_path = work_dir.join(RULE_FILE_NAME);
+            let rules_path = work_dir.path.join(RULE_FILE_NAME);
             std::fs::write(&rules_path, rule_file_yaml(&load))
                 .with_context(|| format!("write {}", rules_path.display()))?;
         }
-        let log_path = work_dir.join("log.txt");
-        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let address = format!("127.0.0.1:{}", options.system_port);
         let (config, data) = (config_path.display(), data_dir.display());
         let (binary, arguments): (&Path, Vec<String>) = match system {
@@ -412,18 +431,33 @@ impl SystemProcess {
                 ],
             ),
         };
+        SystemProcess::launch(system, binary, &arguments, work_dir, data_dir, options.system_port)
+    }
+
+    /// Starts `binary` in `work_dir` with its output in `work_dir/log.txt`; the guard owns the
+    /// directory from here on (a failure to start removes it too).
+    fn launch(
+        system: System,
+        binary: &Path,
+        arguments: &[String],
+        work_dir: WorkDir,
+        data_dir: PathBuf,
+        port: u16,
+    ) -> anyhow::Result<SystemProcess> {
+        let log_path = work_dir.path.join("log.txt");
+        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         // The child runs in its work directory, so a relative binary path is resolved here.
         let binary = std::fs::canonicalize(binary)
             .with_context(|| format!("find {} binary {}", system.name(), binary.display()))?;
         let child = Command::new(&binary)
-            .args(&arguments)
-            .current_dir(&work_dir)
+            .args(arguments)
+            .current_dir(&work_dir.path)
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicate log handle")?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("start {} ({})", system.name(), binary.display()))?;
-        Ok(SystemProcess { system, child, work_dir, data_dir, log_path, port: options.system_port })
+        Ok(SystemProcess { system, child, data_dir, log_path, port, _work_dir: work_dir })
     }
 
     fn log_tail(&self) -> String {
@@ -480,36 +514,63 @@ impl Drop for SystemProcess {
                 let _ = self.child.wait();
             }
         }
-        let _ = std::fs::remove_dir_all(&self.work_dir);
     }
 }
 
-/// GET `http://127.0.0.1:<port>/metrics`, bounded in time and size.
-async fn fetch_metrics(port: u16) -> anyhow::Result<String> {
+/// One HTTP/1.1 request to `127.0.0.1:<port>` on a new connection, bounded in time and in the
+/// size of the answer: its status and body.
+async fn http_request(
+    port: u16,
+    method: hyper::Method,
+    path: &str,
+    body: Bytes,
+    timeout_ms: u64,
+    body_size_max: usize,
+) -> anyhow::Result<(StatusCode, Bytes)> {
     let request = async {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.context("connect")?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("handshake")?;
         tokio::spawn(connection);
-        let request = Request::get("/metrics")
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(path)
             .header("host", format!("127.0.0.1:{port}"))
-            .body(Empty::<Bytes>::new())
+            .header("content-type", "text/plain")
+            .body(Full::new(body))
             .context("build request")?;
         let response = sender.send_request(request).await.context("send request")?;
-        if response.status() != StatusCode::OK {
-            bail!("status {}", response.status());
-        }
-        let body = http_body_util::Limited::new(response.into_body(), METRICS_BODY_SIZE_MAX)
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), body_size_max)
             .collect()
             .await
             .map_err(|error| anyhow::anyhow!("read body: {error}"))?
             .to_bytes();
-        String::from_utf8(body.to_vec()).context("body is not UTF-8")
+        Ok::<_, anyhow::Error>((status, body))
     };
-    tokio::time::timeout(Duration::from_millis(METRICS_REQUEST_TIMEOUT_MS), request)
+    tokio::time::timeout(Duration::from_millis(timeout_ms), request)
         .await
-        .with_context(|| format!("GET 127.0.0.1:{port}/metrics timed out"))?
-        .with_context(|| format!("GET 127.0.0.1:{port}/metrics"))
+        .with_context(|| format!("{method} 127.0.0.1:{port}{} timed out after {timeout_ms} ms", short(path)))?
+        .with_context(|| format!("{method} 127.0.0.1:{port}{}", short(path)))
+}
+
+/// `text` cut to 120 characters for an error message.
+fn short(text: &str) -> String {
+    match text.char_indices().nth(120) {
+        Some((index, _)) => format!("{}...", &text[..index]),
+        None => text.to_string(),
+    }
+}
+
+/// GET `http://127.0.0.1:<port>/metrics`, bounded in time and size.
+async fn fetch_metrics(port: u16) -> anyhow::Result<String> {
+    let (status, body) =
+        http_request(port, hyper::Method::GET, "/metrics", Bytes::new(), METRICS_REQUEST_TIMEOUT_MS, METRICS_BODY_SIZE_MAX)
+            .await?;
+    if status != StatusCode::OK {
+        bail!("GET 127.0.0.1:{port}/metrics: status {status}");
+    }
+    String::from_utf8(body.to_vec()).context("body is not UTF-8")
 }
 
 /// The first candidate metric present in `body`: its value and its `name{labels}`.
@@ -571,15 +632,13 @@ fn command_output(program: &str, arguments: &[&str]) -> Option<String> {
     Some(line)
 }
 
-fn version(system: System, options: &Options) -> String {
+fn version(system: System, binary: &Path) -> String {
     let found = match system {
-        System::Engine => command_output(&options.engine_bin.to_string_lossy(), &["--version"]),
-        System::Prometheus => command_output(&options.prometheus_bin.to_string_lossy(), &["--version"]),
-        System::VictoriaMetrics => command_output(&options.victoria_metrics_bin.to_string_lossy(), &["-version"])
-            .or_else(|| {
-                command_output("dpkg-query", &["-W", "-f=${Version}", "victoria-metrics"])
-                    .map(|v| format!("victoria-metrics {v} (Debian package)"))
-            }),
+        System::Engine | System::Prometheus => command_output(&binary.to_string_lossy(), &["--version"]),
+        System::VictoriaMetrics => command_output(&binary.to_string_lossy(), &["-version"]).or_else(|| {
+            command_output("dpkg-query", &["-W", "-f=${Version}", "victoria-metrics"])
+                .map(|v| format!("victoria-metrics {v} (Debian package)"))
+        }),
     };
     found.unwrap_or_else(|| "unknown".to_string()).replace('|', "/")
 }
@@ -665,7 +724,14 @@ async fn measure(
     let disk_parts = disk_parts(&process.data_dir)?;
     Ok(Measurement {
         system: system.name().to_string(),
-        version: version(system, options),
+        version: version(
+            system,
+            match system {
+                System::Engine => &options.engine_bin,
+                System::Prometheus => &options.prometheus_bin,
+                System::VictoriaMetrics => &options.victoria_metrics_bin,
+            },
+        ),
         samples_metric: end.samples_metric,
         series_metric,
         window_ms: end.at.duration_since(start.at).as_millis() as u64,
@@ -810,7 +876,7 @@ mod tests {
         check_error("ingest --data zipf", "--data");
         check_error("ingest --series", "needs a value");
         check_error("ingest --target-port-base 29000 --targets 100", "overlaps");
-        check_error("query", "unknown command");
+        check_error("select", "unknown command");
     }
 
     #[test]
