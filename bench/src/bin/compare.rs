@@ -35,7 +35,7 @@ use bench::ingest::report::{self, DiskPart, Measurement, Outcome, RunParameters}
 use bench::ingest::rules::{rule_file_yaml, RuleFigures, RuleLoad};
 use bench::ingest::workload::{DataKind, Workload, SERIES_COUNT_MAX};
 use bench::query::dataset::{Dataset, Format, STEP_MS};
-use bench::query::queries::{query_set, request_path, Query, Shape};
+use bench::query::queries::{evaluation_time_ms, query_set, request_path, Query, Shape};
 use bench::query::report::{
     self as query_report, LoadStep, QueryMeasurement, QueryOutcome, RunParameters as QueryRunParameters, SystemOutcome,
     SystemRun,
@@ -1157,7 +1157,7 @@ async fn load_system(
             let started = tokio::time::Instant::now();
             let mut process =
                 SystemProcess::launch(system, server, &arguments, work_dir, data_dir, options.system_port)?;
-            wait_ready_for_queries(&mut process, dataset.end_ms()).await?;
+            wait_ready_for_queries(&mut process, evaluation_time_ms(dataset)).await?;
             steps.push(LoadStep { step: "start until the first answer".to_string(), duration_ms: elapsed_ms(started) });
             process
         }
@@ -1177,7 +1177,7 @@ async fn load_system(
                 data_dir,
                 options.system_port,
             )?;
-            wait_ready_for_queries(&mut process, dataset.end_ms()).await?;
+            wait_ready_for_queries(&mut process, evaluation_time_ms(dataset)).await?;
             steps.push(LoadStep { step: "start".to_string(), duration_ms: elapsed_ms(started) });
             eprintln!("{}: importing {} samples", system.name(), dataset.sample_count());
             let started = tokio::time::Instant::now();
@@ -1273,7 +1273,7 @@ async fn measure_system(
 ) -> anyhow::Result<(SystemRun, Vec<Option<QueryResult>>)> {
     let (process, load_steps) = load_system(system, options, dataset, openmetrics_path, clock_ticks_per_s).await?;
     let disk_size = tree_size(&process.data_dir);
-    let count_path = instant_path("count({__name__=~\".+\"})", dataset.end_ms());
+    let count_path = instant_path("count({__name__=~\".+\"})", evaluation_time_ms(dataset));
     let body = query_request(process.port, &count_path, PROBE_TIMEOUT_MS).await.context("count every series")?;
     let counted = result::parse_response(&body).context("count every series")?;
     let series_seen_count = counted.series.first().and_then(|series| series.points.first()).map(|point| point.1);
@@ -1288,7 +1288,8 @@ async fn measure_system(
     let mut outcomes = Vec::with_capacity(queries.len());
     let mut answers = Vec::with_capacity(queries.len());
     for query in queries {
-        let (outcome, answer) = measure_query(&process, query, dataset.end_ms(), options, clock_ticks_per_s).await;
+        let (outcome, answer) =
+            measure_query(&process, query, evaluation_time_ms(dataset), options, clock_ticks_per_s).await;
         match &outcome {
             QueryOutcome::Measured(measurement) => eprintln!(
                 "{}: {}: p50 {:.1} ms",
@@ -1383,6 +1384,7 @@ async fn run_query(options: QueryOptions, command_line: String) -> anyhow::Resul
         sample_count: dataset.sample_count(),
         start_ms: dataset.start_ms(),
         end_ms: dataset.end_ms(),
+        evaluation_ms: evaluation_time_ms(&dataset),
         seed: options.seed,
         run_count: options.run_count,
         warmup_count: options.warmup_count,

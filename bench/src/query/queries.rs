@@ -1,19 +1,25 @@
 //! The queries `compare query` times, over the [`Dataset`](super::dataset::Dataset) layout,
 //! and the request each one becomes in the Prometheus HTTP API (which all three systems serve).
 //!
-//! Every query is evaluated at the dataset's end (`time=` or `end=`), never at the wall clock, so
-//! each system answers over the same samples however long loading took. Instant queries look back
-//! 5 m (the default lookback); range queries cover [`RANGE_MS`] before the end at
+//! Every query is evaluated at [`evaluation_time_ms`], half a step after the dataset's last
+//! sample (`time=` or `end=`), never at the wall clock, so each system answers over the same
+//! samples however long loading took. Half a step keeps every window boundary between two
+//! samples: Prometheus 2.42's range and lookback windows are closed (`[t - range, t]`), the
+//! engine's left-open as in Prometheus 3 (`(t - range, t]`), so on the sample grid a `rate`
+//! would see one sample more in Prometheus and the answers could not be compared. Instant
+//! queries look back 5 m (the default lookback); range queries cover [`RANGE_MS`] at
 //! [`RANGE_STEP_MS`], i.e. 241 steps. Pure: no I/O.
 
 use std::fmt::Write as _;
 
-use super::dataset::{Dataset, COUNTER_FAMILY, GAUGE_FAMILY, HISTOGRAM_FAMILY};
+use super::dataset::{Dataset, COUNTER_FAMILY, GAUGE_FAMILY, HISTOGRAM_FAMILY, STEP_MS};
 
 /// Range queries cover the last hour...
 pub const RANGE_MS: i64 = 3600 * 1000;
 /// ...at the dataset's own resolution.
 pub const RANGE_STEP_MS: i64 = 15_000;
+/// Queries are evaluated this long after the last sample: half a step, off the sample grid.
+pub const EVALUATION_OFFSET_MS: i64 = STEP_MS / 2;
 /// The target for the query over the last hour of a tenth of the series.
 pub const TEN_PERCENT_TARGET_MS: f64 = 100.0;
 
@@ -112,6 +118,11 @@ pub fn query_set(dataset: &Dataset) -> Vec<Query> {
     ]
 }
 
+/// When every query of `dataset` is evaluated (the end of range queries).
+pub fn evaluation_time_ms(dataset: &Dataset) -> i64 {
+    dataset.end_ms() + EVALUATION_OFFSET_MS
+}
+
 /// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
 pub fn encode_parameter(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3);
@@ -130,7 +141,7 @@ fn seconds(time_ms: i64) -> String {
     format!("{}.{:03}", time_ms.div_euclid(1000), time_ms.rem_euclid(1000))
 }
 
-/// The request path and query string of `query` evaluated at `end_ms`.
+/// The request path and query string of `query` evaluated at `end_ms` (the end of a range).
 pub fn request_path(query: &Query, end_ms: i64) -> String {
     let expr = encode_parameter(&query.expr);
     match query.shape {
@@ -162,8 +173,9 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_evaluated_at_the_dataset_end() {
+    fn requests_are_evaluated_at_the_given_time() {
         let dataset = Dataset::new(1, 100_000, 1_700_000_000_000).expect("valid");
+        assert_eq!(evaluation_time_ms(&dataset), 1_700_000_007_500);
         let queries = query_set(&dataset);
         assert_eq!(queries.len(), 9);
         assert_eq!(

@@ -22,8 +22,10 @@ pub struct RunParameters {
     pub sample_count: usize,
     /// First and last sample time, Unix ms.
     pub start_ms: i64,
-    /// Last sample time, Unix ms: every query is evaluated here.
+    /// Last sample time, Unix ms.
     pub end_ms: i64,
+    /// When every query is evaluated (the end of range queries), Unix ms.
+    pub evaluation_ms: i64,
     /// Seed of the values.
     pub seed: u64,
     /// Measured runs per query.
@@ -246,13 +248,19 @@ pub fn render(parameters: &RunParameters, queries: &[Query], outcomes: &[SystemO
     let _ = writeln!(out, "- machine: {}", parameters.machine);
     let _ = writeln!(
         out,
-        "- data: {} series, {} samples from {} to {} (seed {}), OpenMetrics file of {}; every query is evaluated at the last sample",
+        "- data: {} series, {} samples from {} to {} (seed {}), OpenMetrics file of {}",
         parameters.series_count,
         parameters.sample_count,
         iso_utc(parameters.start_ms),
         iso_utc(parameters.end_ms),
         parameters.seed,
         mebibytes(parameters.openmetrics_size)
+    );
+    let _ = writeln!(
+        out,
+        "- every query is evaluated at {} ({} ms after the last sample, so no sample sits on a window boundary)",
+        iso_utc(parameters.evaluation_ms),
+        parameters.evaluation_ms - parameters.end_ms
     );
     let _ = writeln!(
         out,
@@ -426,9 +434,13 @@ const CAVEATS: &str = "
   with `-search.disableCache`, so repeated runs measure evaluation rather than its rollup
   result cache.
 - \"Same answer as Prometheus\" compares the engine's answer, series by series and point by
-  point, with Prometheus' (values equal to a relative 1e-9). VictoriaMetrics is not compared:
-  MetricsQL's `rate` does not extrapolate and its `histogram_quantile` interpolates
-  differently, so its values differ by design; its series counts are listed.
+  point, with Prometheus' (values equal to a relative 1e-9). Queries are evaluated off the
+  sample grid because the windows differ by design: Prometheus 2.42's are closed
+  (`[t - 5m, t]`), the engine's left-open as in Prometheus 3 (`(t - 5m, t]`); on the grid a
+  `rate` sees one sample more in Prometheus, and the answers differ by about 1 %.
+  VictoriaMetrics is not compared: MetricsQL's `rate` does not extrapolate and its
+  `histogram_quantile` interpolates differently, so its values differ by design; its series
+  counts are listed.
 ";
 
 #[cfg(test)]
@@ -516,6 +528,7 @@ mod tests {
             sample_count: 96_000,
             start_ms: dataset.start_ms(),
             end_ms: dataset.end_ms(),
+            evaluation_ms: dataset.end_ms() + 7500,
             seed: 1,
             run_count: 2,
             warmup_count: 2,
