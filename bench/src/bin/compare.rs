@@ -7,14 +7,26 @@
 //! memory (`/proc/<pid>/status`) and the data directory's size. The report goes to stdout and,
 //! with `--out`, to a Markdown file.
 //!
-//! Invariants: every process this command starts is stopped (SIGTERM, then SIGKILL after
-//! [`STOP_GRACE_MS`]) and its directory removed when its guard drops: on success, on error, on
-//! Ctrl-C or SIGTERM; every wait is bounded. The generator's bodies are a pure function of
-//! (seed, data kind, target, scrape number seen by that target), and the scrape numbers restart at
-//! zero for each system, so every system sees the same sequence.
+//! `compare query`: query latency on the same series. The command writes the
+//! [`Dataset`](bench::query::dataset) (2 h at 15 s ending now) as one OpenMetrics file; for each
+//! system in turn it loads the series (the engine: `enginectl tsdb create-blocks-from
+//! openmetrics`, Prometheus: `promtool` with the same arguments, VictoriaMetrics: its
+//! `/api/v1/import/prometheus`, then `/internal/force_flush`), starts it, waits until it is idle,
+//! checks `count({__name__=~".+"})`, then runs every query of the set `--warmups` times and
+//! `--runs` times measured, one request at a time, timing each on the client and reading the
+//! process' CPU from `/proc/<pid>/stat` before and after. The engine's answers are compared with
+//! Prometheus'. The report goes to stdout and, with `--out`, to a Markdown file.
+//!
+//! Invariants: every process this command starts (systems and backfill tools) is stopped
+//! (SIGTERM, then SIGKILL after [`STOP_GRACE_MS`]; tools by SIGKILL) and its directory removed
+//! when its guard drops: on success, on error, on Ctrl-C or SIGTERM; every wait is bounded. The
+//! generator's bodies are a pure function of (seed, data kind, target, scrape number seen by
+//! that target), and the scrape numbers restart at zero for each system, so every system sees
+//! the same sequence; the query dataset is a pure function of (seed, series, end time).
 //!
 //! Concurrency: one current-thread tokio runtime runs the generator's listeners and the
-//! measurement, so the generator never takes more than one core; its CPU is reported.
+//! measurement, so the generator never takes more than one core; its CPU is reported. Queries
+//! are sent one at a time, and never to two systems at once.
 //!
 //! This tool sits outside the engine and talks to the OS directly (processes, sockets, files,
 //! wall time), which the engine's determinism lints forbid elsewhere.
@@ -1484,6 +1496,38 @@ mod tests {
         check_error("ingest --series", "needs a value");
         check_error("ingest --target-port-base 29000 --targets 100", "overlaps");
         check_error("select", "unknown command");
+    }
+
+    #[track_caller]
+    fn check_query_error(text: &str, expected: &str) {
+        let error = parse_query_options(&arguments(text)).err().expect("rejected");
+        assert!(format!("{error:#}").contains(expected), "{error:#} should contain {expected:?}");
+    }
+
+    #[test]
+    fn query_options_parse() {
+        let options = parse_query_options(&arguments(
+            "--series 2000 --runs=5 --warmups 0 --systems engine,victoria-metrics --query-timeout 2m --out q.md",
+        ))
+        .expect("parses")
+        .expect("runs");
+        assert_eq!((options.series_count, options.run_count, options.warmup_count), (2000, 5, 0));
+        assert_eq!(options.systems, vec![System::Engine, System::VictoriaMetrics]);
+        assert_eq!(options.query_timeout_ms, 120_000);
+        assert_eq!(options.out, Some(PathBuf::from("q.md")));
+        let defaults = parse_query_options(&[]).expect("parses").expect("runs");
+        assert_eq!((defaults.series_count, defaults.run_count, defaults.warmup_count), (100_000, 20, 2));
+        check_query_error("--series 300", "--series");
+        check_query_error("--runs 0", "--runs");
+        check_query_error("--systems graphite", "graphite");
+        check_query_error("--targets 3", "unknown flag");
+        check_query_error("--query-timeout 0s", "--query-timeout");
+    }
+
+    #[test]
+    fn query_config_has_no_scrape_job() {
+        let config = engine::config::parse(QUERY_CONFIG_YAML).expect("the engine accepts it");
+        assert!(config.scrape_configs.is_empty());
     }
 
     #[test]
