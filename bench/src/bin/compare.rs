@@ -1296,6 +1296,7 @@ async fn measure_system(
             dataset.series_count()
         );
     }
+    let rss_loaded_size = procfs::rss_bytes(&read_proc(&process.child.id().to_string(), "status")?)?;
     let load_before = load_average();
     let mut outcomes = Vec::with_capacity(queries.len());
     let mut answers = Vec::with_capacity(queries.len());
@@ -1327,6 +1328,7 @@ async fn measure_system(
         load_steps,
         series_seen_count,
         disk_size,
+        rss_loaded_size,
         rss_size,
         load_average: (load_before, load_after),
         queries: outcomes,

@@ -93,6 +93,8 @@ pub struct SystemRun {
     pub series_seen_count: Option<f64>,
     /// Data directory size after loading.
     pub disk_size: u64,
+    /// Resident memory after loading, before the first query.
+    pub rss_loaded_size: u64,
     /// Resident memory after the queries.
     pub rss_size: u64,
     /// `/proc/loadavg` (1-minute) before and after the queries.
@@ -267,9 +269,10 @@ pub fn render(parameters: &RunParameters, queries: &[Query], outcomes: &[SystemO
         "- each query {} times in a row after {} warm-up runs; systems one after another, never two at once\n",
         parameters.run_count, parameters.warmup_count
     );
-    out.push_str("## Loading\n\n");
-    out.push_str("| system | version | load steps | `count({__name__=~\".+\"})` | holds every series | disk after loading | RSS after the queries |\n");
-    out.push_str("|---|---|---|---:|---|---:|---:|\n");
+    render_summary(&mut out, parameters, queries, outcomes);
+    out.push_str("\n## Loading\n\n");
+    out.push_str("| system | version | load steps | `count({__name__=~\".+\"})` | holds every series | disk after loading | RSS after loading | RSS after the queries |\n");
+    out.push_str("|---|---|---|---:|---|---:|---:|---:|\n");
     let runs: Vec<&SystemRun> = outcomes
         .iter()
         .filter_map(|outcome| match outcome {
@@ -288,18 +291,19 @@ pub fn render(parameters: &RunParameters, queries: &[Query], outcomes: &[SystemO
                 let holds = run.series_seen_count == Some(parameters.series_count as f64);
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
                     run.system,
                     one_line(&run.version),
                     steps.join("; "),
                     decimal(run.series_seen_count, 0),
                     if holds { "yes" } else { "**no**" },
                     mebibytes(run.disk_size),
+                    mebibytes(run.rss_loaded_size),
                     mebibytes(run.rss_size),
                 );
             }
             SystemOutcome::Failed { system, error } => {
-                let _ = writeln!(out, "| {system} | failed: {} | | | | | |", one_line(error));
+                let _ = writeln!(out, "| {system} | failed: {} | | | | | | |", one_line(error));
             }
         }
     }
@@ -351,6 +355,130 @@ pub fn render(parameters: &RunParameters, queries: &[Query], outcomes: &[SystemO
     }
     out.push_str(CAVEATS);
     out
+}
+
+/// The findings in words: failures, answers that differ, where the engine is slower than a
+/// peer, missed targets, memory, and whether the machine was busy.
+fn render_summary(out: &mut String, parameters: &RunParameters, queries: &[Query], outcomes: &[SystemOutcome]) {
+    let mut lines: Vec<String> = Vec::new();
+    for outcome in outcomes {
+        if let SystemOutcome::Failed { system, error } = outcome {
+            lines.push(format!("{system} could not be measured: {}.", one_line(error)));
+        }
+    }
+    let runs: Vec<&SystemRun> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            SystemOutcome::Ran(run) => Some(run.as_ref()),
+            SystemOutcome::Failed { .. } => None,
+        })
+        .collect();
+    for run in &runs {
+        if run.series_seen_count != Some(parameters.series_count as f64) {
+            lines.push(format!(
+                "{} counted {} series, not {}.",
+                run.system,
+                decimal(run.series_seen_count, 0),
+                parameters.series_count
+            ));
+        }
+        let failed: Vec<&str> = queries
+            .iter()
+            .zip(&run.queries)
+            .filter(|(_, outcome)| matches!(outcome, QueryOutcome::Failed { .. }))
+            .map(|(query, _)| query.name)
+            .collect();
+        if !failed.is_empty() {
+            lines.push(format!("{} failed: {}.", run.system, failed.join(", ")));
+        }
+    }
+    if let Some(engine) = runs.iter().find(|run| run.system == "engine") {
+        let mut compared_count = 0;
+        let mut differing = Vec::new();
+        for (query, outcome) in queries.iter().zip(&engine.queries) {
+            if let QueryOutcome::Measured(QueryMeasurement { agreement: Some(agreement), .. }) = outcome {
+                compared_count += 1;
+                if !agreement.agrees() {
+                    differing.push(query.name);
+                }
+            }
+        }
+        if compared_count > 0 {
+            lines.push(if differing.is_empty() {
+                format!("The engine's answers equal Prometheus' on all {compared_count} queries compared.")
+            } else {
+                format!("The engine's answers differ from Prometheus' on: {}.", differing.join(", "))
+            });
+        }
+        for peer in runs.iter().filter(|run| run.system != "engine") {
+            let slower: Vec<String> = queries
+                .iter()
+                .enumerate()
+                .filter_map(|(index, query)| {
+                    let (mine, theirs) = (figures_of(engine, index)?, figures_of(peer, index)?);
+                    let quotient = ratio(mine.p50_ms, theirs.p50_ms)?;
+                    (quotient > 1.0).then(|| format!("{} ({quotient:.2}x)", query.name))
+                })
+                .collect();
+            lines.push(if slower.is_empty() {
+                format!("At p50 the engine is at least as fast as {} on every query.", peer.system)
+            } else {
+                format!("At p50 the engine is slower than {} on: {}.", peer.system, slower.join(", "))
+            });
+        }
+        for (index, query) in queries.iter().enumerate() {
+            let Some(target_ms) = query.target_ms else { continue };
+            lines.push(match figures_of(engine, index) {
+                Some(figures) if figures.p99_ms <= target_ms => {
+                    format!(
+                        "Target met: {} in p99 {} ms (target {target_ms:.0} ms).",
+                        query.name,
+                        milliseconds(figures.p99_ms)
+                    )
+                }
+                Some(figures) => format!(
+                    "**Target missed**: {} takes p50 {} ms, p99 {} ms against {target_ms:.0} ms.",
+                    query.name,
+                    milliseconds(figures.p50_ms),
+                    milliseconds(figures.p99_ms)
+                ),
+                None => format!("**Target missed**: {} failed.", query.name),
+            });
+        }
+        let peers_rss: Vec<String> = runs
+            .iter()
+            .filter(|run| run.system != "engine")
+            .map(|run| format!("{} {}", run.system, mebibytes(run.rss_size)))
+            .collect();
+        if !peers_rss.is_empty() {
+            lines.push(format!(
+                "Resident memory after the queries: engine {} ({} after loading), {}.",
+                mebibytes(engine.rss_size),
+                mebibytes(engine.rss_loaded_size),
+                peers_rss.join(", ")
+            ));
+        }
+    }
+    let cpu_count = parameters.machine.split_whitespace().next().and_then(|text| text.parse::<f64>().ok());
+    let busiest = runs
+        .iter()
+        .flat_map(|run| [&run.load_average.0, &run.load_average.1])
+        .filter_map(|text| text.parse::<f64>().ok())
+        .fold(0.0, f64::max);
+    if cpu_count.is_some_and(|cpu_count| busiest > cpu_count) {
+        lines.push(format!(
+            "The machine was busy (1-minute load average up to {busiest:.2} on {} CPUs, other jobs included): \
+             latencies include waiting for a core; CPU per query is the steadier figure.",
+            cpu_count.unwrap_or(0.0)
+        ));
+    }
+    if lines.is_empty() {
+        return;
+    }
+    out.push_str("## Summary\n\n");
+    for line in lines {
+        let _ = writeln!(out, "- {line}");
+    }
 }
 
 fn figures_of(run: &SystemRun, query_index: usize) -> Option<QueryFigures> {
@@ -497,6 +625,7 @@ mod tests {
             load_steps: vec![LoadStep { step: "start".to_string(), duration_ms: 1500 }],
             series_seen_count: Some(200.0),
             disk_size: 1024 * 1024,
+            rss_loaded_size: 1024 * 1024,
             rss_size: 2 * 1024 * 1024,
             load_average: ("1.00".to_string(), "1.50".to_string()),
             queries,
@@ -538,8 +667,11 @@ mod tests {
             machine: "2 CPUs".to_string(),
         };
         let report = render(&parameters, &queries, &outcomes);
-        assert!(report.contains("| engine | v1 / x | start 1.5 s | 200 | yes | 1.0 MiB | 2.0 MiB |"), "{report}");
-        assert!(report.contains("| victoria-metrics | failed: did not start |"), "{report}");
+        assert!(
+            report.contains("| engine | v1 / x | start 1.5 s | 200 | yes | 1.0 MiB | 1.0 MiB | 2.0 MiB |"),
+            "{report}"
+        );
+        assert!(report.contains("| victoria-metrics | failed: did not start | | | | | | |"), "{report}");
         assert!(
             report.contains(
                 "| selector | instant | 4 | engine | 40.0 | 80.0 | 20.0 | 10 | 10 | 2.0 KiB | yes, identical |"
@@ -555,6 +687,26 @@ mod tests {
         assert!(report.contains("| sum by job of rate | n/a | n/a | n/a |"), "{report}");
         assert!(report.contains("| range: a tenth of the series | 100 ms | engine | 40.0 | 80.0 | yes |"), "{report}");
         assert!(report.contains("`sum by (code) (rate(http_requests_total{job=~\"job[0-4]\"}[5m]))`"), "{report}");
+        assert!(report.contains("- victoria-metrics could not be measured: did not start."), "{report}");
+        assert!(report.contains("- engine failed: sum by job of rate."), "{report}");
+        assert!(report.contains("- The engine's answers differ from Prometheus' on: histogram_quantile."), "{report}");
+        assert!(
+            report.contains(
+                "- At p50 the engine is slower than prometheus on: selector (2.00x), histogram_quantile (2.00x)"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("- Target met: range: a tenth of the series in p99 80.0 ms (target 100 ms)."),
+            "{report}"
+        );
+        assert!(
+            report.contains(
+                "- Resident memory after the queries: engine 2.0 MiB (1.0 MiB after loading), prometheus 2.0 MiB."
+            ),
+            "{report}"
+        );
+        assert!(!report.contains("machine was busy"), "{report}");
         assert_eq!(report, render(&parameters, &queries, &outcomes), "pure function of its inputs");
     }
 }
