@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use super::dataset::{Dataset, COUNTER_FAMILY, GAUGE_FAMILY, HISTOGRAM_FAMILY, STEP_MS};
+use super::dataset::{Dataset, BUCKET_BOUNDS, CODES, COUNTER_FAMILY, GAUGE_FAMILY, HISTOGRAM_FAMILY, QUEUES, STEP_MS};
 
 /// Range queries cover the last hour...
 pub const RANGE_MS: i64 = 3600 * 1000;
@@ -51,9 +51,9 @@ pub struct Query {
 /// of the series with the target.
 pub fn query_set(dataset: &Dataset) -> Vec<Query> {
     let instance_count = dataset.instance_count();
-    let counter_count = instance_count * 4;
-    let gauge_count = instance_count * 4;
-    let bucket_count = instance_count * 10;
+    let counter_count = instance_count * CODES.len();
+    let gauge_count = instance_count * QUEUES.len();
+    let bucket_count = instance_count * BUCKET_BOUNDS.len();
     let counters = format!("{COUNTER_FAMILY}_total");
     let buckets = format!("{HISTOGRAM_FAMILY}_bucket");
     let query = |name, expr: String, shape, series_selected_count, target_ms| Query {
