@@ -77,7 +77,7 @@ fn split_labels(labels: &str) -> Result<BTreeMap<String, String>, PathError> {
         return Ok(result);
     }
     let components: Vec<&str> = labels[1..].split('/').collect();
-    if components.len() % 2 != 0 {
+    if !components.len().is_multiple_of(2) {
         return Err(PathError::OddComponents(labels.to_string()));
     }
     for pair in components.chunks(2) {

@@ -283,7 +283,7 @@ enum Part {
 
 /// The family a sample named `name` belongs to (expfmt `setOrCreateCurrentMF`): the family of
 /// that exact name, else the summary or histogram its suffix names, else a new one.
-fn family_of<'n>(type_of: impl Fn(&str) -> Option<MetricType>, name: &'n str) -> (&'n str, Part) {
+fn family_of(type_of: impl Fn(&str) -> Option<MetricType>, name: &str) -> (&str, Part) {
     if type_of(name).is_some() {
         return (name, Part::Plain);
     }

@@ -122,6 +122,9 @@ pub enum Entry<'a> {
     },
 }
 
+/// A sample's metric name and its label pairs in body order (see [`TextParser::label_pairs`]).
+pub type NamedPairs<'a> = (&'a str, Vec<(&'a str, String)>);
+
 /// Pull parser over one body. See the module doc for what `next` validates.
 pub struct TextParser<'a> {
     body: &'a [u8],
@@ -214,7 +217,7 @@ impl<'a> TextParser<'a> {
     /// The last [`Entry::Sample`]'s metric name and labels in body order, values unescaped and
     /// empty values kept (expfmt's `TextParser` keeps them; the push gateway serves them back);
     /// errors as [`TextParser::labels`]. Call it only right after `next` returned the sample.
-    pub fn label_pairs(&self) -> Result<(&'a str, Vec<(&'a str, String)>), ParseError> {
+    pub fn label_pairs(&self) -> Result<NamedPairs<'a>, ParseError> {
         let mut line = Line { text: self.sample_line, position: self.sample_series_start, number: self.line_number };
         line.series_pairs()
     }
@@ -589,7 +592,7 @@ impl<'a> Line<'a> {
     }
 
     /// A full series as the metric name and its label pairs, empty values kept.
-    fn series_pairs(&mut self) -> Result<(&'a str, Vec<(&'a str, String)>), ParseError> {
+    fn series_pairs(&mut self) -> Result<NamedPairs<'a>, ParseError> {
         let name = self.name("metric name", true)?;
         let mut pairs: Vec<(&str, String)> = Vec::new();
         self.skip_blanks();
