@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod notifier;
 pub mod promql;
+pub mod push;
 pub mod relabel;
 pub mod rules;
 pub mod scrape;

@@ -107,3 +107,25 @@ pub const SILENCE_RETENTION_MS_DEFAULT: i64 = 120 * 3_600_000;
 pub const SILENCE_ID_ATTEMPT_COUNT_MAX: u32 = 16;
 
 const _: () = assert!(SILENCE_COUNT_MAX > 0 && SILENCE_RETENTION_MS_DEFAULT >= 0 && SILENCE_ID_ATTEMPT_COUNT_MAX > 0);
+
+// ---- Push gateway (`push`).
+
+/// Most groups (job plus path labels) the push gateway holds: each group is a batch job's last
+/// run, so thousands mean a client pushes per instance or per run, which the Pushgateway's own
+/// docs call a misuse; and every group costs two series of its own (`push_time_seconds`,
+/// `push_failure_time_seconds`). A push that would create one more is refused with 400.
+pub const PUSH_GROUP_COUNT_MAX: usize = 1_000;
+
+/// Most samples (exposition lines with a value) one push may carry: a batch job reports a
+/// summary of its run, not a scrape's worth of series. Beyond it the push is refused with 413.
+pub const PUSH_SAMPLE_COUNT_PER_PUSH_MAX: usize = 10_000;
+
+/// Most samples the push gateway holds over all groups, its own timestamp gauges included. The
+/// engine "scrapes" the store in one commit, which is one WAL record, and that commit may also
+/// carry a staleness marker for every series of the previous round, so twice this must fit in
+/// a record. A push that would exceed it is refused with 400.
+pub const PUSH_SAMPLE_COUNT_TOTAL_MAX: usize = 50_000;
+
+const _: () = assert!(2 * PUSH_SAMPLE_COUNT_TOTAL_MAX <= WAL_RECORD_SAMPLE_COUNT_MAX);
+const _: () = assert!(PUSH_SAMPLE_COUNT_PER_PUSH_MAX + 2 <= PUSH_SAMPLE_COUNT_TOTAL_MAX);
+const _: () = assert!(2 * PUSH_GROUP_COUNT_MAX <= PUSH_SAMPLE_COUNT_TOTAL_MAX);

@@ -50,6 +50,8 @@ pub struct ServerOptions {
     pub flag_values: std::collections::BTreeMap<String, String>,
     /// The process's working directory (`/api/v1/status/runtimeinfo`), as the binary found it.
     pub working_directory: String,
+    /// Serve the Pushgateway API and scrape its store (`--web.enable-pushgateway`).
+    pub enable_pushgateway: bool,
 }
 
 /// The rule manager's and notifier's flags (Prometheus `--rules.*`, `--web.external-url`,
@@ -102,6 +104,7 @@ impl ServerOptions {
             rules: RuleFlags::default(),
             flag_values: std::collections::BTreeMap::new(),
             working_directory: String::new(),
+            enable_pushgateway: false,
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -261,6 +264,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
             }),
         );
     }
+    let push_gateway = options.enable_pushgateway.then(|| start_push_gateway(&env, &options, &db));
     let mut api = Api::new(
         engine,
         env.clock.clone(),
@@ -280,6 +284,9 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     });
     if let Some(alert_manager) = alert_manager {
         api = api.with_alert_manager(alert_manager);
+    }
+    if let Some(push_gateway) = push_gateway {
+        api = api.with_push_gateway(push_gateway);
     }
     let api = Arc::new(api);
     api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;
@@ -451,6 +458,17 @@ fn start_alert_manager(
     metrics.add_source(alert_manager.clone());
     tracing::info!("embedded alert manager started (API v2 under /api/v2/)");
     Ok(Some(alert_manager))
+}
+
+/// Opens the push gateway's store under `<storage path>/pushgateway/` and starts the task that
+/// appends its series every global scrape interval (as Prometheus scraping a Pushgateway).
+fn start_push_gateway(env: &Env, options: &ServerOptions, db: &Db) -> Arc<crate::push::PushGateway> {
+    let push_gateway = Arc::new(crate::push::PushGateway::from_env(env, &options.storage_path));
+    let interval_ms = options.config.global.scrape_interval_ms;
+    env.spawner
+        .spawn("push-gateway-scrape", Box::pin(push_gateway.clone().run_scrape(Arc::new(db.clone()), interval_ms)));
+    tracing::info!(interval_ms, "push gateway enabled (PUT/POST/DELETE /metrics/job/..., GET /pushgateway/metrics)");
+    push_gateway
 }
 
 /// The embedded alert manager's configuration: inline, or read from its file (relative to the

@@ -81,6 +81,7 @@ pub struct Api {
     flag_values: BTreeMap<String, String>,
     alert_manager: Option<Arc<crate::alert::manager::AlertManager>>,
     runtime_info: RuntimeInfo,
+    push_gateway: Option<Arc<crate::push::PushGateway>>,
 }
 
 /// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
@@ -152,6 +153,7 @@ impl Api {
             flag_values: BTreeMap::new(),
             alert_manager: None,
             runtime_info: RuntimeInfo::default(),
+            push_gateway: None,
         }
     }
 
@@ -186,6 +188,12 @@ impl Api {
         self
     }
 
+    /// Serves the Pushgateway API (`/metrics/job/...`) and its exposition from `push_gateway`.
+    pub fn with_push_gateway(mut self, push_gateway: Arc<crate::push::PushGateway>) -> Self {
+        self.push_gateway = Some(push_gateway);
+        self
+    }
+
     fn rule_snapshots(&self) -> Vec<crate::rules::GroupSnapshot> {
         self.rules.as_deref().map(crate::rules::api::snapshots).unwrap_or_default()
     }
@@ -202,6 +210,20 @@ impl Api {
         let readable = method == Method::GET || method == Method::HEAD;
         if path.starts_with("/api/v2/") {
             return self.alert_manager_api(request).await;
+        }
+        if let Some(push_gateway) = self.push_gateway.clone().filter(|_| crate::push::PushGateway::owns(&path)) {
+            let body = match Limited::new(request.into_body(), self.request_body_size_max).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(error) => {
+                    return respond(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", format!("read body: {error}\n"))
+                }
+            };
+            let answer = push_gateway.handle(method.as_str(), &path, &body);
+            return respond(
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK),
+                answer.content_type,
+                answer.body,
+            );
         }
         match path.as_str() {
             "/api/v1/query" | "/api/v1/query_range" if readable || method == Method::POST => {

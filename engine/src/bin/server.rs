@@ -57,6 +57,9 @@ const USAGE: &str = "usage: server [flags]
   --alertmanager.notification-queue-capacity=N
                                 alerts waiting to be sent; the oldest are dropped beyond it
                                 (default: 10000)
+  --web.enable-pushgateway      accept Pushgateway pushes (PUT/POST/DELETE /metrics/job/<job>{/<label>/<value>}),
+                                kept under DIR/pushgateway, appended every global scrape interval and
+                                served on /pushgateway/metrics (default: off)
   --log.level=LEVEL             error, warn, info, debug (default: info)
   -h, --help                    this text
   --version                     print the version";
@@ -67,6 +70,7 @@ struct Flags {
     wal_sync: Option<String>,
     wal_compression: Option<bool>,
     no_lockfile: bool,
+    enable_pushgateway: bool,
     wal_compression_type: Option<String>,
     retention_time: Option<String>,
     retention_deprecated: Option<String>,
@@ -89,6 +93,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         wal_sync: None,
         wal_compression: None,
         no_lockfile: false,
+        enable_pushgateway: false,
         wal_compression_type: None,
         retention_time: None,
         retention_deprecated: None,
@@ -115,6 +120,10 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         }
         if argument == "--storage.tsdb.no-lockfile" {
             flags.no_lockfile = true;
+            continue;
+        }
+        if argument == "--web.enable-pushgateway" {
+            flags.enable_pushgateway = true;
             continue;
         }
         if argument == "--no-storage.tsdb.wal-compression" {
@@ -252,6 +261,7 @@ fn flag_values(flags: &Flags, options: &ServerOptions) -> std::collections::BTre
         ("storage.tsdb.no-lockfile", flags.no_lockfile.to_string()),
         ("web.listen-address", flags.listen_address.clone()),
         ("web.external-url", optional(&flags.rules.external_url)),
+        ("web.enable-pushgateway", options.enable_pushgateway.to_string()),
         ("query.lookback-delta", duration(options.engine.lookback_delta_ms)),
         ("query.max-samples", options.engine.query_samples_max.to_string()),
         ("query.timeout", duration(i64::try_from(options.engine.query_timeout_ms).unwrap_or(i64::MAX))),
@@ -316,6 +326,7 @@ fn run() -> anyhow::Result<()> {
             name.parse().map_err(|error| anyhow::anyhow!("--storage.tsdb.wal-compression-type: {error}"))?;
     }
     options.storage.no_lockfile = flags.no_lockfile;
+    options.enable_pushgateway = flags.enable_pushgateway;
     let (retention, deprecated_retention) = retention_flags(&flags)?;
     if deprecated_retention {
         tracing::warn!(

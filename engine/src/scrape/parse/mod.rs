@@ -122,6 +122,9 @@ pub enum Entry<'a> {
     },
 }
 
+/// A sample's metric name and its label pairs in body order (see [`TextParser::label_pairs`]).
+pub type NamedPairs<'a> = (&'a str, Vec<(&'a str, String)>);
+
 /// Pull parser over one body. See the module doc for what `next` validates.
 pub struct TextParser<'a> {
     body: &'a [u8],
@@ -209,6 +212,19 @@ impl<'a> TextParser<'a> {
     pub fn labels(&self) -> Result<Labels, ParseError> {
         let mut line = Line { text: self.sample_line, position: self.sample_series_start, number: self.line_number };
         line.series()
+    }
+
+    /// The last [`Entry::Sample`]'s metric name and labels in body order, values unescaped and
+    /// empty values kept (expfmt's `TextParser` keeps them; the push gateway serves them back);
+    /// errors as [`TextParser::labels`]. Call it only right after `next` returned the sample.
+    pub fn label_pairs(&self) -> Result<NamedPairs<'a>, ParseError> {
+        let mut line = Line { text: self.sample_line, position: self.sample_series_start, number: self.line_number };
+        line.series_pairs()
+    }
+
+    /// 1-based number of the line `next` read last (for errors a caller finds in an entry).
+    pub fn line_number(&self) -> usize {
+        self.line_number
     }
 
     /// One line: `Ok(None)` for a blank one.
@@ -575,6 +591,18 @@ impl<'a> Line<'a> {
         Ok(Labels::from_pairs(pairs))
     }
 
+    /// A full series as the metric name and its label pairs, empty values kept.
+    fn series_pairs(&mut self) -> Result<NamedPairs<'a>, ParseError> {
+        let name = self.name("metric name", true)?;
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        self.skip_blanks();
+        if self.peek() == Some(b'{') {
+            self.position += 1;
+            self.labels(&mut pairs)?;
+        }
+        Ok((name, pairs))
+    }
+
     /// Parses `name="value",...}` after the opening brace.
     fn labels(&mut self, pairs: &mut Vec<(&'a str, String)>) -> Result<(), ParseError> {
         let mut seen_names: HashSet<&'a str> = HashSet::new();
@@ -659,7 +687,7 @@ fn is_duplicate<'a>(pairs: &[(&'a str, String)], seen: &mut HashSet<&'a str>, na
 }
 
 /// Go's `strconv.ParseFloat` for the spellings expositions use, without allocating.
-fn parse_float(text: &str) -> Option<f64> {
+pub(crate) fn parse_float(text: &str) -> Option<f64> {
     // Rust's parser accepts nothing Go rejects among these characters.
     if !text.is_empty()
         && text.bytes().all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'E' | b'+' | b'-'))
