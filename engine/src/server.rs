@@ -50,6 +50,8 @@ pub struct ServerOptions {
     pub flag_values: std::collections::BTreeMap<String, String>,
     /// The process's working directory (`/api/v1/status/runtimeinfo`), as the binary found it.
     pub working_directory: String,
+    /// Serve `POST /api/v1/write` (`--web.enable-remote-write-receiver`).
+    pub remote_write_receiver_enabled: bool,
 }
 
 /// The rule manager's and notifier's flags (Prometheus `--rules.*`, `--web.external-url`,
@@ -102,6 +104,7 @@ impl ServerOptions {
             rules: RuleFlags::default(),
             flag_values: std::collections::BTreeMap::new(),
             working_directory: String::new(),
+            remote_write_receiver_enabled: false,
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -258,6 +261,15 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
             }),
         );
     }
+    let remote_write = options.remote_write_receiver_enabled.then(|| {
+        let receiver = Arc::new(api::remote_write::Receiver::new(
+            Arc::new(db.clone()),
+            api::remote_write::ReceiverLimits::default(),
+        ));
+        metrics.add_source(receiver.clone());
+        tracing::info!("remote write receiver enabled (POST /api/v1/write)");
+        receiver
+    });
     let mut api = Api::new(
         engine,
         env.clock.clone(),
@@ -277,6 +289,9 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     });
     if let Some(alert_manager) = alert_manager {
         api = api.with_alert_manager(alert_manager);
+    }
+    if let Some(receiver) = remote_write {
+        api = api.with_remote_write_receiver(receiver);
     }
     let api = Arc::new(api);
     api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;

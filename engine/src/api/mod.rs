@@ -16,6 +16,7 @@
 pub mod json;
 pub mod meta;
 pub mod params;
+pub mod remote_write;
 pub mod serve;
 
 #[cfg(test)]
@@ -81,6 +82,7 @@ pub struct Api {
     flag_values: BTreeMap<String, String>,
     alert_manager: Option<Arc<crate::alert::manager::AlertManager>>,
     runtime_info: RuntimeInfo,
+    remote_write: Option<Arc<remote_write::Receiver>>,
 }
 
 /// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
@@ -152,6 +154,7 @@ impl Api {
             flag_values: BTreeMap::new(),
             alert_manager: None,
             runtime_info: RuntimeInfo::default(),
+            remote_write: None,
         }
     }
 
@@ -183,6 +186,12 @@ impl Api {
     /// Serves Alertmanager's API v2 (`/api/v2/...`) from the embedded `alert_manager`.
     pub fn with_alert_manager(mut self, alert_manager: Arc<crate::alert::manager::AlertManager>) -> Self {
         self.alert_manager = Some(alert_manager);
+        self
+    }
+
+    /// Serves `POST /api/v1/write` (remote write 1.0) through `receiver`; 404 without it.
+    pub fn with_remote_write_receiver(mut self, receiver: Arc<remote_write::Receiver>) -> Self {
+        self.remote_write = Some(receiver);
         self
     }
 
@@ -380,6 +389,9 @@ impl Api {
             "/metrics" if readable => {
                 let body = self.metrics.render(&self.db.stats(), &self.engine.stats());
                 respond(StatusCode::OK, TEXT_FORMAT_CONTENT_TYPE, body)
+            }
+            "/api/v1/write" => {
+                remote_write::serve(self.remote_write.as_deref(), request, self.request_body_size_max).await
             }
             "/api/v1/query"
             | "/api/v1/query_range"

@@ -44,6 +44,9 @@ const USAGE: &str = "usage: server [flags]
                                 timeout parameter can only shorten it (default: 2m; 0: none)
   --query.max-concurrency=N     most queries evaluating at once, each on its own compute thread;
                                 up to 4 x N more wait, the rest are refused (default: 20)
+  --web.enable-remote-write-receiver
+                                accept remote write 1.0 requests on POST /api/v1/write
+                                (default: off; 404 there)
   --web.external-url=URL        URL the engine is reached at, for alert generator URLs
                                 (default: http://localhost:<listen port>)
   --rules.alert.resend-delay=DUR
@@ -67,6 +70,7 @@ struct Flags {
     wal_sync: Option<String>,
     wal_compression: Option<bool>,
     no_lockfile: bool,
+    remote_write_receiver: bool,
     wal_compression_type: Option<String>,
     retention_time: Option<String>,
     retention_deprecated: Option<String>,
@@ -89,6 +93,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         wal_sync: None,
         wal_compression: None,
         no_lockfile: false,
+        remote_write_receiver: false,
         wal_compression_type: None,
         retention_time: None,
         retention_deprecated: None,
@@ -115,6 +120,10 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         }
         if argument == "--storage.tsdb.no-lockfile" {
             flags.no_lockfile = true;
+            continue;
+        }
+        if argument == "--web.enable-remote-write-receiver" {
+            flags.remote_write_receiver = true;
             continue;
         }
         if argument == "--no-storage.tsdb.wal-compression" {
@@ -252,6 +261,7 @@ fn flag_values(flags: &Flags, options: &ServerOptions) -> std::collections::BTre
         ("storage.tsdb.no-lockfile", flags.no_lockfile.to_string()),
         ("web.listen-address", flags.listen_address.clone()),
         ("web.external-url", optional(&flags.rules.external_url)),
+        ("web.enable-remote-write-receiver", flags.remote_write_receiver.to_string()),
         ("query.lookback-delta", duration(options.engine.lookback_delta_ms)),
         ("query.max-samples", options.engine.query_samples_max.to_string()),
         ("query.timeout", duration(i64::try_from(options.engine.query_timeout_ms).unwrap_or(i64::MAX))),
@@ -316,6 +326,7 @@ fn run() -> anyhow::Result<()> {
             name.parse().map_err(|error| anyhow::anyhow!("--storage.tsdb.wal-compression-type: {error}"))?;
     }
     options.storage.no_lockfile = flags.no_lockfile;
+    options.remote_write_receiver_enabled = flags.remote_write_receiver;
     let (retention, deprecated_retention) = retention_flags(&flags)?;
     if deprecated_retention {
         tracing::warn!(
