@@ -539,3 +539,437 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use http_body_util::BodyExt;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::api::Api;
+    use crate::io::{Clock, MemFileSystem, TokioSpawner};
+    use crate::metrics::SelfMetrics;
+    use crate::model::{MatchKind, Matcher, SeriesRef};
+    use crate::promql::{Engine, EngineOptions};
+    use crate::storage::{Appender, CommitFuture, Queryable};
+    use crate::tsdb::{Db, DbOptions};
+
+    // What Prometheus sends, metadata, exemplars and histograms included (encoding only).
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct FullWriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        timeseries: Vec<FullTimeSeries>,
+        #[prost(message, repeated, tag = "3")]
+        metadata: Vec<MetricMetadata>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct FullTimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        samples: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        exemplars: Vec<Exemplar>,
+        #[prost(message, repeated, tag = "4")]
+        histograms: Vec<Histogram>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Exemplar {
+        #[prost(message, repeated, tag = "1")]
+        labels: Vec<Label>,
+        #[prost(double, tag = "2")]
+        value: f64,
+        #[prost(int64, tag = "3")]
+        timestamp: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Histogram {
+        #[prost(uint64, tag = "1")]
+        count_int: u64,
+        #[prost(double, tag = "3")]
+        sum: f64,
+        #[prost(sint32, tag = "4")]
+        schema: i32,
+        #[prost(message, repeated, tag = "11")]
+        positive_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        positive_deltas: Vec<i64>,
+        #[prost(int64, tag = "15")]
+        timestamp: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct BucketSpan {
+        #[prost(sint32, tag = "1")]
+        offset: i32,
+        #[prost(uint32, tag = "2")]
+        length: u32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct MetricMetadata {
+        #[prost(int32, tag = "1")]
+        kind: i32,
+        #[prost(string, tag = "2")]
+        metric_family_name: String,
+        #[prost(string, tag = "4")]
+        help: String,
+        #[prost(string, tag = "5")]
+        unit: String,
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+        pairs.iter().map(|(name, value)| Label { name: name.to_string(), value: value.to_string() }).collect()
+    }
+
+    fn series(pairs: &[(&str, &str)], samples: &[(i64, f64)]) -> FullTimeSeries {
+        FullTimeSeries {
+            labels: labels(pairs),
+            samples: samples.iter().map(|&(timestamp, value)| Sample { value, timestamp }).collect(),
+            ..FullTimeSeries::default()
+        }
+    }
+
+    fn request(timeseries: Vec<FullTimeSeries>) -> FullWriteRequest {
+        FullWriteRequest { timeseries, metadata: Vec::new() }
+    }
+
+    fn snappy(bytes: &[u8]) -> Vec<u8> {
+        snap::raw::Encoder::new().compress_vec(bytes).unwrap()
+    }
+
+    fn body(request: &FullWriteRequest) -> Vec<u8> {
+        snappy(&request.encode_to_vec())
+    }
+
+    fn db() -> Db {
+        Db::open(Arc::new(MemFileSystem::default()), &TokioSpawner, Path::new("/db"), DbOptions::default()).unwrap()
+    }
+
+    /// Every series the store holds with samples: (labels, [(t, v)]).
+    fn stored(db: &Db) -> Vec<(String, Vec<(i64, f64)>)> {
+        let matcher = Matcher::new(MatchKind::Regex, "__name__", ".+").unwrap();
+        let querier = db.querier(i64::MIN, i64::MAX).unwrap();
+        let selected = querier.select(None, &[matcher]);
+        selected
+            .map(|series| {
+                let series = series.unwrap();
+                let samples = series.samples.iter().map(|sample| (sample.timestamp_ms, sample.value)).collect();
+                (series.labels.to_string(), samples)
+            })
+            .collect()
+    }
+
+    struct FixedClock;
+
+    impl Clock for FixedClock {
+        fn now_ms(&self) -> i64 {
+            10_000
+        }
+    }
+
+    /// An API with the receiver over `appendable` (body limit 4 KiB), and the receiver.
+    fn api(db: &Db, appendable: Arc<dyn Appendable>, limits: ReceiverLimits) -> (Api, Arc<Receiver>) {
+        let receiver = Arc::new(Receiver::new(appendable, limits));
+        let engine = Engine::new(Arc::new(db.clone()), EngineOptions::default());
+        let metrics = Arc::new(SelfMetrics::default());
+        metrics.add_source(receiver.clone());
+        let api = Api::new(engine, Arc::new(FixedClock), db.clone(), metrics, 4096, Arc::new(TokioSpawner))
+            .with_remote_write_receiver(receiver.clone());
+        (api, receiver)
+    }
+
+    async fn call(api: &Api, method: Method, path: &str, body: Vec<u8>) -> (StatusCode, String) {
+        let request = Request::builder().method(method).uri(path).body(Full::new(Bytes::from(body))).unwrap();
+        let response = api.handle(request).await;
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn post(api: &Api, body: Vec<u8>) -> (StatusCode, String) {
+        call(api, Method::POST, "/api/v1/write", body).await
+    }
+
+    #[tokio::test]
+    async fn a_valid_request_is_appended_and_queryable_metadata_exemplars_histograms_ignored() {
+        let db = db();
+        let (api, _) = api(&db, Arc::new(db.clone()), ReceiverLimits::default());
+        let mut with_extras = series(&[("__name__", "up"), ("instance", "a:1"), ("job", "node")], &[(1_000, 1.0)]);
+        with_extras.exemplars.push(Exemplar { labels: labels(&[("trace_id", "abc")]), value: 0.5, timestamp: 1_000 });
+        let histogram_only = FullTimeSeries {
+            labels: labels(&[("__name__", "latency_seconds"), ("job", "node")]),
+            histograms: vec![Histogram {
+                count_int: 3,
+                sum: 1.5,
+                schema: 0,
+                positive_spans: vec![BucketSpan { offset: 0, length: 2 }],
+                positive_deltas: vec![1, 1],
+                timestamp: 1_000,
+            }],
+            ..FullTimeSeries::default()
+        };
+        let mut sent = request(vec![
+            with_extras,
+            // An empty value is an absent label.
+            series(
+                &[("__name__", "up"), ("env", ""), ("instance", "b:1"), ("job", "node")],
+                &[(1_000, 0.0), (2_000, 1.0)],
+            ),
+            histogram_only,
+            series(&[("__name__", "up"), ("instance", "a:1"), ("job", "node")], &[(2_000, f64::INFINITY)]),
+        ]);
+        sent.metadata.push(MetricMetadata {
+            kind: 2,
+            metric_family_name: "up".to_string(),
+            help: "Up.".to_string(),
+            unit: String::new(),
+        });
+        assert_eq!(post(&api, body(&sent)).await, (StatusCode::NO_CONTENT, String::new()));
+        assert_eq!(
+            stored(&db),
+            vec![
+                (r#"up{instance="a:1", job="node"}"#.to_string(), vec![(1_000, 1.0), (2_000, f64::INFINITY)]),
+                (r#"up{instance="b:1", job="node"}"#.to_string(), vec![(1_000, 0.0), (2_000, 1.0)]),
+            ]
+        );
+        let (status, answer) = call(&api, Method::GET, "/api/v1/query?query=up&time=2", Vec::new()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(answer.contains(r#""instance":"b:1","job":"node"},"value":[2,"1"]"#), "{answer}");
+        let (_, metrics) = call(&api, Method::GET, "/metrics", Vec::new()).await;
+        for line in [
+            "engine_remote_write_requests_total{code=\"204\"} 1",
+            "engine_remote_write_requests_total{code=\"400\"} 0",
+            "engine_remote_write_samples_received_total 4",
+            "engine_remote_write_samples_dropped_total 0",
+        ] {
+            assert!(metrics.lines().any(|got| got == line), "{line:?} missing from\n{metrics}");
+        }
+    }
+
+    /// Each invalid request is a 400 naming the problem, and nothing of it is visible, not even
+    /// the valid series sent before the bad one.
+    #[tokio::test]
+    async fn invalid_requests_are_400_and_leave_nothing_visible() {
+        #[track_caller]
+        fn check(db: &Db, before: &[(String, Vec<(i64, f64)>)], answer: (StatusCode, String), message: &str) {
+            assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{message}: {}", answer.1);
+            assert!(answer.1.contains(message), "{:?} lacks {message:?}", answer.1);
+            assert_eq!(stored(db), before, "{message}: nothing of the request is visible");
+        }
+        let db = db();
+        let (api, receiver) = api(&db, Arc::new(db.clone()), ReceiverLimits::default());
+        // Stored before: `up{job="a"}` at 5 s.
+        let stored_series = series(&[("__name__", "up"), ("job", "a")], &[(5_000, 1.0)]);
+        assert_eq!(post(&api, body(&request(vec![stored_series]))).await.0, StatusCode::NO_CONTENT);
+        let before = stored(&db);
+        let valid = series(&[("__name__", "new"), ("job", "b")], &[(6_000, 1.0)]);
+        let with_valid_first = |bad: FullTimeSeries| body(&request(vec![valid.clone(), bad]));
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"not snappy at all".to_vec(), "decompress snappy block"),
+            (snappy(&[0x0a, 0x05, 0x0a]), "decode protobuf WriteRequest"),
+            // Field 1 with a string where a message belongs.
+            (snappy(&[0x0a, 0x02, 0xff, 0xff]), "decode protobuf WriteRequest"),
+            (with_valid_first(series(&[("job", "c")], &[(6_000, 1.0)])), "no metric name"),
+            (with_valid_first(series(&[("__name__", ""), ("job", "c")], &[(6_000, 1.0)])), "no metric name"),
+            (with_valid_first(series(&[("__name__", "1up")], &[(6_000, 1.0)])), "invalid metric name \"1up\""),
+            (
+                with_valid_first(series(&[("__name__", "up"), ("a-b", "c")], &[(6_000, 1.0)])),
+                "invalid label name \"a-b\"",
+            ),
+            (with_valid_first(series(&[("", "c"), ("__name__", "up")], &[(6_000, 1.0)])), "invalid label name \"\""),
+            (
+                with_valid_first(series(&[("__name__", "up"), ("job", "c"), ("job", "d")], &[(6_000, 1.0)])),
+                "duplicate label name \"job\"",
+            ),
+            (
+                with_valid_first(series(&[("__name__", "up"), ("zone", "z"), ("job", "c")], &[(6_000, 1.0)])),
+                "label names not sorted: \"job\" after \"zone\"",
+            ),
+            // A label set without samples is still checked.
+            (with_valid_first(series(&[("job", "c")], &[])), "no metric name"),
+            // Refused by the store: the batch is rolled back, `new{job="b"}` included.
+            (with_valid_first(series(&[("__name__", "up"), ("job", "a")], &[(4_000, 1.0)])), "out of order sample"),
+            (with_valid_first(series(&[("__name__", "up"), ("job", "a")], &[(5_000, 2.0)])), "duplicate sample"),
+        ];
+        for (bytes, message) in cases {
+            check(&db, &before, post(&api, bytes).await, message);
+        }
+        // The same value at the newest timestamp is no error (Prometheus ignores it).
+        let same = series(&[("__name__", "up"), ("job", "a")], &[(5_000, 1.0)]);
+        assert_eq!(post(&api, body(&request(vec![same]))).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(stored(&db), before);
+        assert_eq!(receiver.requests_total[1].load(Ordering::Relaxed), 13, "400s counted");
+    }
+
+    /// As Prometheus' head at commit: within one request, a sample not newer than the last kept
+    /// sample of its series (also across two entries for the same series) is dropped.
+    #[tokio::test]
+    async fn out_of_order_and_duplicate_samples_within_a_request_are_dropped() {
+        let db = db();
+        let (api, receiver) = api(&db, Arc::new(db.clone()), ReceiverLimits::default());
+        let pairs = [("__name__", "up"), ("job", "a")];
+        let sent = request(vec![
+            series(&pairs, &[(1_000, 1.0), (3_000, 3.0), (2_000, 2.0), (3_000, 4.0), (4_000, 5.0)]),
+            series(&pairs, &[(4_000, 6.0), (5_000, 7.0)]),
+        ]);
+        assert_eq!(post(&api, body(&sent)).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(
+            stored(&db),
+            vec![(r#"up{job="a"}"#.to_string(), vec![(1_000, 1.0), (3_000, 3.0), (4_000, 5.0), (5_000, 7.0)])]
+        );
+        assert_eq!(receiver.samples_dropped_total.load(Ordering::Relaxed), 3);
+        assert_eq!(receiver.samples_received_total.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test]
+    async fn size_and_count_limits_are_413_and_checked_before_decoding() {
+        let db = db();
+        let limits =
+            ReceiverLimits { decompressed_size_max: 200, series_count_max: 2, label_count_max: 5, sample_count_max: 3 };
+        let (api, _) = api(&db, Arc::new(db.clone()), limits);
+        #[track_caller]
+        fn check(answer: (StatusCode, String), message: &str) {
+            assert_eq!(answer.0, StatusCode::PAYLOAD_TOO_LARGE, "{message}: {}", answer.1);
+            assert!(answer.1.contains(message), "{:?} lacks {message:?}", answer.1);
+        }
+        // The API's body limit (4096 bytes here).
+        check(post(&api, vec![0; 4097]).await, "request body exceeds the limit of 4096 bytes");
+        // A snappy header announcing 1 GiB: refused before any allocation.
+        let mut huge = Vec::new();
+        let mut length = 1_u64 << 30;
+        while length >= 0x80 {
+            huge.push((length as u8) | 0x80);
+            length >>= 7;
+        }
+        huge.push(length as u8);
+        check(post(&api, huge).await, "decompressed request of 1073741824 bytes exceeds the limit of 200 bytes");
+        check(post(&api, snappy(&[0; 201])).await, "decompressed request of 201 bytes exceeds the limit of 200 bytes");
+        let name = |value: &str| series(&[("__name__", value)], &[(1_000, 1.0)]);
+        check(post(&api, body(&request(vec![name("a"), name("b"), name("c")]))).await, "more than 2 series");
+        let wide = series(&[("__name__", "a"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1")], &[(1_000, 1.0)]);
+        check(post(&api, body(&request(vec![wide, name("b")]))).await, "more than 5 labels");
+        let long = series(&[("__name__", "a")], &[(1_000, 1.0), (2_000, 1.0), (3_000, 1.0), (4_000, 1.0)]);
+        check(post(&api, body(&request(vec![long]))).await, "more than 3 samples");
+        assert_eq!(stored(&db), Vec::new());
+        // At the limits: accepted.
+        let full = series(&[("__name__", "a"), ("b", "1")], &[(1_000, 1.0), (2_000, 1.0)]);
+        assert_eq!(post(&api, body(&request(vec![full, name("b")]))).await.0, StatusCode::NO_CONTENT);
+    }
+
+    /// Makes the error a commit fails with.
+    type MakeError = fn() -> StorageError;
+
+    /// A store whose commit fails with the given error.
+    struct FailingStore(MakeError);
+
+    struct FailingAppender(MakeError);
+
+    impl Appendable for FailingStore {
+        fn appender(&self) -> Box<dyn Appender> {
+            Box::new(FailingAppender(self.0))
+        }
+    }
+
+    impl Appender for FailingAppender {
+        fn append(&mut self, _: Option<SeriesRef>, _: &Labels, _: i64, _: f64) -> Result<SeriesRef, AppendError> {
+            Ok(SeriesRef(1))
+        }
+        fn append_by_ref(&mut self, _: SeriesRef, _: i64, _: f64) -> Result<(), AppendError> {
+            Ok(())
+        }
+        fn commit(self: Box<Self>) -> CommitFuture {
+            panic!("the receiver must not wait for queue room: try_commit, not commit")
+        }
+        fn try_commit(self: Box<Self>) -> CommitFuture {
+            let error = (self.0)();
+            Box::pin(async move { Err(error) })
+        }
+        fn rollback(self: Box<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn storage_faults_are_retryable_statuses() {
+        #[track_caller]
+        fn check(answer: (StatusCode, String), status: StatusCode, message: &str) {
+            assert_eq!(answer.0, status, "{}", answer.1);
+            assert!(answer.1.contains(message), "{:?} lacks {message:?}", answer.1);
+        }
+        let sent = body(&request(vec![series(&[("__name__", "up")], &[(1_000, 1.0)])]));
+        let cases: [(MakeError, StatusCode, &str); 3] = [
+            (
+                || StorageError::CommitQueueFull { capacity_count: 1024 },
+                StatusCode::TOO_MANY_REQUESTS,
+                "commit queue full",
+            ),
+            (
+                || StorageError::NotReady { reason: "disk full".to_string() },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "disk full",
+            ),
+            (
+                || StorageError::Write { context: "write wal", source: "EIO".into() },
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "write wal: EIO",
+            ),
+        ];
+        for (error, status, message) in cases {
+            let db = db();
+            let (api, _) = api(&db, Arc::new(FailingStore(error)), ReceiverLimits::default());
+            check(post(&api, sent.clone()).await, status, message);
+        }
+    }
+
+    #[tokio::test]
+    async fn disabled_receiver_is_404_and_only_post_is_allowed() {
+        let db = db();
+        let engine = Engine::new(Arc::new(db.clone()), EngineOptions::default());
+        let disabled = Api::new(
+            engine,
+            Arc::new(FixedClock),
+            db.clone(),
+            Arc::new(SelfMetrics::default()),
+            4096,
+            Arc::new(TokioSpawner),
+        );
+        let (status, message) = post(&disabled, Vec::new()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(message.contains("--web.enable-remote-write-receiver"), "{message}");
+        let (api, _) = api(&db, Arc::new(db.clone()), ReceiverLimits::default());
+        assert_eq!(call(&api, Method::GET, "/api/v1/write", Vec::new()).await.0, StatusCode::METHOD_NOT_ALLOWED);
+        // Not even snappy's length header.
+        assert_eq!(post(&api, Vec::new()).await.0, StatusCode::BAD_REQUEST);
+        // An empty request is a valid no-op.
+        assert_eq!(post(&api, snappy(&[])).await.0, StatusCode::NO_CONTENT);
+    }
+
+    fn arbitrary_request() -> impl Strategy<Value = WriteRequest> {
+        let label = ("[a-z_]{0,6}", "\\PC{0,6}").prop_map(|(name, value)| Label { name, value });
+        let sample = (any::<f64>(), any::<i64>()).prop_map(|(value, timestamp)| Sample { value, timestamp });
+        let series = (prop::collection::vec(label, 0..4), prop::collection::vec(sample, 0..4))
+            .prop_map(|(labels, samples)| TimeSeries { labels, samples });
+        prop::collection::vec(series, 0..4).prop_map(|timeseries| WriteRequest { timeseries })
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_encode(sent in arbitrary_request()) {
+            let decoded = decode(&snappy(&sent.encode_to_vec()), &ReceiverLimits::default()).unwrap();
+            // Compared as bytes: NaN != NaN, and proto3 does not tell -0.0 from an absent 0.0.
+            prop_assert_eq!(decoded.encode_to_vec(), sent.encode_to_vec());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let limits = ReceiverLimits::default();
+            let _ = decode(&bytes, &limits).map(validate);
+            let _ = decode(&snappy(&bytes), &limits).map(validate);
+        }
+    }
+}
