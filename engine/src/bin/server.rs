@@ -458,6 +458,17 @@ mod tests {
     }
 
     #[test]
+    fn remote_write_receiver_flag_is_off_by_default_and_listed() {
+        let options = ServerOptions::new(config(""), PathBuf::from("data"), "127.0.0.1:9090".to_string());
+        let off = flags(&[]);
+        assert!(!off.remote_write_receiver);
+        assert_eq!(flag_values(&off, &options)["web.enable-remote-write-receiver"], "false");
+        let on = flags(&["--web.enable-remote-write-receiver"]);
+        assert!(on.remote_write_receiver);
+        assert_eq!(flag_values(&on, &options)["web.enable-remote-write-receiver"], "true");
+    }
+
+    #[test]
     fn bad_retention_flags_are_errors_naming_the_flag() {
         #[track_caller]
         fn check(arguments: &[&str], yaml: &str, parts: &[&str]) {
