@@ -191,7 +191,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     let listener = bind(&env, &options.listen_address).await?;
     tracing::info!(address = %options.listen_address, "listening");
     let metrics = Arc::new(SelfMetrics::default());
-    let targets = scrape::start(
+    let scrape_manager = scrape::start(
         &env,
         &options.config,
         Arc::new(db.clone()),
@@ -240,13 +240,16 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         startup_config: options.config.clone(),
         config_yaml: std::sync::Mutex::new(options.config.source_yaml.clone()),
         last_reload: std::sync::Mutex::new((true, env.clock.now_ms())),
+        last_success_ms: std::sync::Mutex::new(env.clock.now_ms()),
         flags: options.rules.clone(),
         manager: manager.clone(),
         notifier,
         alert_manager: alert_manager.clone(),
+        scrape: scrape_manager.clone(),
     });
     reloader.apply(&options.config).map_err(ServerError::Config)?;
     metrics.add_source(manager.clone());
+    metrics.add_source(reloader.clone());
     if let Some(trigger) = options.reload_trigger.clone() {
         let reloader = reloader.clone();
         env.spawner.spawn(
@@ -279,7 +282,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         env.spawner.clone(),
     )
     .with_rules(manager, reloader)
-    .with_targets(targets)
+    .with_targets(scrape_manager)
     .with_flags(options.flag_values.clone())
     .with_runtime_info(api::RuntimeInfo {
         start_time_ms: env.clock.now_ms(),
@@ -306,8 +309,8 @@ fn manager_options(config: &Config, flags: &RuleFlags) -> ManagerOptions {
     }
 }
 
-/// Re-reads the configuration file and updates the rule manager and the notifier (scrape
-/// targets are not reloaded yet).
+/// Re-reads the configuration file and updates the rule manager, the notifier, the embedded
+/// alert manager and the scrape targets.
 struct Reloader {
     env: Env,
     config_path: Option<PathBuf>,
@@ -316,10 +319,13 @@ struct Reloader {
     config_yaml: std::sync::Mutex<String>,
     /// (success, Unix ms) of the last reload.
     last_reload: std::sync::Mutex<(bool, i64)>,
+    /// Unix ms of the last successful (re)load.
+    last_success_ms: std::sync::Mutex<i64>,
     flags: RuleFlags,
     manager: Arc<Manager>,
     notifier: Option<Arc<Notifier>>,
     alert_manager: Option<Arc<AlertManager>>,
+    scrape: Arc<scrape::ScrapeManager>,
 }
 
 impl Reloader {
@@ -337,6 +343,8 @@ impl Reloader {
         if let Some(notifier) = &self.notifier {
             notifier.apply_config(&config.alerting, &config.global.external_labels);
         }
+        // Unchanged targets keep their loops; removed ones are stopped with staleness markers.
+        self.scrape.apply(config);
         match (&self.alert_manager, &config.alert_manager) {
             (Some(alert_manager), Some(section)) if section.enabled => {
                 let loaded = load_alert_manager_config(&self.env, self.config_path.as_deref(), &section.source)?;
@@ -355,24 +363,55 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// The configuration file's current contents, or the startup configuration when embedded.
+    fn read_config(&self) -> Result<Config, String> {
+        let Some(path) = &self.config_path else { return Ok(self.startup_config.clone()) };
+        let bytes = self.env.fs.read(path).map_err(|error| format!("read {}: {error}", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|error| format!("{} is not UTF-8: {error}", path.display()))?;
+        crate::config::parse(&text).map_err(|error| format!("parse {}: {error}", path.display()))
+    }
+}
+
+impl crate::metrics::MetricsSource for Reloader {
+    /// Prometheus' reload metrics.
+    fn render(&self, out: &mut String) {
+        let (success, _) = api::Reload::last_reload(self);
+        let _ = std::fmt::Write::write_fmt(
+            out,
+            format_args!(
+                "# HELP prometheus_config_last_reload_successful Whether the last configuration reload attempt was successful.\n\
+                 # TYPE prometheus_config_last_reload_successful gauge\n\
+                 prometheus_config_last_reload_successful {}\n\
+                 # HELP prometheus_config_last_reload_success_timestamp_seconds Timestamp of the last successful configuration reload.\n\
+                 # TYPE prometheus_config_last_reload_success_timestamp_seconds gauge\n\
+                 prometheus_config_last_reload_success_timestamp_seconds {}\n",
+                u8::from(success),
+                *self.last_success_ms.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) / 1000
+            ),
+        );
+    }
+}
+
 impl api::Reload for Reloader {
     fn reload(&self) -> Result<(), String> {
-        let config = match &self.config_path {
-            None => self.startup_config.clone(),
-            Some(path) => {
-                let bytes = self.env.fs.read(path).map_err(|error| format!("read {}: {error}", path.display()))?;
-                let text =
-                    String::from_utf8(bytes).map_err(|error| format!("{} is not UTF-8: {error}", path.display()))?;
-                crate::config::parse(&text).map_err(|error| format!("parse {}: {error}", path.display()))?
+        let applied = self.read_config().and_then(|config| {
+            self.apply(&config).map_err(|error| format!("failed to reload config: {error}"))?;
+            *self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.source_yaml;
+            Ok(())
+        });
+        // Every attempt is recorded, a file that does not parse included; the old configuration
+        // keeps running on any error.
+        let now_ms = self.env.clock.now_ms();
+        *self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (applied.is_ok(), now_ms);
+        match &applied {
+            Ok(()) => {
+                *self.last_success_ms.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = now_ms;
+                tracing::info!("completed loading of configuration file");
             }
-        };
-        let applied = self.apply(&config).map_err(|error| format!("failed to reload config: {error}"));
-        *self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            (applied.is_ok(), self.env.clock.now_ms());
-        applied?;
-        *self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.source_yaml;
-        tracing::info!("completed loading of configuration file (rules and alerting; scrape targets are not reloaded)");
-        Ok(())
+            Err(error) => tracing::error!(%error, "reloading the configuration failed; the previous one stays"),
+        }
+        applied
     }
 
     fn config_yaml(&self) -> String {

@@ -338,3 +338,60 @@ fn scrapes_node_exporter_and_answers_promtool() {
     assert!(stdout.lines().any(|line| line.trim() == "node"), "promtool labels output: {stdout}");
     drop(exporter);
 }
+
+/// A plain HTTP/1.0 POST without a body; returns status code and body.
+fn http_post(address: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "POST {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.get(9..12).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `POST /-/reload` applies a changed file: a new target is scraped, a removed one stops (its
+/// series marked stale); an invalid file is refused, counted, and the old configuration stays.
+#[test]
+fn reload_applies_new_scrape_targets_and_refuses_an_invalid_file() {
+    let dir = temp_dir("reload");
+    let first_port = serve_static("# TYPE first gauge\nfirst 1\n");
+    let second_port = serve_static("# TYPE second gauge\nsecond 2\n");
+    let config = dir.join("engine.yml");
+    let write_config = |ports: &[u16]| {
+        let targets: Vec<String> = ports.iter().map(|port| format!("'127.0.0.1:{port}'")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .unwrap();
+    };
+    write_config(&[first_port]);
+    let port = free_port();
+    let server = start_server(&dir, port, Some(&config));
+    let address = format!("127.0.0.1:{port}");
+    wait_for(port, "first", |result| !result.is_empty(), &server);
+
+    write_config(&[second_port]);
+    let (status, body) = http_post(&address, "/-/reload").unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_for(port, "second", |result| !result.is_empty(), &server);
+    // The removed target's series got a staleness marker: it is gone from instant queries at once.
+    wait_for(port, "first", |result| result.is_empty(), &server);
+    let (_, targets) = http_get(&address, "/api/v1/targets").unwrap();
+    assert!(targets.contains(&format!("127.0.0.1:{second_port}")), "{targets}");
+    assert!(!targets.contains(&format!("127.0.0.1:{first_port}")), "{targets}");
+
+    std::fs::write(&config, "scrape_configs:\n  - job_name: app\n    scrape_intreval: 5s\n").unwrap();
+    let (status, body) = http_post(&address, "/-/reload").unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("scrape_intreval"), "{body}");
+    let (_, metrics) = http_get(&address, "/metrics").unwrap();
+    assert!(metrics.contains("prometheus_config_last_reload_successful 0"), "{metrics}");
+    let (_, targets) = http_get(&address, "/api/v1/targets").unwrap();
+    assert!(targets.contains(&format!("127.0.0.1:{second_port}")), "the old configuration keeps running: {targets}");
+}

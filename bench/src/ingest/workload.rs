@@ -214,7 +214,8 @@ fn mix(value: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn hash(seed: u64, parts: &[u64]) -> u64 {
+/// A stable hash of `seed` and `parts` (chained [`mix`] steps); the query dataset shares it.
+pub(crate) fn hash(seed: u64, parts: &[u64]) -> u64 {
     parts.iter().fold(mix(seed), |state, part| mix(state ^ part))
 }
 

@@ -9,6 +9,12 @@ use crate::promql::Value;
 
 /// `{"status":"success","data":{"resultType":...,"result":...}}`.
 pub fn success(value: &Value) -> String {
+    success_annotated(value, &crate::promql::Annotations::default())
+}
+
+/// [`success`] with the query's warnings and infos as Prometheus 3 adds them (`"warnings"`,
+/// `"infos"` next to `"data"`, left out when empty).
+pub fn success_annotated(value: &Value, annotations: &crate::promql::Annotations) -> String {
     let mut out = String::with_capacity(256);
     out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"");
     out.push_str(value.type_name());
@@ -56,7 +62,23 @@ pub fn success(value: &Value) -> String {
             out.push(']');
         }
     }
-    out.push_str("}}");
+    out.push('}');
+    for (key, messages) in [("warnings", &annotations.warnings), ("infos", &annotations.infos)] {
+        if messages.is_empty() {
+            continue;
+        }
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":[");
+        for (index, message) in messages.iter().enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            write_string(&mut out, message);
+        }
+        out.push(']');
+    }
+    out.push('}');
     out
 }
 

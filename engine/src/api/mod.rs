@@ -34,7 +34,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::io::{Clock, Spawner};
 use crate::metrics::SelfMetrics;
-use crate::promql::{CancelGuard, Engine, QueryControl, QueryError, Value};
+use crate::promql::{CancelGuard, Engine, QueryControl, QueryError};
 use crate::rules::Manager;
 use crate::tsdb::Db;
 
@@ -78,7 +78,7 @@ pub struct Api {
     spawner: Arc<dyn Spawner>,
     rules: Option<Arc<Manager>>,
     reload: Option<Arc<dyn Reload>>,
-    targets: Option<Arc<crate::scrape::health::Targets>>,
+    targets: Option<Arc<crate::scrape::ScrapeManager>>,
     flag_values: BTreeMap<String, String>,
     alert_manager: Option<Arc<crate::alert::manager::AlertManager>>,
     runtime_info: RuntimeInfo,
@@ -165,8 +165,8 @@ impl Api {
         self
     }
 
-    /// Serves `/api/v1/targets` from the scrape loops' `targets`.
-    pub fn with_targets(mut self, targets: Arc<crate::scrape::health::Targets>) -> Self {
+    /// Serves `/api/v1/targets` and `/api/v1/metadata` from the scrape manager's current targets.
+    pub fn with_targets(mut self, targets: Arc<crate::scrape::ScrapeManager>) -> Self {
         self.targets = Some(targets);
         self
     }
@@ -267,8 +267,7 @@ impl Api {
                     form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()).into_owned().collect();
                 let first = |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
                 let state = crate::scrape::health::StateFilter::parse(first("state"));
-                let empty = crate::scrape::health::Targets::default();
-                let targets = self.targets.as_deref().unwrap_or(&empty);
+                let targets = self.targets.as_ref().map(|manager| manager.targets()).unwrap_or_default();
                 respond(StatusCode::OK, "application/json", targets.body(state, first("scrapePool")))
             }
             "/api/v1/metadata" if readable => {
@@ -285,8 +284,7 @@ impl Api {
                         },
                     }
                 };
-                let empty = crate::scrape::health::Targets::default();
-                let targets = self.targets.as_deref().unwrap_or(&empty);
+                let targets = self.targets.as_ref().map(|manager| manager.targets()).unwrap_or_default();
                 respond_result(count("limit").and_then(|limit| {
                     Ok(targets.metadata_body(
                         first("metric").filter(|m| !m.is_empty()),
@@ -517,9 +515,10 @@ impl Api {
             None => self.clock.now_ms(),
         };
         let control = self.engine.control(optional_timeout(params)?);
-        let value =
-            self.evaluate(control, move |engine, control| engine.instant_query_with(&query, time_ms, control)).await?;
-        Ok(json::success(&value))
+        let (value, annotations) = self
+            .evaluate(control, move |engine, control| engine.instant_query_annotated_with(&query, time_ms, control))
+            .await?;
+        Ok(json::success_annotated(&value, &annotations))
     }
 
     async fn query_range(&self, params: &Params) -> Result<String, ApiError> {
@@ -530,20 +529,21 @@ impl Api {
         let step_ms = params::parse_duration_param_ms(step_text)
             .map_err(|error| ApiError::bad_data(format!("invalid parameter \"step\": {error}")))?;
         let control = self.engine.control(optional_timeout(params)?);
-        let value = self
+        let (value, annotations) = self
             .evaluate(control, move |engine, control| {
-                engine.range_query_with(&query, start_ms, end_ms, step_ms, control)
+                engine.range_query_annotated_with(&query, start_ms, end_ms, step_ms, control)
             })
             .await?;
-        Ok(json::success(&value))
+        Ok(json::success_annotated(&value, &annotations))
     }
 
     /// Admits the query (waiting counts against its deadline), runs `work` on the compute
     /// seam holding the permit, and awaits its answer. Dropping this future (the client went
     /// away) cancels the evaluation through the guard.
-    async fn evaluate<F>(&self, control: QueryControl, work: F) -> Result<Value, QueryError>
+    async fn evaluate<T, F>(&self, control: QueryControl, work: F) -> Result<T, QueryError>
     where
-        F: FnOnce(&Engine, &QueryControl) -> Result<Value, QueryError> + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Engine, &QueryControl) -> Result<T, QueryError> + Send + 'static,
     {
         let guard: CancelGuard = control.cancel.guard();
         let permit = self.engine.admit(&control).await?;

@@ -435,3 +435,27 @@ async fn parse_query_answers_the_syntax_tree_in_prometheus_shape() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("bad_data"), "{body}");
 }
+
+#[tokio::test]
+async fn query_responses_carry_warnings_with_positions_as_prometheus_3() {
+    let api = api_with_metadata_series().await;
+    let (status, _, body) =
+        call(&api, Method::GET, "/api/v1/query?query=histogram_quantile(2%2C%20up)&time=100", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["warnings"],
+        serde_json::json!(["PromQL warning: quantile value should be between 0 and 1, got 2 (1:20)"]),
+        "{body}"
+    );
+    assert!(answer.get("infos").is_none(), "{body}");
+    let (_, _, body) = call(&api, Method::GET, "/api/v1/query_range?query=sort(up)&start=0&end=60&step=15", None).await;
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["warnings"][0],
+        "PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:1)",
+        "{body}"
+    );
+    let (_, _, body) = call(&api, Method::GET, "/api/v1/query?query=up&time=100", None).await;
+    assert!(!body.contains("warnings"), "{body}");
+}

@@ -414,20 +414,73 @@ fn valid_label_name(name: &str) -> bool {
 /// 2^63: the first float past `i64::MAX`.
 const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
 
-/// Keeps the `k` largest (`top`) or smallest values, NaN least preferred, ordered best first
-/// as Prometheus' heaps come out. Ties keep input order.
+/// Keeps the `k` largest (`top`) or smallest values, NaN least preferred, as Prometheus'
+/// `aggregationK` (promql/engine.go) does: a binary heap of at most `k` members filled in input
+/// order with Go's `container/heap` (`vectorByValueHeap` / `vectorByReverseValueHeap`), where a
+/// later member replaces the root only when strictly better, so which of several equal values
+/// survive is upstream's; then best first, as its `sort.Sort(sort.Reverse(heap))` leaves them
+/// (Go sorts up to 12 elements by insertion sort, emulated exactly; longer heaps are ordered by
+/// a stable sort, which differs from Go's pdqsort only among equal values).
 fn select_k(members: &mut Vec<(usize, f64)>, k: usize, top: bool) {
-    members.sort_by(|a, b| {
-        let (x, y) = (a.1, b.1);
-        match (x.is_nan(), y.is_nan()) {
+    // The heaps' `Less`: NaN first (the root is the worst member), then by value.
+    let less = |a: f64, b: f64| a.is_nan() || if top { a < b } else { a > b };
+    let mut heap: Vec<(usize, f64)> = Vec::with_capacity(k.min(members.len()));
+    for &member in members.iter() {
+        if heap.len() < k {
+            heap.push(member);
+            // `heap.Push`: sift the new last element up.
+            let mut child = heap.len() - 1;
+            while child > 0 {
+                let parent = (child - 1) / 2;
+                if !less(heap[child].1, heap[parent].1) {
+                    break;
+                }
+                heap.swap(child, parent);
+                child = parent;
+            }
+            continue;
+        }
+        let Some(root) = heap.first().map(|root| root.1) else { break };
+        let better = if top { root < member.1 } else { root > member.1 };
+        if better || (root.is_nan() && !member.1.is_nan()) {
+            heap[0] = member;
+            // `heap.Fix(h, 0)`: sift the root down.
+            let mut parent = 0;
+            loop {
+                let left = 2 * parent + 1;
+                if left >= heap.len() {
+                    break;
+                }
+                let right = left + 1;
+                let child = if right < heap.len() && less(heap[right].1, heap[left].1) { right } else { left };
+                if !less(heap[child].1, heap[parent].1) {
+                    break;
+                }
+                heap.swap(parent, child);
+                parent = child;
+            }
+        }
+    }
+    if heap.len() <= 12 {
+        // Go's `insertionSort` under `sort.Reverse`: element j moves before j-1 while
+        // `Less(j-1, j)`.
+        for index in 1..heap.len() {
+            let mut position = index;
+            while position > 0 && less(heap[position - 1].1, heap[position].1) {
+                heap.swap(position, position - 1);
+                position -= 1;
+            }
+        }
+    } else {
+        heap.sort_by(|a, b| match (a.1.is_nan(), b.1.is_nan()) {
             (true, true) => std::cmp::Ordering::Equal,
             (true, false) => std::cmp::Ordering::Greater,
             (false, true) => std::cmp::Ordering::Less,
-            (false, false) if top => y.total_cmp(&x),
-            (false, false) => x.total_cmp(&y),
-        }
-    });
-    members.truncate(k);
+            (false, false) if top => b.1.total_cmp(&a.1),
+            (false, false) => a.1.total_cmp(&b.1),
+        });
+    }
+    *members = heap;
 }
 
 /// Whether `limit_ratio(ratio, ...)` keeps the series: a stable position of the labels in
@@ -523,6 +576,35 @@ mod tests {
         check_quantile(-1.0, &[1.0], f64::NEG_INFINITY);
         check_quantile(2.0, &[1.0], f64::INFINITY);
         check_quantile(0.5, &[], f64::NAN);
+    }
+
+    #[track_caller]
+    fn check_select_k(values: &[f64], k: usize, top: bool, expected: &[usize]) {
+        let mut members: Vec<(usize, f64)> = values.iter().copied().enumerate().collect();
+        select_k(&mut members, k, top);
+        let got: Vec<usize> = members.iter().map(|member| member.0).collect();
+        assert_eq!(
+            got,
+            expected,
+            "{}k({k}, {values:?}): expected series {expected:?}, got {got:?}",
+            ["bottom", "top"][usize::from(top)]
+        );
+    }
+
+    /// Which of equal values survive, and their order, as Prometheus' heaps decide: a later
+    /// larger value replaces the root, which is the first-seen of the tied members, and the
+    /// sift-down then brings the other tied member up (found by the compliance test:
+    /// `topk without(instance) (2, demo_memory_usage_bytes)` with two instances at 500000000).
+    #[test]
+    fn select_k_breaks_ties_as_prometheus_heaps() {
+        check_select_k(&[5.0, 5.0, 7.0], 2, true, &[2, 1]);
+        check_select_k(&[5.0, 5.0, 3.0], 2, false, &[2, 1]);
+        check_select_k(&[5.0, 5.0, 5.0], 2, true, &[0, 1]);
+        check_select_k(&[1.0, 3.0, 2.0, 3.0], 3, true, &[1, 3, 2]);
+        check_select_k(&[f64::NAN, 1.0, f64::NAN], 2, true, &[1, 0]);
+        check_select_k(&[f64::NAN, 1.0, 2.0], 2, true, &[2, 1]);
+        check_select_k(&[4.0, 1.0], 0, true, &[]);
+        check_select_k(&[4.0, 1.0, 9.0], 5, false, &[1, 0, 2]);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod fetch;
 pub mod health;
+pub mod manager;
 pub mod metadata;
 pub mod parse;
 pub mod scrape_loop;
@@ -34,6 +35,7 @@ use crate::io::Env;
 use crate::metrics::SelfMetrics;
 use crate::storage::Appendable;
 
+pub use manager::ScrapeManager;
 pub use target::{Populated, Target};
 
 /// Why one scrape failed. Every variant sets `up` to 0 for that scrape and is logged.
@@ -131,81 +133,15 @@ pub enum ScrapeError {
     Commit(String),
 }
 
-/// Starts one scrape loop per configured target that `relabel_configs` keeps. Targets of one job
-/// that relabel to the same address, path, interval, timeout and labels are scraped once, as
-/// upstream's `scrapePool.sync` deduplicates them; a target whose relabeled labels are unusable
-/// is logged and skipped.
+/// Starts scraping `config`'s targets: a [`ScrapeManager`] with the configuration applied.
 pub fn start(
     env: &Env,
     config: &Config,
     appendable: Arc<dyn Appendable>,
     metrics: Arc<SelfMetrics>,
     body_size_max: usize,
-) -> Arc<health::Targets> {
-    let mut targets = health::Targets::default();
-    let offset_seed = target::offset_seed(&config.global.external_labels);
-    for scrape_config in &config.scrape_configs {
-        let job = scrape_config.job_name.as_str();
-        let metric_relabel_configs: Arc<[crate::relabel::RelabelConfig]> =
-            scrape_config.metric_relabel_configs.clone().into();
-        let mut started = std::collections::BTreeSet::new();
-        for static_config in &scrape_config.static_configs {
-            for address in &static_config.targets {
-                let discovered = target::discovered_labels(scrape_config, address, &static_config.labels);
-                let (target, interval_ms, timeout_ms) = match target::populate(scrape_config, &discovered) {
-                    Ok(Populated::Active { target, interval_ms, timeout_ms }) => (target, interval_ms, timeout_ms),
-                    Ok(Populated::Dropped) => {
-                        targets.dropped.push(health::DroppedTarget {
-                            scrape_pool: job.to_string(),
-                            discovered_labels: discovered,
-                        });
-                        continue;
-                    }
-                    Err(error) => {
-                        tracing::error!(job, address = address.as_str(), %error, "creating target failed");
-                        continue;
-                    }
-                };
-                let identity = (target.clone(), interval_ms, timeout_ms);
-                if !started.insert(identity) {
-                    continue;
-                }
-                let health = Arc::new(health::ActiveTarget::new(
-                    scrape_config.job_name.clone(),
-                    format!("http://{}{}", target.address, target.metrics_path),
-                    discovered,
-                    target.labels.clone(),
-                    interval_ms,
-                    timeout_ms,
-                ));
-                targets.active.push(health.clone());
-                let scrape_loop = scrape_loop::ScrapeLoop {
-                    env: env.clone(),
-                    target,
-                    appendable: appendable.clone(),
-                    metrics: metrics.clone(),
-                    interval_ms,
-                    timeout_ms,
-                    honor_labels: scrape_config.honor_labels,
-                    honor_timestamps: scrape_config.honor_timestamps,
-                    metric_relabel_configs: metric_relabel_configs.clone(),
-                    // The job's limits (inherited from `global` where unset); 0 means none.
-                    limits: scrape_loop::ScrapeLimits {
-                        sample_count_limit: scrape_config.sample_limit,
-                        body_size_limit: usize::try_from(scrape_config.body_size_limit).unwrap_or(usize::MAX),
-                        label_count_limit: usize::try_from(scrape_config.label_limit).unwrap_or(usize::MAX),
-                        label_name_size_limit: usize::try_from(scrape_config.label_name_length_limit)
-                            .unwrap_or(usize::MAX),
-                        label_value_size_limit: usize::try_from(scrape_config.label_value_length_limit)
-                            .unwrap_or(usize::MAX),
-                    },
-                    body_size_max,
-                    offset_seed,
-                    health: Some(health),
-                };
-                env.spawner.spawn("scrape-loop", Box::pin(scrape_loop.run()));
-            }
-        }
-    }
-    Arc::new(targets)
+) -> Arc<ScrapeManager> {
+    let manager = Arc::new(ScrapeManager::new(env.clone(), appendable, metrics, body_size_max));
+    manager.apply(config);
+    manager
 }

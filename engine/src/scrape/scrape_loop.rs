@@ -89,6 +89,22 @@ pub struct ScrapeLoop {
     pub offset_seed: u64,
     /// Where the last scrape's outcome is shown (`/api/v1/targets`).
     pub health: Option<Arc<super::health::ActiveTarget>>,
+    /// Turns true when the loop must end (a reload removed or changed the target); `None`: the
+    /// loop runs until its task is cancelled.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Resolves when `stop` turns true (never for `None` or a dropped sender's last value false).
+async fn stopped(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match stop {
+        Some(receiver) => {
+            if receiver.wait_for(|stop| *stop).await.is_err() {
+                // The manager is gone without asking to stop: keep running.
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// What a loop carries from one scrape to the next.
@@ -146,17 +162,49 @@ struct Counts {
 }
 
 impl ScrapeLoop {
-    /// Runs until the task is cancelled.
-    pub async fn run(self) {
+    /// Runs until the task is cancelled or `stop` turns true; on a stop, every series the loop
+    /// wrote, its report series included, gets a staleness marker (scrape.go `endOfRunStaleness`),
+    /// so a target removed by a reload disappears from queries at once instead of after the
+    /// lookback delta.
+    pub async fn run(mut self) {
+        let mut stop = self.stop.take();
         let delay_ms = self.target.first_scrape_delay_ms(self.interval_ms, self.env.clock.now_ms(), self.offset_seed);
-        tokio::time::sleep(Duration::from_millis(delay_ms as u64)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(delay_ms as u64)) => {}
+            _ = stopped(&mut stop) => return,
+        }
         let mut ticker = tokio::time::interval(Duration::from_millis(self.interval_ms as u64));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let hash_key = self.env.random.stream("scrape-cache").next_u64() ^ self.target.hash();
         let mut state = ScrapeState::new(hash_key);
         loop {
-            ticker.tick().await;
-            self.scrape_and_report(&mut state).await;
+            tokio::select! {
+                _ = ticker.tick() => self.scrape_and_report(&mut state).await,
+                _ = stopped(&mut stop) => {
+                    self.end_of_run_staleness(&mut state).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Staleness markers for every series of the last scrape and the report series.
+    async fn end_of_run_staleness(&self, state: &mut ScrapeState) {
+        let now_ms = self.env.clock.now_ms();
+        self.mark_stale_after_failure(state, now_ms).await;
+        let mut appender = self.appendable.appender();
+        for (name, series_ref) in
+            ["up", "scrape_duration_seconds", "scrape_samples_scraped"].iter().zip(state.report_refs.iter())
+        {
+            let Some(series_ref) = series_ref else { continue };
+            let mut labels = self.target.labels.clone();
+            labels.set(METRIC_NAME_LABEL, name);
+            if let Err(error) = appender.append(Some(*series_ref), &labels, now_ms, f64::from_bits(STALE_NAN_BITS)) {
+                tracing::warn!(%error, series = name, "append end-of-run staleness marker");
+            }
+        }
+        if let Err(error) = appender.commit().await {
+            tracing::warn!(%error, "commit end-of-run staleness markers");
         }
     }
 

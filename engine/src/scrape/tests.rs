@@ -196,6 +196,7 @@ fn fixture(configure: impl FnOnce(&mut ScrapeLoop)) -> Fixture {
         body_size_max: 1 << 20,
         offset_seed: 0,
         health: None,
+        stop: None,
     };
     configure(&mut scrape_loop);
     Fixture { clock, network, db, store, scrape_loop, state: ScrapeState::new(1) }
@@ -506,8 +507,9 @@ scrape_configs:
     )
     .unwrap();
     let env = fixture.scrape_loop.env.clone();
-    let targets =
+    let manager =
         super::start(&env, &config, Arc::new(fixture.store.clone()), Arc::new(SelfMetrics::default()), 1 << 20);
+    let targets = manager.targets();
     // target:1 becomes target:9100, the same target as the second; skip:1 is dropped; bad:1 has
     // no address left and is skipped.
     assert_eq!(targets.active.len(), 1);
@@ -665,4 +667,59 @@ async fn relabeled_series_the_store_forgot_are_relabeled_again() {
     // The stale marker for the vanished text went by its relabeled labels.
     let gone = samples.iter().rfind(|(labels, _, _)| *labels == zone("2")).unwrap();
     assert!(is_stale_nan(gone.2) && gone.1 == 11_000, "{gone:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_keeps_unchanged_loops_and_stops_removed_ones_with_staleness_markers() {
+    let fixture = fixture(|_| {});
+    fixture.network.serve(ADDRESS, 200, "a 1\n");
+    fixture.network.serve("other:9100", 200, "b 1\n");
+    let config = |targets: &str, interval: &str| {
+        crate::config::parse(&format!(
+            "global: {{scrape_interval: {interval}}}\nscrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [{targets}]\n"
+        ))
+        .unwrap()
+    };
+    // The test clock moves with tokio's paused one, a second at a time.
+    let advance = |seconds: i64| {
+        let clock = fixture.clock.clone();
+        async move {
+            for _ in 0..seconds {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                clock.0.fetch_add(1000, Ordering::Relaxed);
+            }
+        }
+    };
+    let env = fixture.scrape_loop.env.clone();
+    let manager = super::start(
+        &env,
+        &config("'target:9100', 'other:9100'", "1s"),
+        Arc::new(fixture.store.clone()),
+        Arc::new(SelfMetrics::default()),
+        1 << 20,
+    );
+    advance(3).await;
+    assert_eq!(manager.loop_count(), 2);
+    assert_eq!(manager.targets().active.len(), 2);
+    let a_before = fixture.samples("a").len();
+    assert!(a_before >= 2 && !fixture.samples("b").is_empty());
+
+    manager.apply(&config("'target:9100'", "1s"));
+    advance(3).await;
+    assert_eq!(manager.loop_count(), 1);
+    assert_eq!(manager.targets().active.len(), 1);
+    let b = fixture.samples("b");
+    assert!(is_stale_nan(b.last().unwrap().2), "the removed target's series end with a staleness marker: {b:?}");
+    assert!(is_stale_nan(fixture.samples("up").iter().rfind(|(labels, _, _)| labels.contains("other")).unwrap().2));
+    let a = fixture.samples("a");
+    assert!(a.len() > a_before && a.iter().all(|(_, _, value)| !is_stale_nan(*value)), "kept loop ran on: {a:?}");
+
+    // A changed interval replaces the loop: one staleness marker, then new samples.
+    manager.apply(&config("'target:9100'", "2s"));
+    advance(5).await;
+    let a = fixture.samples("a");
+    let stale_count = a.iter().filter(|(_, _, value)| is_stale_nan(*value)).count();
+    assert_eq!(stale_count, 1, "{a:?}");
+    assert!(!is_stale_nan(a.last().unwrap().2), "{a:?}");
+    assert_eq!(manager.targets().active[0].interval_ms, 2000);
 }
