@@ -93,6 +93,30 @@ pub const GROUP_COMMIT_SIZE_MAX: usize = 16 * 1024 * 1024;
 
 const _: () = assert!(HEAD_SHARD_COUNT.is_power_of_two() && GROUP_COMMIT_COUNT_MAX <= COMMIT_QUEUE_CAPACITY);
 
+// ---- Remote-write receiver (`api::remote_write`).
+
+/// Largest decompressed remote-write request, bytes, checked against snappy's length header
+/// before decompressing. Prometheus' sender stays far below (500 samples per request by
+/// default). A request's new series are one WAL series record no larger than the protobuf that
+/// carried them, so this bound also keeps that record under [`WAL_RECORD_SIZE_MAX`].
+pub const REMOTE_WRITE_DECOMPRESSED_SIZE_MAX: usize = 32 * 1024 * 1024;
+
+/// Most samples one remote-write request may carry: one request is one commit, and a commit up
+/// to this many samples is a single WAL samples record, so it replays whole or not at all.
+pub const REMOTE_WRITE_SAMPLE_COUNT_MAX: usize = WAL_RECORD_SAMPLE_COUNT_MAX;
+
+/// Most time series (with or without samples) one remote-write request may carry; with the
+/// label bound below it caps the memory decoding may take (protobuf expands up to ~30-fold
+/// into structs), since both are counted before anything is decoded.
+pub const REMOTE_WRITE_SERIES_COUNT_MAX: usize = 100_000;
+
+/// Most labels, over all series, one remote-write request may carry.
+pub const REMOTE_WRITE_LABEL_COUNT_MAX: usize = 2_000_000;
+
+const _: () = assert!(REMOTE_WRITE_DECOMPRESSED_SIZE_MAX <= WAL_RECORD_SIZE_MAX);
+const _: () = assert!(REMOTE_WRITE_SAMPLE_COUNT_MAX <= WAL_RECORD_SAMPLE_COUNT_MAX);
+const _: () = assert!(REMOTE_WRITE_SERIES_COUNT_MAX <= REMOTE_WRITE_LABEL_COUNT_MAX);
+
 // ---- Embedded alert manager (`alert`).
 
 /// Most silences the embedded alert manager stores, expired ones included (Alertmanager's

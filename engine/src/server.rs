@@ -52,6 +52,8 @@ pub struct ServerOptions {
     pub working_directory: String,
     /// Serve the Pushgateway API and scrape its store (`--web.enable-pushgateway`).
     pub enable_pushgateway: bool,
+    /// Serve `POST /api/v1/write` (`--web.enable-remote-write-receiver`).
+    pub remote_write_receiver_enabled: bool,
 }
 
 /// The rule manager's and notifier's flags (Prometheus `--rules.*`, `--web.external-url`,
@@ -105,6 +107,7 @@ impl ServerOptions {
             flag_values: std::collections::BTreeMap::new(),
             working_directory: String::new(),
             enable_pushgateway: false,
+            remote_write_receiver_enabled: false,
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -265,6 +268,15 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         );
     }
     let push_gateway = options.enable_pushgateway.then(|| start_push_gateway(&env, &options, &db));
+    let remote_write = options.remote_write_receiver_enabled.then(|| {
+        let receiver = Arc::new(api::remote_write::Receiver::new(
+            Arc::new(db.clone()),
+            api::remote_write::ReceiverLimits::default(),
+        ));
+        metrics.add_source(receiver.clone());
+        tracing::info!("remote write receiver enabled (POST /api/v1/write)");
+        receiver
+    });
     let mut api = Api::new(
         engine,
         env.clock.clone(),
@@ -287,6 +299,9 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     }
     if let Some(push_gateway) = push_gateway {
         api = api.with_push_gateway(push_gateway);
+    }
+    if let Some(receiver) = remote_write {
+        api = api.with_remote_write_receiver(receiver);
     }
     let api = Arc::new(api);
     api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;

@@ -16,6 +16,7 @@
 pub mod json;
 pub mod meta;
 pub mod params;
+pub mod remote_write;
 pub mod serve;
 
 #[cfg(test)]
@@ -82,6 +83,7 @@ pub struct Api {
     alert_manager: Option<Arc<crate::alert::manager::AlertManager>>,
     runtime_info: RuntimeInfo,
     push_gateway: Option<Arc<crate::push::PushGateway>>,
+    remote_write: Option<Arc<remote_write::Receiver>>,
 }
 
 /// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
@@ -154,6 +156,7 @@ impl Api {
             alert_manager: None,
             runtime_info: RuntimeInfo::default(),
             push_gateway: None,
+            remote_write: None,
         }
     }
 
@@ -191,6 +194,12 @@ impl Api {
     /// Serves the Pushgateway API (`/metrics/job/...`) and its exposition from `push_gateway`.
     pub fn with_push_gateway(mut self, push_gateway: Arc<crate::push::PushGateway>) -> Self {
         self.push_gateway = Some(push_gateway);
+        self
+    }
+
+    /// Serves `POST /api/v1/write` (remote write 1.0) through `receiver`; 404 without it.
+    pub fn with_remote_write_receiver(mut self, receiver: Arc<remote_write::Receiver>) -> Self {
+        self.remote_write = Some(receiver);
         self
     }
 
@@ -400,6 +409,9 @@ impl Api {
             "/metrics" if readable => {
                 let body = self.metrics.render(&self.db.stats(), &self.engine.stats());
                 respond(StatusCode::OK, TEXT_FORMAT_CONTENT_TYPE, body)
+            }
+            "/api/v1/write" => {
+                remote_write::serve(self.remote_write.as_deref(), request, self.request_body_size_max).await
             }
             "/api/v1/query"
             | "/api/v1/query_range"

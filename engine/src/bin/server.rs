@@ -44,6 +44,9 @@ const USAGE: &str = "usage: server [flags]
                                 timeout parameter can only shorten it (default: 2m; 0: none)
   --query.max-concurrency=N     most queries evaluating at once, each on its own compute thread;
                                 up to 4 x N more wait, the rest are refused (default: 20)
+  --web.enable-remote-write-receiver
+                                accept remote write 1.0 requests on POST /api/v1/write
+                                (default: off; 404 there)
   --web.external-url=URL        URL the engine is reached at, for alert generator URLs
                                 (default: http://localhost:<listen port>)
   --rules.alert.resend-delay=DUR
@@ -71,6 +74,7 @@ struct Flags {
     wal_compression: Option<bool>,
     no_lockfile: bool,
     enable_pushgateway: bool,
+    remote_write_receiver: bool,
     wal_compression_type: Option<String>,
     retention_time: Option<String>,
     retention_deprecated: Option<String>,
@@ -94,6 +98,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         wal_compression: None,
         no_lockfile: false,
         enable_pushgateway: false,
+        remote_write_receiver: false,
         wal_compression_type: None,
         retention_time: None,
         retention_deprecated: None,
@@ -124,6 +129,10 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         }
         if argument == "--web.enable-pushgateway" {
             flags.enable_pushgateway = true;
+            continue;
+        }
+        if argument == "--web.enable-remote-write-receiver" {
+            flags.remote_write_receiver = true;
             continue;
         }
         if argument == "--no-storage.tsdb.wal-compression" {
@@ -262,6 +271,7 @@ fn flag_values(flags: &Flags, options: &ServerOptions) -> std::collections::BTre
         ("web.listen-address", flags.listen_address.clone()),
         ("web.external-url", optional(&flags.rules.external_url)),
         ("web.enable-pushgateway", options.enable_pushgateway.to_string()),
+        ("web.enable-remote-write-receiver", flags.remote_write_receiver.to_string()),
         ("query.lookback-delta", duration(options.engine.lookback_delta_ms)),
         ("query.max-samples", options.engine.query_samples_max.to_string()),
         ("query.timeout", duration(i64::try_from(options.engine.query_timeout_ms).unwrap_or(i64::MAX))),
@@ -327,6 +337,7 @@ fn run() -> anyhow::Result<()> {
     }
     options.storage.no_lockfile = flags.no_lockfile;
     options.enable_pushgateway = flags.enable_pushgateway;
+    options.remote_write_receiver_enabled = flags.remote_write_receiver;
     let (retention, deprecated_retention) = retention_flags(&flags)?;
     if deprecated_retention {
         tracing::warn!(
@@ -455,6 +466,17 @@ mod tests {
             (Some(15 * d), None, h, 3 * h),
         );
         check(&[], "storage:\n  tsdb:\n    min_block_duration: 4h\n", (Some(15 * d), None, 4 * h, 36 * h));
+    }
+
+    #[test]
+    fn remote_write_receiver_flag_is_off_by_default_and_listed() {
+        let options = ServerOptions::new(config(""), PathBuf::from("data"), "127.0.0.1:9090".to_string());
+        let off = flags(&[]);
+        assert!(!off.remote_write_receiver);
+        assert_eq!(flag_values(&off, &options)["web.enable-remote-write-receiver"], "false");
+        let on = flags(&["--web.enable-remote-write-receiver"]);
+        assert!(on.remote_write_receiver);
+        assert_eq!(flag_values(&on, &options)["web.enable-remote-write-receiver"], "true");
     }
 
     #[test]

@@ -117,6 +117,13 @@ pub enum StorageError {
         /// Why.
         reason: String,
     },
+    /// [`Appender::try_commit`] found the store's commit queue full; nothing of the batch is
+    /// visible; retry later.
+    #[error("commit queue full: {capacity_count} commits already waiting")]
+    CommitQueueFull {
+        /// The queue's capacity (`limits::COMMIT_QUEUE_CAPACITY` for the TSDB).
+        capacity_count: usize,
+    },
 }
 
 /// What a successful commit made durable.
@@ -147,6 +154,13 @@ pub trait Appender: Send {
     fn append_by_ref(&mut self, series_ref: SeriesRef, timestamp_ms: i64, value: f64) -> Result<(), AppendError>;
     /// Makes the batch durable (under the store's policy), then visible.
     fn commit(self: Box<Self>) -> CommitFuture;
+    /// As [`Appender::commit`], but when the store would make the caller wait for room in its
+    /// commit queue it refuses at once with [`StorageError::CommitQueueFull`] (the batch is
+    /// dropped), so a receiver can tell its sender to back off (HTTP 429) instead of holding the
+    /// request. Stores without a queue just commit.
+    fn try_commit(self: Box<Self>) -> CommitFuture {
+        self.commit()
+    }
     /// Drops the batch.
     fn rollback(self: Box<Self>);
 }

@@ -80,6 +80,54 @@ impl HeadAppender {
             _ => AppendError::DuplicateTimestamp { labels, timestamp_ms },
         }
     }
+
+    /// Encodes the batch and queues it for the WAL writer; `wait`: for room in the queue, else
+    /// refuse a full queue at once.
+    fn submit(self, wait: bool) -> CommitFuture {
+        let HeadAppender { head, queue, samples, series_to_log, holds, .. } = self;
+        if samples.is_empty() && series_to_log.is_empty() {
+            return Box::pin(async { Ok(CommitStats::default()) });
+        }
+        // Encoding happens here, on the appender's task, outside every lock.
+        let mut records: Vec<Vec<u8>> = Vec::with_capacity(2);
+        if !series_to_log.is_empty() {
+            let labels: Vec<(SeriesRef, Labels)> = series_to_log
+                .iter()
+                .filter_map(|&series_ref| {
+                    head.labels(series_ref).map(|labels| (SeriesRef(u64::from(series_ref)), labels))
+                })
+                .collect();
+            let borrowed: Vec<(SeriesRef, &Labels)> =
+                labels.iter().map(|(series_ref, labels)| (*series_ref, labels)).collect();
+            let mut record = Vec::new();
+            wal::encode_series(&borrowed, &mut record);
+            records.push(record);
+        }
+        // One samples record per commit keeps the commit atomic at replay, up to the record limit.
+        for batch in samples.chunks(WAL_RECORD_SAMPLE_COUNT_MAX) {
+            let mut record = Vec::new();
+            wal::encode_samples(batch, &mut record);
+            records.push(record);
+        }
+        Box::pin(async move {
+            let closed = || StorageError::NotReady { reason: "storage is shut down".to_string() };
+            let (reply, replied) = oneshot::channel();
+            let request = CommitRequest { records, new_series: series_to_log, samples, reply, _holds: holds };
+            let request = WriterRequest::Commit(request);
+            if wait {
+                queue.send(request).await.map_err(|_| closed())?;
+            } else {
+                match queue.try_send(request) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        return Err(StorageError::CommitQueueFull { capacity_count: queue.max_capacity() })
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
+                }
+            }
+            replied.await.map_err(|_| closed())?
+        })
+    }
 }
 
 fn validate(labels: &Labels) -> Result<(), AppendError> {
@@ -159,39 +207,44 @@ impl Appender for HeadAppender {
     }
 
     fn commit(self: Box<Self>) -> CommitFuture {
-        let HeadAppender { head, queue, samples, series_to_log, holds, .. } = *self;
-        if samples.is_empty() && series_to_log.is_empty() {
-            return Box::pin(async { Ok(CommitStats::default()) });
-        }
-        // Encoding happens here, on the appender's task, outside every lock.
-        let mut records: Vec<Vec<u8>> = Vec::with_capacity(2);
-        if !series_to_log.is_empty() {
-            let labels: Vec<(SeriesRef, Labels)> = series_to_log
-                .iter()
-                .filter_map(|&series_ref| {
-                    head.labels(series_ref).map(|labels| (SeriesRef(u64::from(series_ref)), labels))
-                })
-                .collect();
-            let borrowed: Vec<(SeriesRef, &Labels)> =
-                labels.iter().map(|(series_ref, labels)| (*series_ref, labels)).collect();
-            let mut record = Vec::new();
-            wal::encode_series(&borrowed, &mut record);
-            records.push(record);
-        }
-        // One samples record per commit keeps the commit atomic at replay, up to the record limit.
-        for batch in samples.chunks(WAL_RECORD_SAMPLE_COUNT_MAX) {
-            let mut record = Vec::new();
-            wal::encode_samples(batch, &mut record);
-            records.push(record);
-        }
-        Box::pin(async move {
-            let closed = || StorageError::NotReady { reason: "storage is shut down".to_string() };
-            let (reply, replied) = oneshot::channel();
-            let request = CommitRequest { records, new_series: series_to_log, samples, reply, _holds: holds };
-            queue.send(WriterRequest::Commit(request)).await.map_err(|_| closed())?;
-            replied.await.map_err(|_| closed())?
-        })
+        self.submit(true)
+    }
+
+    fn try_commit(self: Box<Self>) -> CommitFuture {
+        self.submit(false)
     }
 
     fn rollback(self: Box<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MatchKind, Matcher};
+    use crate::storage::Querier;
+    use crate::tsdb::head::{read::HeadQuerier, HeadOptions};
+
+    #[tokio::test]
+    async fn try_commit_refuses_a_full_queue_at_once_and_leaves_nothing_visible() {
+        let options = HeadOptions { chunk_sample_count_max: 120, chunk_range_ms: 7_200_000, series_count_max: 10 };
+        let head = Arc::new(Head::new(options));
+        // Nobody reads the queue: the first commit fills its one slot.
+        let (queue, mut receiver) = mpsc::channel(1);
+        let mut first = Box::new(HeadAppender::new(head.clone(), queue.clone()));
+        first.append(None, &Labels::from_pairs([("__name__", "first")]), 1_000, 1.0).unwrap();
+        let pending = tokio::spawn(first.try_commit());
+        tokio::task::yield_now().await;
+        let mut second = Box::new(HeadAppender::new(head.clone(), queue.clone()));
+        second.append(None, &Labels::from_pairs([("__name__", "second")]), 1_000, 2.0).unwrap();
+        match second.try_commit().await {
+            Err(StorageError::CommitQueueFull { capacity_count: 1 }) => {}
+            other => panic!("expected CommitQueueFull {{ capacity_count: 1 }}, got {other:?}"),
+        }
+        assert!(matches!(receiver.try_recv(), Ok(WriterRequest::Commit(_))), "the first commit was queued");
+        assert!(receiver.try_recv().is_err(), "the refused commit was not queued");
+        let matcher = Matcher::new(MatchKind::Equal, "__name__", "second").unwrap();
+        let querier = HeadQuerier::new(head, i64::MIN, i64::MAX);
+        assert_eq!(querier.select(None, &[matcher]).count(), 0, "nothing of the refused batch is visible");
+        pending.abort();
+    }
 }
