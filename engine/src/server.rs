@@ -237,13 +237,13 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         for_grace_period_ms: options.rules.for_grace_period_ms,
     };
     let manager = Arc::new(Manager::new(env.clone(), context, manager_options(&options.config, &options.rules)));
+    let reload_state = Arc::new(ReloadState::new(env.clock.now_ms()));
     let reloader = Arc::new(Reloader {
         env: env.clone(),
         config_path: options.config_path.clone(),
         startup_config: options.config.clone(),
         config_yaml: std::sync::Mutex::new(options.config.source_yaml.clone()),
-        last_reload: std::sync::Mutex::new((true, env.clock.now_ms())),
-        last_success_ms: std::sync::Mutex::new(env.clock.now_ms()),
+        reload_state: reload_state.clone(),
         flags: options.rules.clone(),
         manager: manager.clone(),
         notifier,
@@ -252,7 +252,9 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     });
     reloader.apply(&options.config).map_err(ServerError::Config)?;
     metrics.add_source(manager.clone());
-    metrics.add_source(reloader.clone());
+    // The reload state, not the reloader: the reloader holds the scrape manager, which holds
+    // the metrics, and a cycle would keep the whole engine alive after its tasks end.
+    metrics.add_source(reload_state);
     if let Some(trigger) = options.reload_trigger.clone() {
         let reloader = reloader.clone();
         env.spawner.spawn(
@@ -324,10 +326,8 @@ struct Reloader {
     startup_config: Config,
     /// The YAML of the configuration last applied.
     config_yaml: std::sync::Mutex<String>,
-    /// (success, Unix ms) of the last reload.
-    last_reload: std::sync::Mutex<(bool, i64)>,
-    /// Unix ms of the last successful (re)load.
-    last_success_ms: std::sync::Mutex<i64>,
+    /// How the last reload went (shared with `/metrics`).
+    reload_state: Arc<ReloadState>,
     flags: RuleFlags,
     manager: Arc<Manager>,
     notifier: Option<Arc<Notifier>>,
@@ -380,10 +380,38 @@ impl Reloader {
     }
 }
 
-impl crate::metrics::MetricsSource for Reloader {
+/// The outcome of the last (re)load attempt and the time of the last successful one.
+struct ReloadState {
+    /// (success, Unix ms) of the last attempt.
+    last_attempt: std::sync::Mutex<(bool, i64)>,
+    /// Unix ms of the last success.
+    last_success_ms: std::sync::Mutex<i64>,
+}
+
+impl ReloadState {
+    fn new(now_ms: i64) -> ReloadState {
+        ReloadState {
+            last_attempt: std::sync::Mutex::new((true, now_ms)),
+            last_success_ms: std::sync::Mutex::new(now_ms),
+        }
+    }
+
+    fn record(&self, success: bool, now_ms: i64) {
+        *self.last_attempt.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (success, now_ms);
+        if success {
+            *self.last_success_ms.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = now_ms;
+        }
+    }
+
+    fn last_attempt(&self) -> (bool, i64) {
+        *self.last_attempt.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl crate::metrics::MetricsSource for ReloadState {
     /// Prometheus' reload metrics.
     fn render(&self, out: &mut String) {
-        let (success, _) = api::Reload::last_reload(self);
+        let (success, _) = self.last_attempt();
         let _ = std::fmt::Write::write_fmt(
             out,
             format_args!(
@@ -409,11 +437,9 @@ impl api::Reload for Reloader {
         });
         // Every attempt is recorded, a file that does not parse included; the old configuration
         // keeps running on any error.
-        let now_ms = self.env.clock.now_ms();
-        *self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (applied.is_ok(), now_ms);
+        self.reload_state.record(applied.is_ok(), self.env.clock.now_ms());
         match &applied {
             Ok(()) => {
-                *self.last_success_ms.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = now_ms;
                 tracing::info!("completed loading of configuration file");
             }
             Err(error) => tracing::error!(%error, "reloading the configuration failed; the previous one stays"),
@@ -426,7 +452,7 @@ impl api::Reload for Reloader {
     }
 
     fn last_reload(&self) -> (bool, i64) {
-        *self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.reload_state.last_attempt()
     }
 }
 
