@@ -151,20 +151,11 @@ impl QueryFigures {
     }
 }
 
-/// Unix milliseconds as ISO 8601 UTC (`2026-01-01T00:00:00Z`), by Howard Hinnant's
-/// days-to-civil algorithm.
+/// Unix milliseconds as ISO 8601 UTC to the second (`2026-01-01T00:00:00Z`).
 pub fn iso_utc(time_ms: i64) -> String {
     let seconds = time_ms.div_euclid(1000);
     let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = engine::calendar::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         second_of_day / 3600,

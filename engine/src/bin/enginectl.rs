@@ -229,25 +229,7 @@ fn go_utc_time(unix_s: i64) -> String {
 
 /// Go's `time.Duration.String()` for whole milliseconds: `2h0m0s`, `1m30.5s`, `250ms`.
 fn go_duration(duration_ms: i64) -> String {
-    if duration_ms == 0 {
-        return "0s".to_string();
-    }
-    let sign = if duration_ms < 0 { "-" } else { "" };
-    let total_ms = duration_ms.unsigned_abs();
-    if total_ms < 1000 {
-        return format!("{sign}{total_ms}ms");
-    }
-    let (hours, minutes, seconds, fraction_ms) =
-        (total_ms / 3_600_000, total_ms / 60_000 % 60, total_ms / 1000 % 60, total_ms % 1000);
-    let seconds = match fraction_ms {
-        0 => format!("{seconds}s"),
-        _ => format!("{seconds}.{}s", format!("{fraction_ms:03}").trim_end_matches('0')),
-    };
-    match (hours, minutes) {
-        (0, 0) => format!("{sign}{seconds}"),
-        (0, _) => format!("{sign}{minutes}m{seconds}"),
-        _ => format!("{sign}{hours}h{minutes}m{seconds}"),
-    }
+    engine::rules::unittest::go_duration(duration_ms)
 }
 
 /// alecthomas/units' `Base2Bytes.String()`: each non-zero power of 1024 from the largest,
