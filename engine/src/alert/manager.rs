@@ -333,7 +333,7 @@ impl AlertManager {
             .collect();
         let mut works = Vec::new();
         for group_id in due {
-            if let Some(work) = flush_group(&mut state, &group_id, now_ms, &self.options.external_url) {
+            if let Some(work) = flush_group(&mut state, &group_id, now_ms, &self.options) {
                 works.push(work);
             }
         }
@@ -560,7 +560,14 @@ fn route_alert(state: &mut State, stored: &StoredAlert, now_ms: i64) {
 }
 
 /// One flush (aggrGroup.flush and the notification pipeline up to delivery).
-fn flush_group(state: &mut State, group_id: &(String, String), now_ms: i64, external_url: &str) -> Option<FlushWork> {
+fn flush_group(
+    state: &mut State,
+    group_id: &(String, String),
+    now_ms: i64,
+    manager_options: &AlertManagerOptions,
+) -> Option<FlushWork> {
+    let external_url = manager_options.external_url.as_str();
+    let retention_ms = manager_options.retention_ms;
     let group = state.groups.get(group_id)?;
     let options = group.options.clone();
     let mut alerts: Vec<StoredAlert> =
@@ -619,7 +626,7 @@ fn flush_group(state: &mut State, group_id: &(String, String), now_ms: i64, exte
                 unmuted.iter().filter(|stored| send_resolved || !stored.is_resolved_at(now_ms)).cloned().collect();
             if shown.is_empty() {
                 // Only resolved alerts and the receiver does not want them: log and move on.
-                state.nflog.log(&log_key, firing, resolved, now_ms, nflog::RETENTION_MS_DEFAULT);
+                state.nflog.log(&log_key, firing, resolved, now_ms, retention_ms);
                 continue;
             }
             let notification = Notification {

@@ -496,24 +496,7 @@ fn promtool_labels(labels: &engine::model::Labels) -> String {
 /// that read back exactly, in exponent form (`1.5e+06`, two exponent digits at least) when the
 /// decimal exponent is below -4 or at least 6 (upstream's threshold for shortest formatting).
 fn go_format_g(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".to_string();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() };
-    }
-    if value == 0.0 {
-        return if value.is_sign_negative() { "-0".to_string() } else { "0".to_string() };
-    }
-    let scientific = format!("{value:e}"); // Shortest digits: `1.234e5`, `-5e-7`.
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..6).contains(&exponent) {
-        format!("{value}")
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    }
+    engine::template::format_float(value, 'g', None)
 }
 
 #[cfg(test)]

@@ -613,22 +613,8 @@ fn escape_help(help: &str) -> String {
 /// shortest digits that read back exactly, in exponent form (two exponent digits at least) when
 /// the decimal exponent is below -4 or at least 6, Go's threshold for the shortest `g`.
 pub fn format_float(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".to_string();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "+Inf" } else { "-Inf" }.to_string();
-    }
     if value == 0.0 {
         return "0".to_string(); // expfmt writes -0 as 0 (`f == 0`).
     }
-    let scientific = format!("{value:e}"); // Shortest digits: `1.234e5`, `-5e-7`.
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..6).contains(&exponent) {
-        format!("{value}")
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    }
+    crate::template::format_float(value, 'g', None)
 }
