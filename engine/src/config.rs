@@ -48,8 +48,8 @@ pub struct Config {
     pub source_yaml: String,
 }
 
-/// The `storage.tsdb` section.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The `storage.tsdb` and `storage.exemplars` sections.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
     /// Largest WAL segment, bytes (`wal_segment_size: 64MB`).
     pub wal_segment_size_max: Option<u64>,
@@ -68,6 +68,24 @@ pub struct StorageConfig {
     pub block_duration_min_ms: Option<i64>,
     /// The longest compacted block (`max_block_duration: 36h`).
     pub block_duration_max_ms: Option<i64>,
+    /// `storage.exemplars.max_exemplars`: exemplars kept in memory over all series (0: none kept).
+    pub exemplar_count_max: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            wal_segment_size_max: None,
+            series_count_max: None,
+            wal_compression: None,
+            no_lockfile: None,
+            retention_duration_ms: None,
+            retention_size_bytes: None,
+            block_duration_min_ms: None,
+            block_duration_max_ms: None,
+            exemplar_count_max: crate::exemplars::EXEMPLAR_COUNT_MAX_DEFAULT,
+        }
+    }
 }
 
 /// The `global` section.
@@ -133,6 +151,9 @@ pub struct ScrapeConfig {
     pub relabel_configs: Vec<RelabelConfig>,
     /// `metric_relabel_configs`: applied to each scraped sample's final labels.
     pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// `params`: query parameters of the scrape URL (`__param_<name>` labels override the first
+    /// value of each).
+    pub params: BTreeMap<String, Vec<String>>,
 }
 
 /// One `static_configs` entry.
@@ -195,6 +216,7 @@ pub fn parse(yaml: &str) -> Result<Config, ConfigError> {
     reject_unsupported(yaml, &raw.global.unsupported_keys())?;
     reject_unsupported(yaml, &raw.storage.unsupported_keys())?;
     reject_unsupported(yaml, &raw.storage.tsdb.unsupported_keys())?;
+    reject_unsupported(yaml, &raw.storage.exemplars.unsupported_keys())?;
     for job in &raw.scrape_configs {
         reject_unsupported(yaml, &job.unsupported_keys())?;
     }
@@ -333,6 +355,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
                 .collect(),
             relabel_configs,
             metric_relabel_configs,
+            params: job.params.unwrap_or_default(),
         });
     }
     let tsdb = raw.storage.tsdb;
@@ -389,6 +412,11 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         retention_size_bytes,
         block_duration_min_ms,
         block_duration_max_ms,
+        exemplar_count_max: raw
+            .storage
+            .exemplars
+            .max_exemplars
+            .map_or(crate::exemplars::EXEMPLAR_COUNT_MAX_DEFAULT, |count| usize::try_from(count).unwrap_or(usize::MAX)),
     };
     let alerting = alerting::resolve(raw.alerting)?;
     let alert_manager = alert_manager::resolve(raw.alert_manager)?;
@@ -610,6 +638,7 @@ macro_rules! raw_section {
 
         impl $name {
             fn unsupported_keys(&self) -> Vec<&'static str> {
+                #[allow(unused_mut)] // A section without unsupported keys.
                 let mut keys = Vec::new();
                 $( if self.$unsupported.is_some() { keys.push(stringify!($unsupported)); } )*
                 keys
@@ -631,8 +660,13 @@ raw_section!(RawConfig {
 
 raw_section!(RawStorage {
     tsdb: RawTsdb,
+    exemplars: RawExemplars,
 } unsupported {
-    exemplars,
+});
+
+raw_section!(RawExemplars {
+    max_exemplars: Option<u64>,
+} unsupported {
 });
 
 raw_section!(RawTsdb {
@@ -723,8 +757,9 @@ raw_section!(RawScrapeConfig {
     static_configs: Option<Vec<RawStaticConfig>>,
     relabel_configs: Option<Vec<RawRelabelConfig>>,
     metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
+    params: Option<BTreeMap<String, Vec<String>>>,
 } unsupported {
-    params, basic_auth, authorization, oauth2, tls_config, proxy_url, no_proxy, proxy_from_environment,
+    basic_auth, authorization, oauth2, tls_config, proxy_url, no_proxy, proxy_from_environment,
     proxy_connect_header, follow_redirects, enable_http2, target_limit,
     keep_dropped_targets, scrape_protocols, scrape_classic_histograms, track_timestamps_staleness,
     native_histogram_bucket_limit, native_histogram_min_bucket_factor, enable_compression,
@@ -904,10 +939,25 @@ scrape_configs:
         assert_eq!(config.rule_files, ["a.yml", "r/*.yml"]);
         assert_eq!(config.global.rule_query_offset_ms, 30_000);
         check_error(
-            "scrape_configs:\n  - job_name: a\n\n    params: {module: [x]}\n",
+            "scrape_configs:\n  - job_name: a\n\n    basic_auth: {username: x}\n",
             4,
-            &["`params` is not supported yet"],
+            &["`basic_auth` is not supported yet"],
         );
+    }
+
+    #[test]
+    fn params_and_max_exemplars_are_read() {
+        let config = parse(
+            "storage:\n  exemplars:\n    max_exemplars: 7\nscrape_configs:\n  - job_name: a\n    params: {module: [if_mib, x], b: []}\n",
+        )
+        .unwrap();
+        assert_eq!(config.storage.exemplar_count_max, 7);
+        let params = &config.scrape_configs[0].params;
+        assert_eq!(params["module"], ["if_mib", "x"]);
+        assert!(params["b"].is_empty());
+        assert_eq!(parse("").unwrap().storage.exemplar_count_max, 100_000, "Prometheus' default");
+        check_error("storage:\n  exemplars:\n    max_exemplars: -1\n", 3, &["max_exemplars"]);
+        check_error("scrape_configs:\n  - job_name: a\n    params: {module: x}\n", 3, &["params"]);
     }
 
     #[test]

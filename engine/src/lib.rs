@@ -10,6 +10,7 @@ pub mod alert;
 pub mod api;
 pub mod calendar;
 pub mod config;
+pub mod exemplars;
 pub mod exposition;
 pub mod io;
 pub mod limits;

@@ -194,12 +194,15 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     let listener = bind(&env, &options.listen_address).await?;
     tracing::info!(address = %options.listen_address, "listening");
     let metrics = Arc::new(SelfMetrics::default());
+    let exemplars = Arc::new(crate::exemplars::ExemplarStore::new(options.config.storage.exemplar_count_max));
+    metrics.add_source(exemplars.clone());
     let scrape_manager = scrape::start(
         &env,
         &options.config,
         Arc::new(db.clone()),
         metrics.clone(),
         options.limits.scrape_body_size_max,
+        Some(exemplars.clone()),
     );
     let engine = Engine::new(Arc::new(db.clone()), options.engine.clone());
     let port = options.listen_address.rsplit(':').next().unwrap_or("9090");
@@ -289,6 +292,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     )
     .with_rules(manager, reloader)
     .with_targets(scrape_manager)
+    .with_exemplars(exemplars)
     .with_flags(options.flag_values.clone())
     .with_runtime_info(api::RuntimeInfo {
         start_time_ms: env.clock.now_ms(),

@@ -145,7 +145,7 @@ fn write_point(out: &mut String, timestamp_ms: i64, value: f64) {
 }
 
 /// Seconds with up to three decimals, trailing fraction omitted when zero (`MarshalTimestamp`).
-fn write_timestamp(out: &mut String, timestamp_ms: i64) {
+pub(crate) fn write_timestamp(out: &mut String, timestamp_ms: i64) {
     if timestamp_ms < 0 {
         out.push('-');
     }

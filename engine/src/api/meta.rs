@@ -17,8 +17,8 @@ use crate::promql::Engine;
 use crate::storage::{Queryable, SelectHints};
 
 /// Prometheus' `MinTime`/`MaxTime` for absent `start`/`end`, in Unix ms.
-const TIME_MIN_MS: i64 = i64::MIN / 2;
-const TIME_MAX_MS: i64 = i64::MAX / 2;
+pub(crate) const TIME_MIN_MS: i64 = i64::MIN / 2;
+pub(crate) const TIME_MAX_MS: i64 = i64::MAX / 2;
 
 /// At most this many series answer one `/api/v1/series` request when the caller sets no
 /// `limit`: the response is built in memory, and an unbounded `{__name__=~".+"}` could exhaust it.
@@ -77,6 +77,17 @@ pub fn parse_selector(engine: &Engine, text: &str) -> Result<Vec<Matcher>, Strin
     let Expr::VectorSelector(selector) = expr else {
         return Err(format!("invalid parameter \"match[]\": {text:?} is not a series selector"));
     };
+    let matchers = selector_matchers(&selector)?;
+    if matchers.iter().all(Matcher::matches_empty) {
+        return Err(format!(
+            "invalid parameter \"match[]\": {text:?}: vector selector must contain at least one non-empty matcher"
+        ));
+    }
+    Ok(matchers)
+}
+
+/// A parsed vector selector's matchers, `__name__` included (`or` inside braces refused).
+pub fn selector_matchers(selector: &promql_parser::parser::VectorSelector) -> Result<Vec<Matcher>, String> {
     if !selector.matchers.or_matchers.is_empty() {
         return Err("invalid parameter \"match[]\": `or` inside a series selector is not supported".to_string());
     }
@@ -92,11 +103,6 @@ pub fn parse_selector(engine: &Engine, text: &str) -> Result<Vec<Matcher>, Strin
             MatchOp::NotRe(_) => MatchKind::NotRegex,
         };
         matchers.push(new_matcher(kind, &matcher.name, &matcher.value)?);
-    }
-    if matchers.iter().all(Matcher::matches_empty) {
-        return Err(format!(
-            "invalid parameter \"match[]\": {text:?}: vector selector must contain at least one non-empty matcher"
-        ));
     }
     Ok(matchers)
 }

@@ -13,6 +13,7 @@
 //!
 //! Concurrency: [`Api`] is shared by all connections; handlers hold no lock across an await.
 
+pub mod exemplars;
 pub mod json;
 pub mod meta;
 pub mod params;
@@ -84,6 +85,8 @@ pub struct Api {
     runtime_info: RuntimeInfo,
     push_gateway: Option<Arc<crate::push::PushGateway>>,
     remote_write: Option<Arc<remote_write::Receiver>>,
+    /// The exemplar store `/api/v1/query_exemplars` reads; empty answers without it.
+    exemplars: Option<Arc<crate::exemplars::ExemplarStore>>,
 }
 
 /// Prometheus' status for a canceled query (`statusClientClosedConnection`, nginx's 499).
@@ -157,6 +160,7 @@ impl Api {
             runtime_info: RuntimeInfo::default(),
             push_gateway: None,
             remote_write: None,
+            exemplars: None,
         }
     }
 
@@ -200,6 +204,12 @@ impl Api {
     /// Serves `POST /api/v1/write` (remote write 1.0) through `receiver`; 404 without it.
     pub fn with_remote_write_receiver(mut self, receiver: Arc<remote_write::Receiver>) -> Self {
         self.remote_write = Some(receiver);
+        self
+    }
+
+    /// Serves `/api/v1/query_exemplars` from `store`.
+    pub fn with_exemplars(mut self, store: Arc<crate::exemplars::ExemplarStore>) -> Self {
+        self.exemplars = Some(store);
         self
     }
 
@@ -279,6 +289,17 @@ impl Api {
                     Ok(pairs) => meta::MetaParams::from_pairs(&self.engine, &pairs)
                         .and_then(|params| meta::label_values(&self.db, &name, &params))
                         .map_err(ApiError::bad_data),
+                    Err(error) => Err(error),
+                };
+                respond_result(result)
+            }
+            "/api/v1/query_exemplars" if readable || method == Method::POST => {
+                let result = match self.pairs(request).await {
+                    Ok(pairs) => {
+                        let empty = crate::exemplars::ExemplarStore::new(0);
+                        let store = self.exemplars.as_deref().unwrap_or(&empty);
+                        exemplars::query(store, &self.engine, &pairs).map_err(ApiError::bad_data)
+                    }
                     Err(error) => Err(error),
                 };
                 respond_result(result)
@@ -416,6 +437,7 @@ impl Api {
             "/api/v1/query"
             | "/api/v1/query_range"
             | "/api/v1/series"
+            | "/api/v1/query_exemplars"
             | "/api/v1/labels"
             | "/api/v1/format_query"
             | "/api/v1/parse_query"

@@ -117,6 +117,11 @@ impl ScrapeCache {
         self.entries.get(series).map(|entry| entry.series_ref)
     }
 
+    /// Whether `series` is known to be dropped by relabeling, without marking anything.
+    pub fn is_dropped(&self, series: &str) -> bool {
+        !self.dropped.is_empty() && self.dropped.contains_key(series)
+    }
+
     /// Looks `series` up and marks it seen by the current scrape.
     pub fn get(&mut self, series: &str) -> Lookup<'_> {
         let iteration = self.iteration;

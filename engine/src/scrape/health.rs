@@ -188,14 +188,14 @@ impl Targets {
     /// over all targets; `metric` keeps one name, `limit` caps the names and
     /// `limit_per_metric` the entries per name (0: no cap).
     pub fn metadata_body(&self, metric: Option<&str>, limit: usize, limit_per_metric: usize) -> String {
-        let mut by_name: std::collections::BTreeMap<String, Vec<(&'static str, String)>> =
+        let mut by_name: std::collections::BTreeMap<String, Vec<(&'static str, String, String)>> =
             std::collections::BTreeMap::new();
         for target in &self.active {
             for (name, family) in target.metadata().iter() {
                 if metric.is_some_and(|wanted| wanted != name) {
                     continue;
                 }
-                let entry = (family.type_name(), family.help());
+                let entry = (family.type_name(), family.help(), family.unit.clone());
                 let entries = by_name.entry(name.clone()).or_default();
                 if !entries.contains(&entry) {
                     entries.push(entry);
@@ -211,7 +211,7 @@ impl Targets {
             write_string(&mut out, name);
             out.push_str(":[");
             let entry_count_max = if limit_per_metric == 0 { usize::MAX } else { limit_per_metric };
-            for (entry_index, (type_name, help)) in entries.iter().take(entry_count_max).enumerate() {
+            for (entry_index, (type_name, help, unit)) in entries.iter().take(entry_count_max).enumerate() {
                 if entry_index > 0 {
                     out.push(',');
                 }
@@ -219,7 +219,9 @@ impl Targets {
                 write_string(&mut out, type_name);
                 out.push_str(",\"help\":");
                 write_string(&mut out, help);
-                out.push_str(",\"unit\":\"\"}");
+                out.push_str(",\"unit\":");
+                write_string(&mut out, unit);
+                out.push('}');
             }
             out.push(']');
         }

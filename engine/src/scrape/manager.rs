@@ -49,6 +49,8 @@ pub struct ScrapeManager {
     /// Loops by (job, target).
     loops: Mutex<BTreeMap<(String, Target), RunningLoop>>,
     published: Mutex<Arc<Targets>>,
+    /// Where the loops put exemplars (resized to the configuration on every apply).
+    exemplars: Option<Arc<crate::exemplars::ExemplarStore>>,
 }
 
 impl ScrapeManager {
@@ -61,7 +63,14 @@ impl ScrapeManager {
             body_size_max,
             loops: Mutex::new(BTreeMap::new()),
             published: Mutex::new(Arc::new(Targets::default())),
+            exemplars: None,
         }
+    }
+
+    /// Loops started from now on keep their exemplars in `store`.
+    pub fn with_exemplars(mut self, store: Option<Arc<crate::exemplars::ExemplarStore>>) -> Self {
+        self.exemplars = store;
+        self
     }
 
     /// The targets as `/api/v1/targets` shows them.
@@ -77,6 +86,9 @@ impl ScrapeManager {
     /// Makes the running loops those of `config` (manager.go `ApplyConfig` and `Sync`).
     pub fn apply(&self, config: &Config) {
         let offset_seed = target::offset_seed(&config.global.external_labels);
+        if let Some(store) = &self.exemplars {
+            store.resize(config.storage.exemplar_count_max);
+        }
         let mut published = Targets::default();
         let mut old = std::mem::take(&mut *self.loops.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let mut running: BTreeMap<(String, Target), RunningLoop> = BTreeMap::new();
@@ -162,6 +174,7 @@ impl ScrapeManager {
             offset_seed: spec.offset_seed,
             health: Some(health.clone()),
             stop: Some(stopped),
+            exemplars: self.exemplars.clone(),
         };
         self.env.spawner.spawn("scrape-loop", Box::pin(scrape_loop.run()));
         RunningLoop { spec, health, stop }

@@ -1,6 +1,8 @@
 //! Scraping: one loop per target, each fetching the target's exposition over HTTP on its
-//! interval, parsing it, and writing samples plus the synthetic `up`, `scrape_duration_seconds`
-//! and `scrape_samples_scraped` series through the storage's `Appender` seam.
+//! interval, parsing it (text 0.0.4 or OpenMetrics 1.0, by the response's Content-Type), and
+//! writing samples plus the synthetic `up`, `scrape_duration_seconds`, `scrape_samples_scraped`,
+//! `scrape_samples_post_metric_relabeling` and `scrape_series_added` series through the storage's
+//! `Appender` seam. OpenMetrics exemplars go to the exemplar store (`crate::exemplars`).
 //!
 //! Targets come from `static_configs` through the job's `relabel_configs` (`target::populate`):
 //! relabeling may drop a target or rewrite its address, path, interval and labels. Scraped
@@ -110,6 +112,9 @@ pub enum ScrapeError {
     /// The body is not valid exposition text.
     #[error("parse exposition: {0}")]
     Parse(#[from] parse::ParseError),
+    /// The body is not valid OpenMetrics text (the response's Content-Type said it is).
+    #[error("parse exposition: {0}")]
+    OpenMetrics(#[from] crate::exposition::openmetrics::ParseError),
     /// The target exposed more samples than `sample_limit` (counted as upstream's
     /// `limitAppender`: samples offered to storage, a repeated line excepted).
     #[error("sample limit exceeded: limit {limit_count}, got {actual_count}")]
@@ -133,15 +138,18 @@ pub enum ScrapeError {
     Commit(String),
 }
 
-/// Starts scraping `config`'s targets: a [`ScrapeManager`] with the configuration applied.
+/// Starts scraping `config`'s targets: a [`ScrapeManager`] with the configuration applied;
+/// exemplars go to `exemplars` (resized to `storage.exemplars.max_exemplars` on every apply).
 pub fn start(
     env: &Env,
     config: &Config,
     appendable: Arc<dyn Appendable>,
     metrics: Arc<SelfMetrics>,
     body_size_max: usize,
+    exemplars: Option<Arc<crate::exemplars::ExemplarStore>>,
 ) -> Arc<ScrapeManager> {
-    let manager = Arc::new(ScrapeManager::new(env.clone(), appendable, metrics, body_size_max));
+    let manager =
+        Arc::new(ScrapeManager::new(env.clone(), appendable, metrics, body_size_max).with_exemplars(exemplars));
     manager.apply(config);
     manager
 }

@@ -25,6 +25,21 @@
 //! its timestamp and this one did not get a stale marker in the same batch; after a failed scrape
 //! all of them do, in a batch of their own. No label set is cloned or compared for it.
 //!
+//! Formats: the response's Content-Type picks the text or the OpenMetrics parser
+//! (`fetch::Format`); both hand out the raw series text, so the cache serves both the same way.
+//! OpenMetrics timestamps (seconds) arrive as ms; `_created` samples are ingested as ordinary
+//! samples, as Prometheus 2.42 does; `# UNIT` goes to the metadata; a missing `# EOF` fails the
+//! scrape. An exemplar is kept for the exemplar store with its series' final labels (parsed
+//! again on a cache hit: exemplar lines are few) and its sample's timestamp when it has none, and
+//! stored only once the scrape's batch committed.
+//!
+//! Report series (upstream's `report`): `up`, `scrape_duration_seconds`, `scrape_samples_scraped`
+//! (sample lines), `scrape_samples_post_metric_relabeling` (samples left after metric relabeling,
+//! counted when offered to storage, a refused one included, as upstream's `added`) and
+//! `scrape_series_added` (cache misses appended within the sample limit: series new to this
+//! target's cache, upstream's `seriesAdded`). A failed scrape reports the counts reached before
+//! the failure, as upstream.
+//!
 //! Limits (`ScrapeLimits`, upstream's `scrape_config` keys, 0 meaning none): the body read stops
 //! at `body_size_limit`; `sample_limit` counts samples offered to storage and, once passed, the
 //! rest of the body is only counted; `label_limit`, `label_name_length_limit` and
@@ -37,8 +52,12 @@ use std::time::Duration;
 use rand::RngCore;
 
 use super::cache::{CacheEntry, Lookup, ScrapeCache};
-use super::parse::{self, Entry, TextParser};
+use super::fetch::Format;
+use super::metadata::HelpText;
+use super::parse::{self, TextParser};
 use super::{fetch, ScrapeError, Target};
+use crate::exemplars::{Exemplar, ExemplarStore};
+use crate::exposition::openmetrics;
 use crate::io::Env;
 use crate::metrics::SelfMetrics;
 use crate::model::{Labels, SeriesRef, METRIC_NAME_LABEL, STALE_NAN_BITS};
@@ -92,6 +111,8 @@ pub struct ScrapeLoop {
     /// Turns true when the loop must end (a reload removed or changed the target); `None`: the
     /// loop runs until its task is cancelled.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Where exemplars go; `None`: they are parsed and dropped.
+    pub exemplars: Option<Arc<ExemplarStore>>,
 }
 
 /// Resolves when `stop` turns true (never for `None` or a dropped sender's last value false).
@@ -118,8 +139,10 @@ pub struct ScrapeState {
     report_refs: [Option<SeriesRef>; REPORT_SERIES_COUNT],
     /// Why the last scrape failed; `None` after a success.
     pub last_error: Option<String>,
-    /// HELP and TYPE seen so far.
+    /// HELP, TYPE and UNIT seen so far.
     pub metadata: super::metadata::MetadataCache,
+    /// The current scrape's exemplars with their series' labels, stored after the commit.
+    exemplars: Vec<(Labels, Exemplar)>,
 }
 
 impl ScrapeState {
@@ -131,16 +154,102 @@ impl ScrapeState {
             report_refs: [None; REPORT_SERIES_COUNT],
             last_error: None,
             metadata: super::metadata::MetadataCache::default(),
+            exemplars: Vec::new(),
         }
     }
 }
 
-const REPORT_SERIES_COUNT: usize = 3;
+/// The report series' names, in the order upstream appends them.
+const REPORT_SERIES_NAMES: [&str; REPORT_SERIES_COUNT] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+const REPORT_SERIES_COUNT: usize = 5;
+
+/// One line of either format, as the loop consumes it.
+enum BodyEntry<'a> {
+    Sample { series: &'a str, value: f64, timestamp_ms: Option<i64>, exemplar: Option<openmetrics::Exemplar<'a>> },
+    Help { name: &'a str, help: BodyHelp<'a> },
+    Type { name: &'a str, type_name: &'static str },
+    Unit { name: &'a str, unit: &'a str },
+    Other,
+}
+
+/// A HELP text as the parsers hand it out: the text format's still escaped, OpenMetrics'
+/// unescaped (borrowed unless it had escapes).
+enum BodyHelp<'a> {
+    Escaped(&'a str),
+    Plain(std::borrow::Cow<'a, str>),
+}
+
+/// The two pull parsers behind one interface; the hot loop is generic over it, so each format
+/// gets its own monomorphised loop.
+trait BodyParser<'a> {
+    fn next_entry(&mut self) -> Option<Result<BodyEntry<'a>, ScrapeError>>;
+    /// Labels of the sample `next_entry` returned last.
+    fn sample_labels(&self, series: &'a str) -> Result<Labels, ScrapeError>;
+}
+
+impl<'a> BodyParser<'a> for TextParser<'a> {
+    #[inline]
+    fn next_entry(&mut self) -> Option<Result<BodyEntry<'a>, ScrapeError>> {
+        Some(match self.next()? {
+            Ok(parse::Entry::Sample { series, value, timestamp_ms }) => {
+                Ok(BodyEntry::Sample { series, value, timestamp_ms, exemplar: None })
+            }
+            Ok(parse::Entry::Help { name, text }) => Ok(BodyEntry::Help { name, help: BodyHelp::Escaped(text) }),
+            Ok(parse::Entry::Type { name, metric_type }) => {
+                Ok(BodyEntry::Type { name, type_name: super::metadata::text_type_name(metric_type) })
+            }
+            Ok(parse::Entry::Comment { .. }) => Ok(BodyEntry::Other),
+            Err(error) => Err(error.into()),
+        })
+    }
+
+    fn sample_labels(&self, _series: &'a str) -> Result<Labels, ScrapeError> {
+        Ok(self.labels()?)
+    }
+}
+
+impl<'a> BodyParser<'a> for openmetrics::Parser<'a> {
+    #[inline]
+    fn next_entry(&mut self) -> Option<Result<BodyEntry<'a>, ScrapeError>> {
+        Some(match self.next()? {
+            Ok(openmetrics::Entry::Sample { series, value, timestamp_ms, exemplar, .. }) => {
+                Ok(BodyEntry::Sample { series, value, timestamp_ms, exemplar })
+            }
+            Ok(openmetrics::Entry::Help { name, help }) => Ok(BodyEntry::Help { name, help: BodyHelp::Plain(help) }),
+            Ok(openmetrics::Entry::Type { name, metric_type }) => {
+                Ok(BodyEntry::Type { name, type_name: metric_type.as_str() })
+            }
+            Ok(openmetrics::Entry::Unit { name, unit }) => Ok(BodyEntry::Unit { name, unit }),
+            Ok(openmetrics::Entry::Eof) => Ok(BodyEntry::Other),
+            Err(error) => Err(error.into()),
+        })
+    }
+
+    fn sample_labels(&self, series: &'a str) -> Result<Labels, ScrapeError> {
+        Ok(openmetrics::series_labels(series)?)
+    }
+}
 
 /// A body buffer keeps at most this many times its last body's size (and 1 MiB), so one huge
 /// scrape does not pin its memory for the target's life.
 const BODY_BUFFER_SLACK_FACTOR: usize = 4;
 const BODY_BUFFER_SIZE_KEPT_MIN: usize = 1 << 20;
+
+/// What the hot loop writes into, borrowed from the loop's state for one scrape.
+struct Sink<'s> {
+    cache: &'s mut ScrapeCache,
+    metadata: &'s mut super::metadata::MetadataCache,
+    exemplars: &'s mut Vec<(Labels, Exemplar)>,
+    appender: &'s mut dyn Appender,
+    scrape_ms: i64,
+    counts: &'s mut Counts,
+}
 
 /// Where one sample goes.
 enum Destination<'c> {
@@ -159,6 +268,10 @@ struct Counts {
     offered_count: u64,
     /// Samples the store refused (out of order, duplicates).
     rejected_count: u64,
+    /// Samples left after metric relabeling (upstream's `added`).
+    post_relabel_count: u64,
+    /// Series new to the cache, appended within the limit (upstream's `seriesAdded`).
+    series_added_count: u64,
 }
 
 impl ScrapeLoop {
@@ -193,9 +306,7 @@ impl ScrapeLoop {
         let now_ms = self.env.clock.now_ms();
         self.mark_stale_after_failure(state, now_ms).await;
         let mut appender = self.appendable.appender();
-        for (name, series_ref) in
-            ["up", "scrape_duration_seconds", "scrape_samples_scraped"].iter().zip(state.report_refs.iter())
-        {
+        for (name, series_ref) in REPORT_SERIES_NAMES.iter().zip(state.report_refs.iter()) {
             let Some(series_ref) = series_ref else { continue };
             let mut labels = self.target.labels.clone();
             labels.set(METRIC_NAME_LABEL, name);
@@ -237,7 +348,7 @@ impl ScrapeLoop {
         let duration_seconds = started.elapsed().as_secs_f64();
         let mut counts = Counts::default();
         let result = match fetched {
-            Ok(()) => self.append_body(state, scrape_ms, &mut counts).await,
+            Ok(format) => self.append_body(state, format, scrape_ms, &mut counts).await,
             Err(error) => Err(error),
         };
         state.last_error = result.as_ref().err().map(|error| error.to_string());
@@ -269,55 +380,79 @@ impl ScrapeLoop {
             });
         }
         let up = if result.is_ok() { 1.0 } else { 0.0 };
-        self.report(state, scrape_ms, up, duration_seconds, counts.sample_count).await;
+        self.report(state, scrape_ms, up, duration_seconds, &counts).await;
     }
 
     async fn append_body(
         &self,
         state: &mut ScrapeState,
+        format: Format,
         scrape_ms: i64,
         counts: &mut Counts,
     ) -> Result<(), ScrapeError> {
         let mut appender = self.appendable.appender();
-        let ScrapeState { cache, body, metadata, .. } = state;
-        if let Err(error) = self.append_samples(body, cache, metadata, appender.as_mut(), scrape_ms, counts) {
+        let ScrapeState { cache, body, metadata, exemplars, .. } = state;
+        exemplars.clear();
+        let mut sink = Sink { cache, metadata, exemplars, appender: appender.as_mut(), scrape_ms, counts };
+        let appended = match format {
+            Format::Text => self.append_samples(TextParser::new(body), &mut sink),
+            Format::OpenMetrics => {
+                // client_golang exposes distributions of negative observations (see the parser).
+                let options = openmetrics::ParseOptions { negative_observations: true };
+                self.append_samples(openmetrics::Parser::with_options(body, options), &mut sink)
+            }
+        };
+        if let Err(error) = appended {
             appender.rollback();
+            exemplars.clear();
             return Err(error);
         }
         cache
             .end_scrape(true, |series_ref, series| self.append_stale(appender.as_mut(), series_ref, series, scrape_ms));
         appender.commit().await.map_err(|error| ScrapeError::Commit(error.to_string()))?;
+        if let Some(store) = &self.exemplars {
+            if !exemplars.is_empty() {
+                store.add_all(exemplars.drain(..));
+            }
+        }
+        exemplars.clear();
         Ok(())
     }
 
-    /// The body's samples into `appender`: the hot loop.
-    fn append_samples(
-        &self,
-        body: &[u8],
-        cache: &mut ScrapeCache,
-        metadata: &mut super::metadata::MetadataCache,
-        appender: &mut dyn Appender,
-        scrape_ms: i64,
-        counts: &mut Counts,
-    ) -> Result<(), ScrapeError> {
+    /// The body's samples into `sink.appender`: the hot loop.
+    fn append_samples<'a>(&self, mut parser: impl BodyParser<'a>, sink: &mut Sink<'_>) -> Result<(), ScrapeError> {
+        let Sink { cache, metadata, exemplars, appender, scrape_ms, counts } = sink;
+        let scrape_ms = *scrape_ms;
+        let keeps_exemplars = self.exemplars.is_some();
         let sample_count_limit = self.limits.sample_count_limit;
-        let mut parser = TextParser::new(body);
-        while let Some(entry) = parser.next() {
-            let (series, value, timestamp_ms) = match entry? {
-                Entry::Sample { series, value, timestamp_ms } => (series, value, timestamp_ms),
-                Entry::Help { name, text } => {
-                    metadata.set_help(name, text);
+        while let Some(entry) = parser.next_entry() {
+            let (series, value, timestamp_ms, exemplar) = match entry? {
+                BodyEntry::Sample { series, value, timestamp_ms, exemplar } => (series, value, timestamp_ms, exemplar),
+                BodyEntry::Help { name, help } => {
+                    match &help {
+                        BodyHelp::Escaped(text) => metadata.set_help_text(name, HelpText::Escaped(text)),
+                        BodyHelp::Plain(text) => metadata.set_help_text(name, HelpText::Plain(text)),
+                    }
                     continue;
                 }
-                Entry::Type { name, metric_type } => {
-                    metadata.set_type(name, metric_type);
+                BodyEntry::Type { name, type_name } => {
+                    metadata.set_type_name(name, type_name);
                     continue;
                 }
-                Entry::Comment { .. } => continue,
+                BodyEntry::Unit { name, unit } => {
+                    metadata.set_unit(name, unit);
+                    continue;
+                }
+                BodyEntry::Other => continue,
             };
             counts.sample_count += 1;
             if sample_count_limit > 0 && counts.offered_count > sample_count_limit {
-                continue; // Past the limit: only counted, for scrape_samples_scraped.
+                // Past the limit: only counted, for scrape_samples_scraped and, unless metric
+                // relabeling is known to drop it, scrape_samples_post_metric_relabeling.
+                if !cache.is_dropped(series) {
+                    counts.post_relabel_count += 1;
+                }
+                continue;
             }
             let (timestamp_ms, tracks_staleness) = match timestamp_ms {
                 Some(timestamp_ms) if self.honor_timestamps => (timestamp_ms, false),
@@ -327,11 +462,12 @@ impl ScrapeLoop {
                 // A second line of one series at the scrape's timestamp (upstream: duplicate).
                 Lookup::Repeated(_) if tracks_staleness => {
                     counts.rejected_count += 1;
+                    counts.post_relabel_count += 1;
                     continue;
                 }
                 Lookup::Hit(entry) | Lookup::Repeated(entry) => Destination::Known(entry),
                 Lookup::Dropped => continue,
-                Lookup::Miss => match self.final_labels(&parser.labels()?)? {
+                Lookup::Miss => match self.final_labels(&parser.sample_labels(series)?)? {
                     Some(labels) => {
                         self.check_label_limits(&labels)?;
                         Destination::New(labels)
@@ -343,13 +479,27 @@ impl ScrapeLoop {
                 },
             };
             counts.offered_count += 1;
+            counts.post_relabel_count += 1;
             if sample_count_limit > 0 && counts.offered_count > sample_count_limit {
                 continue;
+            }
+            if let Some(exemplar) = exemplar.filter(|_| keeps_exemplars) {
+                let series_labels = match &destination {
+                    Destination::New(labels) => Some(labels.clone()),
+                    Destination::Known(_) => self.final_labels(&parser.sample_labels(series)?)?,
+                };
+                if let Some(series_labels) = series_labels {
+                    let timestamp_ms = exemplar.timestamp_ms.unwrap_or(timestamp_ms);
+                    exemplars.push((
+                        series_labels,
+                        Exemplar { labels: exemplar.labels(), value: exemplar.value, timestamp_ms },
+                    ));
+                }
             }
             let appended = match destination {
                 Destination::Known(entry) => match appender.append_by_ref(entry.series_ref(), timestamp_ms, value) {
                     Err(AppendError::UnknownSeriesRef { .. }) => {
-                        match self.final_labels(&parse::series_labels(series)?)? {
+                        match self.final_labels(&parser.sample_labels(series)?)? {
                             Some(labels) => appender
                                 .append(None, &labels, timestamp_ms, value)
                                 .map(|new_ref| entry.appended(new_ref, tracks_staleness)),
@@ -359,9 +509,10 @@ impl ScrapeLoop {
                     }
                     other => other.map(|()| entry.appended(entry.series_ref(), tracks_staleness)),
                 },
-                Destination::New(labels) => appender
-                    .append(None, &labels, timestamp_ms, value)
-                    .map(|series_ref| cache.insert(series, series_ref, tracks_staleness)),
+                Destination::New(labels) => appender.append(None, &labels, timestamp_ms, value).map(|series_ref| {
+                    cache.insert(series, series_ref, tracks_staleness);
+                    counts.series_added_count += 1;
+                }),
             };
             if let Err(error) = appended {
                 counts.rejected_count += 1;
@@ -440,9 +591,11 @@ impl ScrapeLoop {
     fn append_stale(&self, appender: &mut dyn Appender, series_ref: SeriesRef, series: &str, scrape_ms: i64) {
         let stale_nan = f64::from_bits(STALE_NAN_BITS);
         if let Err(AppendError::UnknownSeriesRef { .. }) = appender.append_by_ref(series_ref, scrape_ms, stale_nan) {
-            if let Ok(Some(labels)) =
-                parse::series_labels(series).map_err(ScrapeError::from).and_then(|scraped| self.final_labels(&scraped))
-            {
+            // The text came from either format; OpenMetrics' grammar is the stricter one.
+            let scraped = openmetrics::series_labels(series)
+                .map_err(ScrapeError::from)
+                .or_else(|_| parse::series_labels(series).map_err(ScrapeError::from));
+            if let Ok(Some(labels)) = scraped.and_then(|scraped| self.final_labels(&scraped)) {
                 let _ = appender.append(None, &labels, scrape_ms, stale_nan);
             }
         }
@@ -464,21 +617,17 @@ impl ScrapeLoop {
         }
     }
 
-    async fn report(
-        &self,
-        state: &mut ScrapeState,
-        scrape_ms: i64,
-        up: f64,
-        duration_seconds: f64,
-        scraped_count: u64,
-    ) {
+    async fn report(&self, state: &mut ScrapeState, scrape_ms: i64, up: f64, duration_seconds: f64, counts: &Counts) {
         let mut appender = self.appendable.appender();
-        let report_series: [(&str, f64); REPORT_SERIES_COUNT] = [
-            ("up", up),
-            ("scrape_duration_seconds", duration_seconds),
-            ("scrape_samples_scraped", scraped_count as f64),
+        let values: [f64; REPORT_SERIES_COUNT] = [
+            up,
+            duration_seconds,
+            counts.sample_count as f64,
+            counts.post_relabel_count as f64,
+            counts.series_added_count as f64,
         ];
-        for ((name, value), series_ref) in report_series.into_iter().zip(state.report_refs.iter_mut()) {
+        for ((name, value), series_ref) in REPORT_SERIES_NAMES.into_iter().zip(values).zip(state.report_refs.iter_mut())
+        {
             let mut labels = self.target.labels.clone();
             labels.set(METRIC_NAME_LABEL, name);
             match appender.append(*series_ref, &labels, scrape_ms, value) {

@@ -25,6 +25,8 @@ pub const METRICS_PATH_LABEL: &str = "__metrics_path__";
 pub const SCRAPE_INTERVAL_LABEL: &str = "__scrape_interval__";
 /// The scrape timeout, as a Prometheus duration.
 pub const SCRAPE_TIMEOUT_LABEL: &str = "__scrape_timeout__";
+/// `__param_<name>`: the scrape URL's query parameter `name` (config `params`, relabeling).
+pub const PARAM_LABEL_PREFIX: &str = "__param_";
 /// Labels with this prefix are internal: removed from the target's labels after relabeling.
 const RESERVED_LABEL_PREFIX: &str = "__";
 
@@ -33,7 +35,7 @@ const RESERVED_LABEL_PREFIX: &str = "__";
 pub struct Target {
     /// `host:port`
     pub address: String,
-    /// URL path, e.g. `/metrics`.
+    /// URL path, e.g. `/metrics`, with the query (`?module=x`) when the target has `params`.
     pub metrics_path: String,
     /// `job`, `instance` and the static labels, without `__name__`.
     pub labels: Labels,
@@ -114,6 +116,11 @@ pub fn discovered_labels(scrape_config: &ScrapeConfig, address: &str, labels: &B
             discovered.set(name, &value);
         }
     }
+    for (name, values) in &scrape_config.params {
+        if let Some(first) = values.first() {
+            discovered.set(&format!("{PARAM_LABEL_PREFIX}{name}"), first);
+        }
+    }
     discovered
 }
 
@@ -149,7 +156,12 @@ pub fn populate(scrape_config: &ScrapeConfig, discovered: &Labels) -> Result<Pop
     }
     // Go's url.URL writes an empty or relative path with a leading `/` when a host is set.
     let path = relabeled.get(METRICS_PATH_LABEL).unwrap_or("");
-    let metrics_path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+    let mut metrics_path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
+    let query = scrape_query(&scrape_config.params, &relabeled);
+    if !query.is_empty() {
+        metrics_path.push('?');
+        metrics_path.push_str(&query);
+    }
     let mut labels = Labels::from_pairs(
         relabeled
             .iter()
@@ -160,6 +172,48 @@ pub fn populate(scrape_config: &ScrapeConfig, discovered: &Labels) -> Result<Pop
         labels.set("instance", &address);
     }
     Ok(Populated::Active { target: Target { address, metrics_path, labels }, interval_ms, timeout_ms })
+}
+
+/// The scrape URL's query as upstream's `Target.URL`: the config's `params`, each `__param_<name>`
+/// label replacing its name's first value (or adding the name), encoded as Go's
+/// `url.Values.Encode` (sorted by name).
+fn scrape_query(params: &BTreeMap<String, Vec<String>>, labels: &Labels) -> String {
+    let mut values = params.clone();
+    for label in labels.iter() {
+        let Some(name) = label.name.strip_prefix(PARAM_LABEL_PREFIX) else { continue };
+        let entry = values.entry(name.to_string()).or_default();
+        match entry.first_mut() {
+            Some(first) => *first = label.value.clone(),
+            None => entry.push(label.value.clone()),
+        }
+    }
+    let mut query = String::new();
+    for (name, list) in &values {
+        for value in list {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query_escape(&mut query, name);
+            query.push('=');
+            query_escape(&mut query, value);
+        }
+    }
+    query
+}
+
+/// Go's `url.QueryEscape`: unreserved bytes as they are, space as `+`, the rest `%XX`.
+fn query_escape(out: &mut String, text: &str) {
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(byte >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(byte & 15)]));
+            }
+        }
+    }
 }
 
 /// A duration label's value as upstream's `PopulateLabels` checks it: parses, and is not 0.

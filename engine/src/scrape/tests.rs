@@ -2,6 +2,9 @@
 //! hyper server on the far end answering from a table of canned responses, so every outcome
 //! (good body, malformed body, HTTP error, refused connection) is exercised without sockets.
 
+// Exposition formats, gzip, params, exemplars and the report series.
+mod formats;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
@@ -33,13 +36,34 @@ impl Clock for TestClock {
     }
 }
 
-/// address -> (status, body); a missing address refuses connections.
+/// One canned answer: status, headers, body.
+#[derive(Clone)]
+struct Canned {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+}
+
+/// address -> canned answer; a missing address refuses connections. Requests are recorded as
+/// (URI, headers).
 #[derive(Clone, Default)]
-struct CannedNetwork(Arc<Mutex<BTreeMap<String, (u16, String)>>>);
+struct CannedNetwork {
+    answers: Arc<Mutex<BTreeMap<String, Canned>>>,
+    requests: Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>,
+}
 
 impl CannedNetwork {
     fn serve(&self, address: &str, status: u16, body: &str) {
-        self.0.lock().unwrap().insert(address.to_string(), (status, body.to_string()));
+        self.serve_with(address, status, &[], Bytes::from(body.to_string()));
+    }
+
+    fn serve_with(&self, address: &str, status: u16, headers: &[(&'static str, &str)], body: Bytes) {
+        let headers = headers.iter().map(|(name, value)| (*name, value.to_string())).collect();
+        self.answers.lock().unwrap().insert(address.to_string(), Canned { status, headers, body });
+    }
+
+    fn last_request(&self) -> (String, BTreeMap<String, String>) {
+        self.requests.lock().unwrap().last().cloned().unwrap()
     }
 }
 
@@ -49,14 +73,24 @@ impl Network for CannedNetwork {
     }
 
     fn connect(&self, address: String) -> BoxFuture<'static, io::Result<BoxConnection>> {
-        let canned = self.0.lock().unwrap().get(&address).cloned();
+        let canned = self.answers.lock().unwrap().get(&address).cloned();
+        let requests = self.requests.clone();
         Box::pin(async move {
-            let (status, body) = canned.ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused))?;
+            let canned = canned.ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused))?;
             let (client, server) = tokio::io::duplex(1 << 16);
             tokio::spawn(async move {
-                let service = service_fn(move |_request| {
-                    let mut response = Response::new(Full::new(Bytes::from(body.clone())));
-                    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let headers = request
+                        .headers()
+                        .iter()
+                        .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    requests.lock().unwrap().push((request.uri().to_string(), headers));
+                    let mut response = Response::new(Full::new(canned.body.clone()));
+                    *response.status_mut() = StatusCode::from_u16(canned.status).unwrap();
+                    for (name, value) in &canned.headers {
+                        response.headers_mut().insert(*name, value.parse().unwrap());
+                    }
                     async move { Ok::<_, Infallible>(response) }
                 });
                 let _ =
@@ -108,7 +142,15 @@ struct RecordingAppender {
 }
 
 fn is_report_series(labels: &Labels) -> bool {
-    matches!(labels.metric_name(), Some("up" | "scrape_duration_seconds" | "scrape_samples_scraped"))
+    matches!(
+        labels.metric_name(),
+        Some(
+            "up" | "scrape_duration_seconds"
+                | "scrape_samples_scraped"
+                | "scrape_samples_post_metric_relabeling"
+                | "scrape_series_added"
+        )
+    )
 }
 
 impl Appender for RecordingAppender {
@@ -197,6 +239,7 @@ fn fixture(configure: impl FnOnce(&mut ScrapeLoop)) -> Fixture {
         offset_seed: 0,
         health: None,
         stop: None,
+        exemplars: None,
     };
     configure(&mut scrape_loop);
     Fixture { clock, network, db, store, scrape_loop, state: ScrapeState::new(1) }
@@ -508,7 +551,7 @@ scrape_configs:
     .unwrap();
     let env = fixture.scrape_loop.env.clone();
     let manager =
-        super::start(&env, &config, Arc::new(fixture.store.clone()), Arc::new(SelfMetrics::default()), 1 << 20);
+        super::start(&env, &config, Arc::new(fixture.store.clone()), Arc::new(SelfMetrics::default()), 1 << 20, None);
     let targets = manager.targets();
     // target:1 becomes target:9100, the same target as the second; skip:1 is dropped; bad:1 has
     // no address left and is skipped.
@@ -697,6 +740,7 @@ async fn a_reload_keeps_unchanged_loops_and_stops_removed_ones_with_staleness_ma
         Arc::new(fixture.store.clone()),
         Arc::new(SelfMetrics::default()),
         1 << 20,
+        None,
     );
     advance(3).await;
     assert_eq!(manager.loop_count(), 2);
