@@ -44,12 +44,15 @@ struct Canned {
     body: Bytes,
 }
 
+/// A request as the canned server saw it: URI and headers.
+type RecordedRequest = (String, BTreeMap<String, String>);
+
 /// address -> canned answer; a missing address refuses connections. Requests are recorded as
 /// (URI, headers).
 #[derive(Clone, Default)]
 struct CannedNetwork {
     answers: Arc<Mutex<BTreeMap<String, Canned>>>,
-    requests: Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
 }
 
 impl CannedNetwork {
@@ -62,7 +65,7 @@ impl CannedNetwork {
         self.answers.lock().unwrap().insert(address.to_string(), Canned { status, headers, body });
     }
 
-    fn last_request(&self) -> (String, BTreeMap<String, String>) {
+    fn last_request(&self) -> RecordedRequest {
         self.requests.lock().unwrap().last().cloned().unwrap()
     }
 }
