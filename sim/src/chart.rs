@@ -49,9 +49,12 @@ pub fn latency_svg(scenario: &Scenario, result: &RunResult) -> anyhow::Result<St
             .map_err(draw_error)?
             .label("failed")
             .legend(|(x, y)| Cross::new((x, y), 4, RED.stroke_width(2)));
-        for (at_ms, action, _) in &result.faults_applied {
-            let x_s = *at_ms as f64 / 1000.0;
-            let color = if *action == FaultAction::Crash { RED } else { GREEN };
+        for fault in &result.faults_applied {
+            let x_s = fault.at_ms as f64 / 1000.0;
+            let color = match fault.action {
+                FaultAction::Restart | FaultAction::Heal => GREEN,
+                _ => RED,
+            };
             chart
                 .draw_series(LineSeries::new([(x_s, 0.0), (x_s, y_max_ms)], color.stroke_width(1)))
                 .map_err(draw_error)?;

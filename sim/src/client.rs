@@ -1,7 +1,7 @@
 //! The client host: an open-loop query workload during the run (latency in virtual time), then
 //! the verification phase that reads back every committed sample.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,8 +56,16 @@ pub struct Verification {
     pub checked_sample_count: u64,
     /// Of those, not returned by the engine (or with a different value).
     pub missing_sample_count: u64,
-    /// The first few missing samples, for the report.
-    pub missing_examples: Vec<String>,
+    /// Every missing sample, by series and timestamp (the WAL damage checker explains them).
+    pub missing: BTreeSet<(Labels, i64)>,
+    /// Samples the engine returned that were never reported committed (the ledger's other
+    /// direction: nothing stored that was not sent).
+    pub unledgered_sample_count: u64,
+    /// The first few of those, for the report.
+    pub unledgered_examples: Vec<String>,
+    /// `corruptionCount` of `/api/v1/status/runtimeinfo`: WAL corruptions repaired at the
+    /// engine's last start.
+    pub corruption_count: Option<u64>,
     /// Per job: (samples of `up`, samples with `up` == 1).
     pub up_by_job: BTreeMap<String, (u64, u64)>,
 }
@@ -151,12 +159,27 @@ async fn verify(scenario: &Scenario, ledger: &SharedLedger, query_timeout: Durat
                 .is_some_and(|returned| *returned == value || (returned.is_nan() && value.is_nan()));
             if !found {
                 verification.missing_sample_count += 1;
-                if verification.missing_examples.len() < 5 {
-                    verification.missing_examples.push(format!("{labels} @{timestamp_ms} = {value}"));
+                verification.missing.insert((labels.clone(), *timestamp_ms));
+            }
+        }
+    }
+    for (labels, points) in &returned {
+        let committed = snapshot.samples.get(labels);
+        for timestamp_ms in points.keys() {
+            if !committed.is_some_and(|samples| samples.contains_key(timestamp_ms)) {
+                verification.unledgered_sample_count += 1;
+                if verification.unledgered_examples.len() < 5 {
+                    verification.unledgered_examples.push(format!("{labels} @{timestamp_ms}"));
                 }
             }
         }
     }
+    verification.corruption_count = match http::get(ENGINE_ADDRESS, "/api/v1/status/runtimeinfo", query_timeout).await {
+        Ok((status, body)) if status.is_success() => {
+            serde_json::from_slice::<serde_json::Value>(&body)?["data"]["corruptionCount"].as_u64()
+        }
+        _ => None,
+    };
     Ok(verification)
 }
 

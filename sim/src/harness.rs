@@ -12,7 +12,8 @@ use crate::client::{self, ClientOutcome};
 use crate::env::sim_env;
 use crate::generator;
 use crate::ledger::{self, Ledger};
-use crate::scenario::{FaultAction, Scenario};
+use crate::scenario::{Fault, FaultAction, Scenario};
+use crate::wal_damage::{self, DamageOutcome, PendingDamage, SharedDamageBook};
 
 /// Virtual time allowed after the run for verification, seconds.
 const VERIFY_PHASE_S_MAX: u64 = 60;
@@ -30,12 +31,29 @@ pub struct RunResult {
     pub client: ClientOutcome,
     /// Committed samples.
     pub ledger: Ledger,
-    /// Faults applied: (virtual ms, action, committed samples at that moment).
-    pub faults_applied: Vec<(u64, FaultAction, u64)>,
+    /// Faults applied, in time order.
+    pub faults_applied: Vec<AppliedFault>,
+    /// WAL damages applied at restarts and what each must cost.
+    pub wal_damage: Vec<DamageOutcome>,
+    /// Host -> how many times its engine started.
+    pub engine_starts: std::collections::BTreeMap<String, u64>,
     /// Ticks stepped.
     pub tick_count: u64,
     /// The alerting pipeline's observations, when the scenario has one.
     pub alerting: Option<AlertingOutcome>,
+}
+
+/// One fault as applied.
+#[derive(Debug, Clone)]
+pub struct AppliedFault {
+    /// Virtual ms since the start.
+    pub at_ms: u64,
+    /// What.
+    pub action: FaultAction,
+    /// Host, and for a link fault `host -> peer` with its setting.
+    pub target: String,
+    /// Distinct samples committed so far.
+    pub committed_count: u64,
 }
 
 /// The engine's configuration for `scenario`: one job per generator port; with an alerting
@@ -83,21 +101,22 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
     let targets = scenario.targets.clone();
     sim.host("generator", move || generator::run(targets.clone(), seed, condition_at_ms));
 
+    let damage_book = SharedDamageBook::default();
     let mut options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ENGINE_PORT}"));
     options.commit_observer = Some(ledger::observer(ledger.clone()));
     let rule_file = scenario.alerting.as_ref().map(AlertingSection::rule_file_yaml);
-    add_engine_host(&mut sim, "engine", options, rule_file.clone(), seed);
+    add_engine_host(&mut sim, "engine", options, rule_file.clone(), seed, damage_book.clone());
 
     let notifications: SharedNotifications = Arc::default();
     if let Some(alerting) = &scenario.alerting {
         if alerting.replicas == 2 {
             let config = engine::config::parse(&engine_config_yaml(scenario, "b"))?;
             let options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ENGINE_PORT}"));
-            add_engine_host(&mut sim, "engine-b", options, rule_file.clone(), seed ^ 0xb);
+            add_engine_host(&mut sim, "engine-b", options, rule_file.clone(), seed ^ 0xb, damage_book.clone());
         }
         let config = engine::config::parse(&alerting.alert_manager_config_yaml())?;
         let options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ALERT_MANAGER_PORT}"));
-        add_engine_host(&mut sim, "alertmanager", options, None, seed ^ 0xa);
+        add_engine_host(&mut sim, "alertmanager", options, None, seed ^ 0xa, damage_book.clone());
         let receiver_notifications = notifications.clone();
         sim.host("receiver", move || alerting::receiver(receiver_notifications.clone()));
         if alerting.sender_link_latency_ms_max > 0 {
@@ -120,13 +139,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
     loop {
         let elapsed_ms = sim.elapsed().as_millis() as u64;
         while let Some(fault) = faults.get(next_fault_index).filter(|fault| fault.at_s * 1000 <= elapsed_ms) {
-            match fault.action {
-                FaultAction::Crash => sim.crash(fault.host.as_str()),
-                FaultAction::Restart => sim.bounce(fault.host.as_str()),
-            }
+            let target = apply_fault(&mut sim, fault, seed, &damage_book);
             let committed_count =
                 ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).distinct_sample_count();
-            faults_applied.push((elapsed_ms, fault.action, committed_count));
+            faults_applied.push(AppliedFault { at_ms: elapsed_ms, action: fault.action, target, committed_count });
             next_fault_index += 1;
         }
         let finished = sim.step().map_err(|error| anyhow::anyhow!("simulation failed at {elapsed_ms} ms: {error}"))?;
@@ -143,7 +159,47 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
         condition_at_ms,
         notifications: notifications.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
     });
-    Ok(RunResult { seed, client, ledger, faults_applied, tick_count, alerting })
+    let book = take(damage_book)?;
+    let (wal_damage, engine_starts) = (book.applied, book.starts);
+    Ok(RunResult { seed, client, ledger, faults_applied, wal_damage, engine_starts, tick_count, alerting })
+}
+
+/// Applies one fault to the simulation; returns what it was applied to, for the report.
+fn apply_fault(sim: &mut turmoil::Sim<'_>, fault: &Fault, seed: u64, damage_book: &SharedDamageBook) -> String {
+    let host = fault.host.as_str();
+    let peer = fault.peer.as_deref().unwrap_or("");
+    match fault.action {
+        FaultAction::Crash => sim.crash(host),
+        FaultAction::Restart => sim.bounce(host),
+        FaultAction::Partition => sim.partition(host, peer),
+        FaultAction::Heal => sim.repair(host, peer),
+        FaultAction::LinkLatency => {
+            let latency_ms_max = fault.latency_ms_max.unwrap_or(0);
+            sim.set_link_max_message_latency(host, peer, Duration::from_millis(latency_ms_max));
+            return format!("{host} <-> {peer} ({latency_ms_max} ms max)");
+        }
+        FaultAction::LinkLoss => {
+            let rate = fault.loss_rate.unwrap_or(0.0);
+            sim.set_link_fail_rate(host, peer, rate);
+            return format!("{host} <-> {peer} ({rate} loss)");
+        }
+        FaultAction::CorruptWal => {
+            let damage = PendingDamage {
+                kind: fault.damage.unwrap_or(wal_damage::DamageKind::BitFlip),
+                bytes: fault.bytes.unwrap_or(0),
+                // Each damage its own stream, the same for a seed.
+                seed: seed ^ fault.at_s.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            };
+            let mut book = damage_book.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            book.pending.entry(host.to_string()).or_default().push(damage);
+            return format!("{host} (applied at its next start)");
+        }
+    }
+    if peer.is_empty() {
+        host.to_string()
+    } else {
+        format!("{host} <-> {peer}")
+    }
 }
 
 /// Adds an engine host running `engine::server::run`; `rule_file` is written to the host's
@@ -154,11 +210,17 @@ fn add_engine_host(
     options: ServerOptions,
     rule_file: Option<String>,
     seed: u64,
+    damage_book: SharedDamageBook,
 ) {
+    let host_name = name.to_string();
     sim.host(name, move || {
         let options = options.clone();
         let rule_file = rule_file.clone();
+        let damage_book = damage_book.clone();
+        let host_name = host_name.clone();
         async move {
+            // Damage queued while the host was down reaches its disk before the engine opens it.
+            wal_damage::apply_pending(&damage_book, &host_name);
             let env = sim_env(seed);
             if let Some(text) = rule_file {
                 write_synced(env.fs.as_ref(), Path::new(alerting::RULE_FILE_PATH), text.as_bytes())?;

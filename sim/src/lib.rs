@@ -12,3 +12,4 @@ pub mod http;
 pub mod ledger;
 pub mod report;
 pub mod scenario;
+pub mod wal_damage;

@@ -93,6 +93,21 @@ pub struct Fault {
     pub action: FaultAction,
     /// Which host (`engine`).
     pub host: String,
+    /// The other end of the link (`partition`, `heal`, `link_latency`, `link_loss`).
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// Largest one-way message delay on the link, ms (`link_latency`).
+    #[serde(default)]
+    pub latency_ms_max: Option<u64>,
+    /// Fraction of messages lost on the link, 0..1 (`link_loss`).
+    #[serde(default)]
+    pub loss_rate: Option<f64>,
+    /// How the WAL is damaged (`corrupt_wal`).
+    #[serde(default)]
+    pub damage: Option<crate::wal_damage::DamageKind>,
+    /// Bytes damaged (`corrupt_wal`: bytes flipped or zeroed; ignored by `truncate`).
+    #[serde(default)]
+    pub bytes: Option<u64>,
 }
 
 /// Fault kinds.
@@ -103,6 +118,18 @@ pub enum FaultAction {
     Crash,
     /// Start a crashed host again.
     Restart,
+    /// Cut the link between `host` and `peer`: new connections are refused, established ones
+    /// stall (turmoil never retransmits).
+    Partition,
+    /// Restore the link between `host` and `peer`.
+    Heal,
+    /// Set the link's largest message delay (`latency_ms_max`).
+    LinkLatency,
+    /// Set the link's message loss rate (`loss_rate`).
+    LinkLoss,
+    /// Damage the newest non-empty WAL segment of a crashed `host` (`damage`, `bytes`, at a
+    /// seeded offset); applied just before its next start.
+    CorruptWal,
 }
 
 /// What the run must meet.
@@ -115,6 +142,10 @@ pub struct Thresholds {
     pub committed_samples_missing_max: u64,
     /// Fewest samples that must be committed over the run.
     pub committed_samples_min: u64,
+    /// Scrapes of a generated target that may fail (`up` 0), e.g. while a partition cuts the
+    /// engine off its targets; default 0.
+    #[serde(default)]
+    pub scrapes_down_max: u64,
     /// Longest virtual time from the condition to the first firing notification, ms (alerting).
     #[serde(default)]
     pub alert_latency_ms_max: Option<u64>,
@@ -138,13 +169,84 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
         }
         None => anyhow::ensure!(!has_step_target, "a \"step\" target needs an [alerting] section"),
     }
-    for fault in &scenario.faults {
+    validate_faults(&scenario)?;
+    Ok(scenario)
+}
+
+/// The hosts of `scenario` a fault may name (the client host, the checker, is never crashed;
+/// it may be one end of a link fault).
+pub fn host_names(scenario: &Scenario) -> Vec<&'static str> {
+    let mut hosts = vec!["engine", "generator"];
+    if let Some(alerting) = &scenario.alerting {
+        if alerting.replicas == 2 {
+            hosts.push("engine-b");
+        }
+        hosts.extend(["alertmanager", "receiver"]);
+    }
+    hosts
+}
+
+/// Each fault names known hosts, carries exactly the fields its action needs, and fits the
+/// timeline: a `corrupt_wal` falls between a crash of its host and the restart that follows.
+fn validate_faults(scenario: &Scenario) -> anyhow::Result<()> {
+    let mut faults: Vec<&Fault> = scenario.faults.iter().collect();
+    faults.sort_by_key(|fault| fault.at_s);
+    let hosts = host_names(scenario);
+    let mut down: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    for fault in faults {
+        let at = format!("fault at {} s ({:?})", fault.at_s, fault.action);
         anyhow::ensure!(
-            ["engine", "engine-b", "alertmanager"].contains(&fault.host.as_str()),
-            "fault host {:?}: only \"engine\", \"engine-b\" and \"alertmanager\" can be faulted",
+            hosts.contains(&fault.host.as_str()),
+            "{at}: host {:?} is not one of this scenario's hosts {hosts:?}",
             fault.host
         );
-        anyhow::ensure!(fault.at_s < scenario.duration_s, "fault at {} s is after the run ends", fault.at_s);
+        anyhow::ensure!(fault.at_s < scenario.duration_s, "{at}: after the run ends");
+        let link = matches!(
+            fault.action,
+            FaultAction::Partition | FaultAction::Heal | FaultAction::LinkLatency | FaultAction::LinkLoss
+        );
+        match &fault.peer {
+            Some(peer) => {
+                anyhow::ensure!(link, "{at}: `peer` only applies to link faults");
+                anyhow::ensure!(
+                    hosts.contains(&peer.as_str()) || peer == "client",
+                    "{at}: peer {peer:?} is not a host of the scenario"
+                );
+                anyhow::ensure!(*peer != fault.host, "{at}: a link needs two different hosts");
+            }
+            None => anyhow::ensure!(!link, "{at}: a link fault needs `peer`"),
+        }
+        let wants_latency = fault.action == FaultAction::LinkLatency;
+        anyhow::ensure!(fault.latency_ms_max.is_some() == wants_latency, "{at}: `latency_ms_max` is for link_latency");
+        let wants_loss = fault.action == FaultAction::LinkLoss;
+        anyhow::ensure!(fault.loss_rate.is_some() == wants_loss, "{at}: `loss_rate` is for link_loss");
+        if let Some(rate) = fault.loss_rate {
+            anyhow::ensure!((0.0..=1.0).contains(&rate), "{at}: loss_rate {rate} is not within 0..1");
+        }
+        let corrupt = fault.action == FaultAction::CorruptWal;
+        anyhow::ensure!(fault.damage.is_some() == corrupt, "{at}: `damage` is for corrupt_wal (and required there)");
+        anyhow::ensure!(fault.bytes.is_none() || corrupt, "{at}: `bytes` is for corrupt_wal");
+        match fault.action {
+            FaultAction::Crash => {
+                down.insert(fault.host.as_str());
+            }
+            FaultAction::Restart => {
+                down.remove(fault.host.as_str());
+            }
+            FaultAction::CorruptWal => {
+                anyhow::ensure!(fault.host.starts_with("engine"), "{at}: only an engine host has a WAL");
+                anyhow::ensure!(
+                    down.contains(fault.host.as_str()),
+                    "{at}: the host must be crashed first (the WAL is damaged while it is down)"
+                );
+                let needs_bytes = fault.damage != Some(crate::wal_damage::DamageKind::Truncate);
+                anyhow::ensure!(
+                    fault.bytes.is_some_and(|bytes| bytes > 0) == needs_bytes,
+                    "{at}: `bytes` (> 0) is required by bit_flip and zero, refused by truncate"
+                );
+            }
+            _ => {}
+        }
     }
-    Ok(scenario)
+    Ok(())
 }
