@@ -52,7 +52,7 @@ pub fn latency_svg(scenario: &Scenario, result: &RunResult) -> anyhow::Result<St
         for fault in &result.faults_applied {
             let x_s = fault.at_ms as f64 / 1000.0;
             let color = match fault.action {
-                FaultAction::Restart | FaultAction::Heal => GREEN,
+                FaultAction::Restart | FaultAction::Heal | FaultAction::DiskFree => GREEN,
                 _ => RED,
             };
             chart

@@ -16,9 +16,14 @@ use turmoil::fs::shim::std::fs as sim_fs;
 
 /// Builds the environment for an engine running inside the current turmoil host.
 pub fn sim_env(seed: u64) -> Env {
+    sim_env_with_disk(seed, DiskFaults::default())
+}
+
+/// [`sim_env`] with a disk whose faults the harness switches (`disk`).
+pub fn sim_env_with_disk(seed: u64, disk: DiskFaults) -> Env {
     Env {
         clock: Arc::new(SimClock),
-        fs: Arc::new(SimFileSystem::default()),
+        fs: Arc::new(SimFileSystem { disk, ..SimFileSystem::default() }),
         net: Arc::new(SimNetwork),
         spawner: Arc::new(TokioSpawner),
         random: RandomStreams::new(seed),
@@ -74,6 +79,26 @@ impl Network for SimNetwork {
 #[derive(Default)]
 pub struct SimFileSystem {
     locked: Arc<std::sync::Mutex<std::collections::BTreeSet<std::path::PathBuf>>>,
+    disk: DiskFaults,
+}
+
+/// Disk faults of one host, switched by the harness at virtual times and shared by every
+/// incarnation of the host (a full disk stays full across a crash).
+#[derive(Clone, Debug, Default)]
+pub struct DiskFaults {
+    full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DiskFaults {
+    /// Fills or frees the disk. While full, an append writes only the first half of its bytes
+    /// (what still fitted) and fails with `StorageFull`, as a filling disk leaves a torn write.
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_full(&self) -> bool {
+        self.full.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 struct SimRandomAccessFile(sim_fs::File);
@@ -101,10 +126,14 @@ impl Drop for SimFileLock {
     }
 }
 
-struct SimAppendFile(sim_fs::File);
+struct SimAppendFile(sim_fs::File, DiskFaults);
 
 impl AppendFile for SimAppendFile {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.1.is_full() {
+            io::Write::write_all(&mut self.0, &bytes[..bytes.len() / 2])?;
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "no space left on device (simulated)"));
+        }
         io::Write::write_all(&mut self.0, bytes)
     }
 
@@ -133,7 +162,7 @@ impl FileSystem for SimFileSystem {
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn AppendFile>> {
         let file = sim_fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Box::new(SimAppendFile(file)))
+        Ok(Box::new(SimAppendFile(file, self.disk.clone())))
     }
 
     fn truncate(&self, path: &Path, size: u64) -> io::Result<()> {

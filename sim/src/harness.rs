@@ -9,7 +9,7 @@ use engine::server::ServerOptions;
 
 use crate::alerting::{self, AlertingOutcome, AlertingSection, SharedNotifications, ALERT_MANAGER_PORT};
 use crate::client::{self, ClientOutcome};
-use crate::env::sim_env;
+use crate::env::{sim_env_with_disk, DiskFaults};
 use crate::generator;
 use crate::ledger::{self, Ledger};
 use crate::scenario::{Fault, FaultAction, Scenario};
@@ -102,21 +102,39 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
     sim.host("generator", move || generator::run(targets.clone(), seed, condition_at_ms));
 
     let damage_book = SharedDamageBook::default();
+    let disks: std::collections::BTreeMap<String, DiskFaults> =
+        ["engine", "engine-b", "alertmanager"].iter().map(|host| (host.to_string(), DiskFaults::default())).collect();
     let mut options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ENGINE_PORT}"));
     options.commit_observer = Some(ledger::observer(ledger.clone()));
     let rule_file = scenario.alerting.as_ref().map(AlertingSection::rule_file_yaml);
-    add_engine_host(&mut sim, "engine", options, rule_file.clone(), seed, damage_book.clone());
+    add_engine_host(&mut sim, "engine", options, rule_file.clone(), seed, damage_book.clone(), disks["engine"].clone());
 
     let notifications: SharedNotifications = Arc::default();
     if let Some(alerting) = &scenario.alerting {
         if alerting.replicas == 2 {
             let config = engine::config::parse(&engine_config_yaml(scenario, "b"))?;
             let options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ENGINE_PORT}"));
-            add_engine_host(&mut sim, "engine-b", options, rule_file.clone(), seed ^ 0xb, damage_book.clone());
+            add_engine_host(
+                &mut sim,
+                "engine-b",
+                options,
+                rule_file.clone(),
+                seed ^ 0xb,
+                damage_book.clone(),
+                disks["engine-b"].clone(),
+            );
         }
         let config = engine::config::parse(&alerting.alert_manager_config_yaml())?;
         let options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ALERT_MANAGER_PORT}"));
-        add_engine_host(&mut sim, "alertmanager", options, None, seed ^ 0xa, damage_book.clone());
+        add_engine_host(
+            &mut sim,
+            "alertmanager",
+            options,
+            None,
+            seed ^ 0xa,
+            damage_book.clone(),
+            disks["alertmanager"].clone(),
+        );
         let receiver_notifications = notifications.clone();
         sim.host("receiver", move || alerting::receiver(receiver_notifications.clone()));
         if alerting.sender_link_latency_ms_max > 0 {
@@ -139,7 +157,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
     loop {
         let elapsed_ms = sim.elapsed().as_millis() as u64;
         while let Some(fault) = faults.get(next_fault_index).filter(|fault| fault.at_s * 1000 <= elapsed_ms) {
-            let target = apply_fault(&mut sim, fault, seed, &damage_book);
+            let target = apply_fault(&mut sim, fault, seed, &damage_book, &disks);
             let committed_count =
                 ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).distinct_sample_count();
             faults_applied.push(AppliedFault { at_ms: elapsed_ms, action: fault.action, target, committed_count });
@@ -165,7 +183,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
 }
 
 /// Applies one fault to the simulation; returns what it was applied to, for the report.
-fn apply_fault(sim: &mut turmoil::Sim<'_>, fault: &Fault, seed: u64, damage_book: &SharedDamageBook) -> String {
+fn apply_fault(
+    sim: &mut turmoil::Sim<'_>,
+    fault: &Fault,
+    seed: u64,
+    damage_book: &SharedDamageBook,
+    disks: &std::collections::BTreeMap<String, DiskFaults>,
+) -> String {
     let host = fault.host.as_str();
     let peer = fault.peer.as_deref().unwrap_or("");
     match fault.action {
@@ -182,6 +206,11 @@ fn apply_fault(sim: &mut turmoil::Sim<'_>, fault: &Fault, seed: u64, damage_book
             let rate = fault.loss_rate.unwrap_or(0.0);
             sim.set_link_fail_rate(host, peer, rate);
             return format!("{host} <-> {peer} ({rate} loss)");
+        }
+        FaultAction::DiskFull | FaultAction::DiskFree => {
+            if let Some(disk) = disks.get(host) {
+                disk.set_full(fault.action == FaultAction::DiskFull);
+            }
         }
         FaultAction::CorruptWal => {
             let damage = PendingDamage {
@@ -211,6 +240,7 @@ fn add_engine_host(
     rule_file: Option<String>,
     seed: u64,
     damage_book: SharedDamageBook,
+    disk: DiskFaults,
 ) {
     let host_name = name.to_string();
     sim.host(name, move || {
@@ -218,10 +248,11 @@ fn add_engine_host(
         let rule_file = rule_file.clone();
         let damage_book = damage_book.clone();
         let host_name = host_name.clone();
+        let disk = disk.clone();
         async move {
             // Damage queued while the host was down reaches its disk before the engine opens it.
             wal_damage::apply_pending(&damage_book, &host_name);
-            let env = sim_env(seed);
+            let env = sim_env_with_disk(seed, disk);
             if let Some(text) = rule_file {
                 write_synced(env.fs.as_ref(), Path::new(alerting::RULE_FILE_PATH), text.as_bytes())?;
             }

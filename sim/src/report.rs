@@ -103,6 +103,15 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
     } else if p99_ms > scenario.thresholds.query_latency_p99_ms_max {
         failures.push(format!("query latency p99 {p99_ms} ms > {} ms", scenario.thresholds.query_latency_p99_ms_max));
     }
+    if let (Some(minimum), Some(last)) =
+        (scenario.thresholds.committed_samples_after_faults_min, result.faults_applied.last())
+    {
+        let after = committed_count - last.committed_count;
+        lines.push(format!("recovery: {after} samples committed after the last fault"));
+        if after < minimum {
+            failures.push(format!("samples committed after the last fault {after} < {minimum}"));
+        }
+    }
     if committed_count < scenario.thresholds.committed_samples_min {
         failures.push(format!("samples committed {committed_count} < {}", scenario.thresholds.committed_samples_min));
     }
@@ -172,6 +181,16 @@ fn wal_damage_lines(
     failures: &mut Vec<String>,
 ) -> u64 {
     if result.wal_damage.is_empty() {
+        // Without injected damage the engine's own writes (torn by a full disk or a crash
+        // included) must leave a WAL its next start finds clean.
+        match verification.corruption_count {
+            Some(0) => {}
+            Some(reported) => {
+                lines.push(format!("wal repair: engine reported {reported} corruptions at its last start"));
+                failures.push(format!("{reported} wal corruptions found with no damage injected"));
+            }
+            None => failures.push("the engine's corruption count could not be read".to_string()),
+        }
         return verification.missing_sample_count;
     }
     let committed = |(labels, timestamp_ms): &&(engine::model::Labels, i64)| {

@@ -130,6 +130,10 @@ pub enum FaultAction {
     /// Damage the newest non-empty WAL segment of a crashed `host` (`damage`, `bytes`, at a
     /// seeded offset); applied just before its next start.
     CorruptWal,
+    /// Fill `host`'s disk: every append from now on writes half its bytes and fails.
+    DiskFull,
+    /// Free `host`'s disk again.
+    DiskFree,
 }
 
 /// What the run must meet.
@@ -146,6 +150,9 @@ pub struct Thresholds {
     /// engine off its targets; default 0.
     #[serde(default)]
     pub scrapes_down_max: u64,
+    /// Fewest distinct samples that must be committed after the last fault (recovery).
+    #[serde(default)]
+    pub committed_samples_after_faults_min: Option<u64>,
     /// Longest virtual time from the condition to the first firing notification, ms (alerting).
     #[serde(default)]
     pub alert_latency_ms_max: Option<u64>,
@@ -232,6 +239,9 @@ fn validate_faults(scenario: &Scenario) -> anyhow::Result<()> {
             }
             FaultAction::Restart => {
                 down.remove(fault.host.as_str());
+            }
+            FaultAction::DiskFull | FaultAction::DiskFree => {
+                anyhow::ensure!(fault.host.starts_with("engine"), "{at}: only an engine host's disk is simulated");
             }
             FaultAction::CorruptWal => {
                 anyhow::ensure!(fault.host.starts_with("engine"), "{at}: only an engine host has a WAL");

@@ -138,3 +138,19 @@ fn impossible_timelines_are_refused() {
     let error = scenario::parse(&truncate_with_bytes).unwrap_err().to_string();
     assert!(error.contains("refused by truncate"), "{error}");
 }
+
+#[test]
+fn a_full_disk_loses_nothing_committed_and_the_engine_recovers_with_and_without_a_restart() {
+    let scenario = load("disk_full.toml");
+    for seed in 1..=3 {
+        let report = passes(&scenario, seed, "disk_full.toml");
+        // The fills cost scrapes: the check is not vacuous.
+        let before_second_fill =
+            report.lines().find(|line| line.starts_with("fault: DiskFull engine at 30000")).unwrap();
+        let after_second_free =
+            report.lines().find(|line| line.starts_with("fault: DiskFree engine at 35000")).unwrap();
+        let committed = |line: &str| line.rsplit(' ').next().unwrap().trim_end_matches(')').parse::<u64>().unwrap();
+        assert_eq!(committed(before_second_fill), committed(after_second_free), "nothing commits while full: {report}");
+        assert!(report.contains("recovery: "), "{report}");
+    }
+}
