@@ -21,3 +21,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests: the README's test command, with the peer tests required"
 # Release mode: the simulator tests step tens of thousands of virtual milliseconds.
 ENGINE_PEER_TESTS=1 cargo test --workspace --release --locked
+
+echo "== simulator gates: every scenario's pinned seeds pass and repeat their report hash"
+ci/sim-gates.sh

@@ -10,6 +10,7 @@ pub mod generator;
 pub mod harness;
 pub mod http;
 pub mod ledger;
+pub mod output;
 pub mod report;
 pub mod scenario;
 pub mod wal_damage;

@@ -1,5 +1,6 @@
-//! `sim SCENARIO.toml [--seed N | --seeds A..B] [--chart FILE.svg]`: replays a scenario and prints its
-//! report; the last line is `report-hash: <hex>`. `--seeds` sweeps a range of seeds and prints one
+//! `sim SCENARIO.toml [--seed N | --seeds A..B] [--chart FILE.svg] [--out DIR]`: replays a
+//! scenario and prints its report; the last line is `report-hash: <hex>`. `--out` also writes
+//! the report directory (`report.md`, `report.json`, charts). `--seeds` sweeps a range of seeds and prints one
 //! line per seed plus the distribution of alert latency over the sweep. Exits 1 when a threshold
 //! fails, printing the command that reproduces it.
 
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use sha2::Digest;
 
-const USAGE: &str = "usage: sim SCENARIO.toml [--seed N | --seeds A..B] [--chart FILE.svg]";
+const USAGE: &str = "usage: sim SCENARIO.toml [--seed N | --seeds A..B] [--chart FILE.svg] [--out DIR]";
 /// Most seeds one sweep runs.
 const SWEEP_SEED_COUNT_MAX: u64 = 10_000;
 
@@ -29,6 +30,7 @@ fn run() -> anyhow::Result<bool> {
     let mut seed = None;
     let mut chart_path = None;
     let mut seed_range = None;
+    let mut out_dir = None;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
@@ -48,6 +50,7 @@ fn run() -> anyhow::Result<bool> {
                 seed_range = Some((first, last));
             }
             "--chart" => chart_path = Some(arguments.next().context("--chart needs a file name")?),
+            "--out" => out_dir = Some(arguments.next().context("--out needs a directory")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(true);
@@ -75,7 +78,16 @@ fn run() -> anyhow::Result<bool> {
     }
     print!("{}", report.deterministic);
     let virtual_s = result.tick_count as f64 / 1000.0;
-    println!("real cost (not hashed): wall {wall_s:.2} s, {:.1}x real time", virtual_s / wall_s.max(1e-9));
+    let cost = sim::output::RealCost { wall_s, speedup: virtual_s / wall_s.max(1e-9) };
+    println!("real cost (not hashed): wall {wall_s:.2} s, {:.1}x real time", cost.speedup);
+    if let Some(dir) = &out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {dir}"))?;
+        for (name, bytes) in sim::output::render(&scenario, &scenario_path, &result, &report, cost)? {
+            let path = std::path::Path::new(dir).join(name);
+            std::fs::write(&path, bytes).with_context(|| format!("write {}", path.display()))?;
+        }
+        println!("report: {dir}/report.md");
+    }
     if !report.failures.is_empty() {
         println!("reproduce: cargo run --release --bin sim -- {scenario_path} --seed {seed}");
     }

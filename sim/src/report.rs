@@ -7,12 +7,42 @@ use crate::alerting::{AlertingOutcome, AlertingSection};
 use crate::harness::RunResult;
 use crate::scenario::{Scenario, TargetKind};
 
+/// One threshold of the scenario next to what the run measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Check {
+    /// What is measured.
+    pub name: String,
+    /// The threshold, as written (`<= 100 ms`).
+    pub target: String,
+    /// The measured value.
+    pub measured: String,
+    /// Met.
+    pub pass: bool,
+}
+
+/// Adds a check; a missed one is also a failure.
+fn check(
+    checks: &mut Vec<Check>,
+    failures: &mut Vec<String>,
+    name: &str,
+    target: String,
+    measured: String,
+    pass: bool,
+) {
+    if !pass {
+        failures.push(format!("{name}: {measured}, wanted {target}"));
+    }
+    checks.push(Check { name: name.to_string(), target, measured, pass });
+}
+
 /// A rendered report and its verdict.
 pub struct Report {
     /// Deterministic text, hashed.
     pub deterministic: String,
     /// Threshold violations; empty when the run passed.
     pub failures: Vec<String>,
+    /// Every threshold with its measured value, in report order.
+    pub checks: Vec<Check>,
     /// Hex SHA-256 of `deterministic`.
     pub hash: String,
 }
@@ -22,6 +52,7 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
     let client = &result.client;
     let mut lines = Vec::new();
     let mut failures = Vec::new();
+    let mut checks = Vec::new();
     lines.push(format!("scenario: {} ({})", scenario.name, scenario.description));
     lines.push(format!("seed: {}", result.seed));
     lines.push(format!("virtual time: {} ticks of 1 ms", result.tick_count));
@@ -62,12 +93,15 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
             for (labels, timestamp_ms) in verification.missing.iter().filter(|sample| !explained(sample)).take(5) {
                 lines.push(format!("  missing: {labels} @{timestamp_ms}"));
             }
-            if unexplained_count > scenario.thresholds.committed_samples_missing_max {
-                failures.push(format!(
-                    "committed samples missing: {unexplained_count} > {}",
-                    scenario.thresholds.committed_samples_missing_max
-                ));
-            }
+            let missing_max = scenario.thresholds.committed_samples_missing_max;
+            check(
+                &mut checks,
+                &mut failures,
+                "committed samples missing (beyond injected damage)",
+                format!("<= {missing_max}"),
+                unexplained_count.to_string(),
+                unexplained_count <= missing_max,
+            );
             lines.push(format!(
                 "ledger: {} samples returned that were never reported committed",
                 verification.unledgered_sample_count
@@ -75,48 +109,75 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
             for example in &verification.unledgered_examples {
                 lines.push(format!("  unledgered: {example}"));
             }
-            if verification.unledgered_sample_count > 0 {
-                failures
-                    .push(format!("{} samples stored that were never committed", verification.unledgered_sample_count));
-            }
+            check(
+                &mut checks,
+                &mut failures,
+                "samples stored that were never committed",
+                "0".to_string(),
+                verification.unledgered_sample_count.to_string(),
+                verification.unledgered_sample_count == 0,
+            );
             for target in &scenario.targets {
                 let (up_count, up_one_count) = verification.up_by_job.get(&target.job).copied().unwrap_or((0, 0));
                 lines.push(format!("target {}: {up_one_count}/{up_count} scrapes up", target.job));
-                let expected_ok = match target.kind {
+                let (wanted, expected_ok) = match target.kind {
                     TargetKind::Generated | TargetKind::Step => {
-                        up_count > 0 && up_count - up_one_count <= scenario.thresholds.scrapes_down_max
+                        let down_max = scenario.thresholds.scrapes_down_max;
+                        (
+                            format!("> 0 scrapes, <= {down_max} down"),
+                            up_count > 0 && up_count - up_one_count <= down_max,
+                        )
                     }
-                    TargetKind::Malformed => up_count > 0 && up_one_count == 0,
+                    TargetKind::Malformed => ("> 0 scrapes, all down".to_string(), up_count > 0 && up_one_count == 0),
                 };
-                if !expected_ok {
-                    failures.push(format!(
-                        "target {} ({:?}): {up_one_count} of {up_count} scrapes up",
-                        target.job, target.kind
-                    ));
-                }
+                check(
+                    &mut checks,
+                    &mut failures,
+                    &format!("target {} ({:?}) scrapes up", target.job, target.kind),
+                    wanted,
+                    format!("{up_one_count} of {up_count}"),
+                    expected_ok,
+                );
             }
         }
     }
     let p99_ms = histogram.value_at_quantile(0.99) / 1000;
     if client.query_ok_count == 0 {
         failures.push("no query succeeded".to_string());
-    } else if p99_ms > scenario.thresholds.query_latency_p99_ms_max {
-        failures.push(format!("query latency p99 {p99_ms} ms > {} ms", scenario.thresholds.query_latency_p99_ms_max));
     }
+    let p99_ms_max = scenario.thresholds.query_latency_p99_ms_max;
+    check(
+        &mut checks,
+        &mut failures,
+        "query latency p99 (virtual)",
+        format!("<= {p99_ms_max} ms"),
+        format!("{p99_ms} ms"),
+        p99_ms <= p99_ms_max,
+    );
     if let (Some(minimum), Some(last)) =
         (scenario.thresholds.committed_samples_after_faults_min, result.faults_applied.last())
     {
         let after = committed_count - last.committed_count;
         lines.push(format!("recovery: {after} samples committed after the last fault"));
-        if after < minimum {
-            failures.push(format!("samples committed after the last fault {after} < {minimum}"));
-        }
+        let name = "samples committed after the last fault";
+        check(&mut checks, &mut failures, name, format!(">= {minimum}"), after.to_string(), after >= minimum);
     }
-    if committed_count < scenario.thresholds.committed_samples_min {
-        failures.push(format!("samples committed {committed_count} < {}", scenario.thresholds.committed_samples_min));
-    }
+    let committed_min = scenario.thresholds.committed_samples_min;
+    check(
+        &mut checks,
+        &mut failures,
+        "samples committed",
+        format!(">= {committed_min}"),
+        committed_count.to_string(),
+        committed_count >= committed_min,
+    );
     if let (Some(alerting), Some(outcome)) = (&scenario.alerting, &result.alerting) {
-        alerting_lines(scenario, alerting, outcome, &mut lines, &mut failures);
+        alerting_lines(scenario, alerting, outcome, &mut lines, &mut failures, &mut checks);
+    }
+    lines.push("thresholds:".to_string());
+    for item in &checks {
+        let verdict = if item.pass { "pass" } else { "FAIL" };
+        lines.push(format!("  {verdict}: {}: {} (wanted {})", item.name, item.measured, item.target));
     }
     lines.push(format!("verdict: {}", if failures.is_empty() { "PASS" } else { "FAIL" }));
     for failure in &failures {
@@ -124,7 +185,7 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
     }
     let deterministic = lines.join("\n") + "\n";
     let hash = Sha256::digest(deterministic.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
-    Report { deterministic, failures, hash }
+    Report { deterministic, failures, checks, hash }
 }
 
 /// The alerting section: latency from the condition to the first firing notification, and the
@@ -135,6 +196,7 @@ fn alerting_lines(
     outcome: &AlertingOutcome,
     lines: &mut Vec<String>,
     failures: &mut Vec<String>,
+    checks: &mut Vec<Check>,
 ) {
     let bound_ms = AlertingOutcome::latency_bound_ms(scenario, alerting);
     lines.push(format!(
@@ -153,9 +215,8 @@ fn alerting_lines(
         Some(latency_ms) => {
             lines.push(format!("alert latency: {latency_ms} ms (virtual)"));
             if let Some(latency_ms_max) = scenario.thresholds.alert_latency_ms_max {
-                if latency_ms > latency_ms_max {
-                    failures.push(format!("alert latency {latency_ms} ms > {latency_ms_max} ms"));
-                }
+                let (target, measured) = (format!("<= {latency_ms_max} ms"), format!("{latency_ms} ms"));
+                check(checks, failures, "alert latency (virtual)", target, measured, latency_ms <= latency_ms_max);
             }
         }
         None => failures.push("no firing notification arrived".to_string()),
@@ -163,9 +224,8 @@ fn alerting_lines(
     if let Some(expected_count) = scenario.thresholds.alert_notifications_per_group {
         let per_group = outcome.firing_per_group();
         for (group_key, count) in &per_group {
-            if *count != expected_count {
-                failures.push(format!("group {group_key}: {count} firing notifications, expected {expected_count}"));
-            }
+            let name = format!("firing notifications of group {group_key}");
+            check(checks, failures, &name, expected_count.to_string(), count.to_string(), *count == expected_count);
         }
     }
 }

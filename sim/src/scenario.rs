@@ -13,6 +13,9 @@ pub struct Scenario {
     pub description: String,
     /// Default seed; `--seed` overrides it.
     pub seed: u64,
+    /// Seeds CI replays besides `seed` (every seed that ever failed is pinned here).
+    #[serde(default)]
+    pub pinned_seeds: Vec<u64>,
     /// Virtual run time before the verification phase, seconds.
     pub duration_s: u64,
     /// Wall-clock time at the start of the simulation, Unix ms (fixed so runs repeat).

@@ -154,3 +154,27 @@ fn a_full_disk_loses_nothing_committed_and_the_engine_recovers_with_and_without_
         assert!(report.contains("recovery: "), "{report}");
     }
 }
+
+#[test]
+fn the_report_directory_has_the_thresholds_table_json_and_charts() {
+    let scenario = load("disk_full.toml");
+    let result = sim::harness::run(&scenario, 5).unwrap();
+    let report = sim::report::build(&scenario, &result);
+    let cost = sim::output::RealCost { wall_s: 1.0, speedup: 50.0 };
+    let files = sim::output::render(&scenario, "scenarios/disk_full.toml", &result, &report, cost).unwrap();
+    let file = |name: &str| String::from_utf8(files.iter().find(|(file, _)| *file == name).unwrap().1.clone()).unwrap();
+    let md = file("report.md");
+    assert!(md.contains("| samples committed after the last fault | >= 400 |"), "{md}");
+    assert!(md.contains(&report.hash), "{md}");
+    let json: serde_json::Value = serde_json::from_str(&file("report.json")).unwrap();
+    assert_eq!(json["checks"].as_array().unwrap().len(), report.checks.len());
+    assert!(json["checks"].as_array().unwrap().iter().all(|check| check["pass"] == true), "{json}");
+    let per_second = json["virtual"]["samples_committed_per_second"].as_array().unwrap();
+    assert_eq!(per_second.len(), 50);
+    // Nothing commits while the disk is full (10-16 s, and 30-35 s) and writes resume after.
+    assert_eq!(per_second[12], 0, "{per_second:?}");
+    assert!(per_second[40].as_u64().unwrap() > 0, "{per_second:?}");
+    for chart in ["latency.svg", "ingest.svg"] {
+        assert!(file(chart).starts_with("<svg"), "{chart}");
+    }
+}
