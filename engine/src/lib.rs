@@ -20,6 +20,7 @@ pub mod notifier;
 pub mod promql;
 pub mod push;
 pub mod relabel;
+pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod server;

@@ -117,6 +117,24 @@ const _: () = assert!(REMOTE_WRITE_DECOMPRESSED_SIZE_MAX <= WAL_RECORD_SIZE_MAX)
 const _: () = assert!(REMOTE_WRITE_SAMPLE_COUNT_MAX <= WAL_RECORD_SAMPLE_COUNT_MAX);
 const _: () = assert!(REMOTE_WRITE_SERIES_COUNT_MAX <= REMOTE_WRITE_LABEL_COUNT_MAX);
 
+// ---- Remote-write sender (`remote`).
+
+/// Most shards (concurrent requests) one remote write queue may run; Prometheus' default
+/// `max_shards` is 200. Each shard buffers up to `capacity` samples, so with the bound below a
+/// queue's buffer is at most 200 x 100,000 samples.
+pub const REMOTE_WRITE_SHARD_COUNT_MAX: usize = 1_000;
+
+/// Most samples one remote write shard may buffer (`capacity`); Prometheus' default is 2,500.
+pub const REMOTE_WRITE_CAPACITY_MAX: usize = 100_000;
+
+/// Largest WAL read the remote write sender makes at once, bytes; a record larger than this is
+/// read by doubling the read up to the segment's size.
+pub const REMOTE_WRITE_WAL_READ_SIZE_BYTES: u64 = 1024 * 1024;
+
+/// Longest the remote write sender sleeps between looks at the WAL when no commit wakes it, ms
+/// (it also notices segment rolls, checkpoints and truncation this way).
+pub const REMOTE_WRITE_WAL_POLL_INTERVAL_MS: u64 = 1_000;
+
 // ---- Embedded alert manager (`alert`).
 
 /// Most silences the embedded alert manager stores, expired ones included (Alertmanager's

@@ -204,6 +204,9 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         options.limits.scrape_body_size_max,
         Some(exemplars.clone()),
     );
+    // Queues start when the reloader applies the configuration below.
+    let remote_writer = crate::remote::RemoteWriteManager::new(env.clone(), db.clone());
+    metrics.add_source(remote_writer.clone());
     let engine = Engine::new(Arc::new(db.clone()), options.engine.clone());
     let port = options.listen_address.rsplit(':').next().unwrap_or("9090");
     let external_url = options
@@ -252,6 +255,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         notifier,
         alert_manager: alert_manager.clone(),
         scrape: scrape_manager.clone(),
+        remote_writer,
     });
     reloader.apply(&options.config).map_err(ServerError::Config)?;
     metrics.add_source(manager.clone());
@@ -323,7 +327,7 @@ fn manager_options(config: &Config, flags: &RuleFlags) -> ManagerOptions {
 }
 
 /// Re-reads the configuration file and updates the rule manager, the notifier, the embedded
-/// alert manager and the scrape targets.
+/// alert manager, the scrape targets and the remote write queues.
 struct Reloader {
     env: Env,
     config_path: Option<PathBuf>,
@@ -337,6 +341,7 @@ struct Reloader {
     notifier: Option<Arc<Notifier>>,
     alert_manager: Option<Arc<AlertManager>>,
     scrape: Arc<scrape::ScrapeManager>,
+    remote_writer: Arc<crate::remote::RemoteWriteManager>,
 }
 
 impl Reloader {
@@ -354,6 +359,8 @@ impl Reloader {
         if let Some(notifier) = &self.notifier {
             notifier.apply_config(&config.alerting, &config.global.external_labels);
         }
+        // Queues first: a new queue starts at the WAL's end, before the new jobs' first samples.
+        self.remote_writer.apply_config(config);
         // Unchanged targets keep their loops; removed ones are stopped with staleness markers.
         self.scrape.apply(config);
         match (&self.alert_manager, &config.alert_manager) {

@@ -9,12 +9,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, peer, Process};
+use common::{difference, free_port, http_get, now_ms, peer, query_matrix, Process};
 
 /// Deadline for each wait (Prometheus' first scrapes, the engine catching up).
 const WAIT_S_MAX: u64 = 60;
@@ -67,62 +66,10 @@ fn start_prometheus(binary: &Path, dir: &Path, port: u16, engine_port: u16) -> P
     Process { child, log_path }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// Raw samples per series (labels as canonical JSON) that `/api/v1/query` at `time_ms` answers
-/// for `query`, values as bits (NaN compares); `None` when the request or its JSON fails.
-type Matrix = BTreeMap<String, Vec<(i64, u64)>>;
-
-fn query_matrix(port: u16, query: &str, time_ms: i64) -> Option<Matrix> {
-    let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
-    let path = format!("/api/v1/query?query={encoded}&time={:.3}", time_ms as f64 / 1000.0);
-    let (status, body) = http_get(port, &path).ok()?;
-    if status != 200 {
-        return None;
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-    let mut matrix = Matrix::new();
-    for series in json["data"]["result"].as_array()? {
-        // serde_json's maps are sorted by key: the labels print canonically.
-        let labels = series["metric"].to_string();
-        let samples = series["values"]
-            .as_array()?
-            .iter()
-            .map(|pair| {
-                let time_ms = (pair[0].as_f64()? * 1000.0).round() as i64;
-                let value = pair[1].as_str()?.parse::<f64>().ok()?;
-                Some((time_ms, value.to_bits()))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        matrix.insert(labels, samples);
-    }
-    Some(matrix)
-}
-
 /// The earliest timestamp of `up{job="prometheus"}` the engine holds, once it holds any.
 fn first_up_ms(port: u16) -> Option<i64> {
     let matrix = query_matrix(port, "up{job=\"prometheus\"}[1h]", now_ms())?;
     matrix.values().next()?.first().map(|(time_ms, _)| *time_ms)
-}
-
-/// A line-by-line account of where two matrices differ, for the failure message.
-fn difference(prometheus: &Matrix, engine: &Matrix) -> String {
-    let mut text = String::new();
-    for (labels, samples) in prometheus {
-        match engine.get(labels) {
-            None => text.push_str(&format!("missing in the engine: {labels} ({} samples)\n", samples.len())),
-            Some(held) if held != samples => {
-                text.push_str(&format!("differs: {labels}\n  prometheus {samples:?}\n  engine     {held:?}\n"))
-            }
-            Some(_) => {}
-        }
-    }
-    for labels in engine.keys().filter(|labels| !prometheus.contains_key(*labels)) {
-        text.push_str(&format!("only in the engine: {labels}\n"));
-    }
-    text
 }
 
 #[test]
@@ -168,7 +115,11 @@ fn engine_holds_what_prometheus_remote_writes() {
         "too little compared: {} series, {sample_count} samples",
         expected.len()
     );
-    assert!(held == expected, "{}", failure(&format!("{query} at {end_ms}:\n{}", difference(&expected, &held))));
+    assert!(
+        held == expected,
+        "{}",
+        failure(&format!("{query} at {end_ms}:\n{}", difference("prometheus", &expected, "engine", &held)))
+    );
     eprintln!("compared {} series, {sample_count} samples", expected.len());
 
     // Prometheus saw every request accepted; the engine counted them.

@@ -117,7 +117,7 @@ struct RawAlertmanagerStatic {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawBasicAuth {
+pub(super) struct RawBasicAuth {
     username: String,
     #[serde(default)]
     password: Option<String>,
@@ -125,7 +125,7 @@ struct RawBasicAuth {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawAuthorization {
+pub(super) struct RawAuthorization {
     #[serde(default, rename = "type")]
     kind: Option<String>,
     credentials: String,
@@ -153,21 +153,8 @@ pub(super) fn resolve(raw: RawAlerting) -> Result<AlertingConfig, ConfigError> {
         if !path_prefix.starts_with('/') {
             return Err(invalid(path, format!("path_prefix {path_prefix:?} must start with '/'")));
         }
-        let authorization = match (am.basic_auth, am.authorization) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(path, "at most one of basic_auth and authorization may be set".into()))
-            }
-            (Some(basic), None) => Some(format!(
-                "Basic {}",
-                base64_encode(format!("{}:{}", basic.username, basic.password.unwrap_or_default()).as_bytes())
-            )),
-            (None, Some(authorization)) => Some(format!(
-                "{} {}",
-                authorization.kind.unwrap_or_else(|| "Bearer".to_string()),
-                authorization.credentials
-            )),
-            (None, None) => None,
-        };
+        let authorization =
+            authorization_header(am.basic_auth, am.authorization).map_err(|m| invalid(path.clone(), m))?;
         let _ = (am.follow_redirects, am.enable_http2);
         alertmanagers.push(AlertmanagerConfig {
             path_prefix,
@@ -179,6 +166,26 @@ pub(super) fn resolve(raw: RawAlerting) -> Result<AlertingConfig, ConfigError> {
         });
     }
     Ok(AlertingConfig { enabled: raw.enabled.unwrap_or(true), alert_relabel_configs, alertmanagers })
+}
+
+/// The `Authorization` header value of `basic_auth` or `authorization` (at most one may be set).
+pub(super) fn authorization_header(
+    basic_auth: Option<RawBasicAuth>,
+    authorization: Option<RawAuthorization>,
+) -> Result<Option<String>, String> {
+    match (basic_auth, authorization) {
+        (Some(_), Some(_)) => Err("at most one of basic_auth and authorization may be set".to_string()),
+        (Some(basic), None) => Ok(Some(format!(
+            "Basic {}",
+            base64_encode(format!("{}:{}", basic.username, basic.password.unwrap_or_default()).as_bytes())
+        ))),
+        (None, Some(authorization)) => Ok(Some(format!(
+            "{} {}",
+            authorization.kind.unwrap_or_else(|| "Bearer".to_string()),
+            authorization.credentials
+        ))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Standard base64 with padding (RFC 4648), for basic auth headers only.

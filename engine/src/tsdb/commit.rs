@@ -127,6 +127,9 @@ pub(crate) struct Writer {
     pub(crate) chunk_writer: super::chunks_head::HeadChunkWriter,
     /// Woken when the head has become compactable (the compactor task waits on it).
     pub(crate) compact_trigger: Arc<tokio::sync::Notify>,
+    /// Bumped after every WAL write and segment roll, so WAL readers (the remote write sender)
+    /// wake without polling.
+    pub(crate) wal_written: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
@@ -200,6 +203,7 @@ impl Writer {
             WriterRequest::RollSegment(reply) => {
                 let result = self.wal.roll_segment();
                 self.counters.wal_segment_index.store(u64::from(self.wal.segment_index()), Ordering::Relaxed);
+                self.wal_written.send_modify(|count| *count += 1);
                 let _ = reply.send(result);
             }
             WriterRequest::Barrier(reply) => {
@@ -245,6 +249,7 @@ impl Writer {
                     self.count_fsync(started);
                 }
                 self.counters.ready_for_writes.store(true, Ordering::Relaxed);
+                self.wal_written.send_modify(|count| *count += 1);
                 for request in group {
                     self.head.mark_logged(&request.new_series);
                     let stats = self.apply(&request.samples);

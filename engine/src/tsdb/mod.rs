@@ -347,6 +347,8 @@ struct Inner {
     replay: DbStats,
     /// Head persistence, truncation and their counters.
     persist: persist::PersistState,
+    /// Changes after every WAL write and segment roll ([`Db::wal_written`]).
+    wal_written: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The database: a cheap, cloneable handle.
@@ -436,6 +438,7 @@ impl Db {
         counters.wal_segment_index.store(u64::from(wal.segment_index()), Ordering::Relaxed);
         let (queue, receiver) = mpsc::channel(COMMIT_QUEUE_CAPACITY);
         let compact_trigger = Arc::new(tokio::sync::Notify::new());
+        let (wal_written, wal_written_receiver) = tokio::sync::watch::channel(0_u64);
         let writer = Writer {
             wal,
             head: head.clone(),
@@ -445,6 +448,7 @@ impl Db {
             counters: counters.clone(),
             chunk_writer,
             compact_trigger: compact_trigger.clone(),
+            wal_written,
         };
         spawner.spawn("tsdb-wal-writer", Box::pin(writer.run()));
         if head.compactable_range().is_some() {
@@ -461,11 +465,28 @@ impl Db {
             counters,
             replay,
             persist: persist::PersistState::new(compact_trigger),
+            wal_written: wal_written_receiver,
         });
         if inner.options.background_compaction {
             spawner.spawn("tsdb-compactor", Box::pin(persist::run_compactor(Arc::downgrade(&inner))));
         }
         Ok(Db(inner))
+    }
+
+    /// The WAL directory (`<data>/wal`), for readers that follow the log (remote write).
+    pub fn wal_dir(&self) -> std::path::PathBuf {
+        self.0.dir.join("wal")
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.0.dir
+    }
+
+    /// A receiver whose value changes after every WAL write and segment roll: WAL readers wait
+    /// on it instead of polling.
+    pub fn wal_written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.wal_written.clone()
     }
 
     /// The blocks served now, oldest first.

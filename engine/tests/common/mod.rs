@@ -2,11 +2,12 @@
 //! Debian's Prometheus and promtool. Each test file uses a subset (`mod common;`).
 #![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_types)] // Real processes, sockets and files.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A child process, killed with SIGKILL (no clean shutdown, as after a crash) when dropped.
 pub struct Process {
@@ -92,4 +93,59 @@ pub fn wait_for_body(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Now, Unix ms.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Raw samples per series (labels as canonical JSON) that `/api/v1/query` at `time_ms` answers
+/// for a range selector, values as bits (NaN compares).
+pub type Matrix = BTreeMap<String, Vec<(i64, u64)>>;
+
+/// [`Matrix`] of `query` at `time_ms` on `127.0.0.1:port`; `None` when the request or its JSON
+/// fails.
+pub fn query_matrix(port: u16, query: &str, time_ms: i64) -> Option<Matrix> {
+    let encoded: String = form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    let path = format!("/api/v1/query?query={encoded}&time={:.3}", time_ms as f64 / 1000.0);
+    let (status, body) = http_get(port, &path).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let mut matrix = Matrix::new();
+    for series in json["data"]["result"].as_array()? {
+        // serde_json's maps are sorted by key: the labels print canonically.
+        let labels = series["metric"].to_string();
+        let samples = series["values"]
+            .as_array()?
+            .iter()
+            .map(|pair| {
+                let time_ms = (pair[0].as_f64()? * 1000.0).round() as i64;
+                let value = pair[1].as_str()?.parse::<f64>().ok()?;
+                Some((time_ms, value.to_bits()))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        matrix.insert(labels, samples);
+    }
+    Some(matrix)
+}
+
+/// A line-by-line account of where `held` differs from `expected`, for a failure message.
+pub fn difference(expected_name: &str, expected: &Matrix, held_name: &str, held: &Matrix) -> String {
+    let mut text = String::new();
+    for (labels, samples) in expected {
+        match held.get(labels) {
+            None => text.push_str(&format!("missing in {held_name}: {labels} ({} samples)\n", samples.len())),
+            Some(got) if got != samples => {
+                text.push_str(&format!("differs: {labels}\n  {expected_name} {samples:?}\n  {held_name} {got:?}\n"))
+            }
+            Some(_) => {}
+        }
+    }
+    for labels in held.keys().filter(|labels| !expected.contains_key(*labels)) {
+        text.push_str(&format!("only in {held_name}: {labels}\n"));
+    }
+    text
 }

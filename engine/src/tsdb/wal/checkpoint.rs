@@ -54,13 +54,13 @@ pub fn checkpoint_name(index: u32) -> String {
 }
 
 /// `N` of a finished checkpoint directory name.
-pub(super) fn parse_checkpoint_name(name: &str) -> Option<u32> {
+pub fn parse_checkpoint_name(name: &str) -> Option<u32> {
     let digits = name.strip_prefix("checkpoint.")?;
     (digits.len() >= 8 && digits.bytes().all(|byte| byte.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
 }
 
 /// The numbered files (segments) of a WAL-format directory, sorted.
-fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<u32>, WalError> {
+pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<u32>, WalError> {
     let mut indices: Vec<u32> = fs
         .list_dir(dir)
         .map_err(io_error(format!("list {}", dir.display())))?
