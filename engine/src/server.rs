@@ -249,6 +249,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         config_path: options.config_path.clone(),
         startup_config: options.config.clone(),
         config_yaml: std::sync::Mutex::new(options.config.source_yaml.clone()),
+        external_labels: std::sync::Mutex::new(options.config.global.external_labels.clone()),
         reload_state: reload_state.clone(),
         flags: options.rules.clone(),
         manager: manager.clone(),
@@ -334,6 +335,8 @@ struct Reloader {
     startup_config: Config,
     /// The YAML of the configuration last applied.
     config_yaml: std::sync::Mutex<String>,
+    /// Its external labels (`/federate`).
+    external_labels: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// How the last reload went (shared with `/metrics`).
     reload_state: Arc<ReloadState>,
     flags: RuleFlags,
@@ -443,6 +446,8 @@ impl api::Reload for Reloader {
     fn reload(&self) -> Result<(), String> {
         let applied = self.read_config().and_then(|config| {
             self.apply(&config).map_err(|error| format!("failed to reload config: {error}"))?;
+            *self.external_labels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                config.global.external_labels.clone();
             *self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config.source_yaml;
             Ok(())
         });
@@ -460,6 +465,10 @@ impl api::Reload for Reloader {
 
     fn config_yaml(&self) -> String {
         self.config_yaml.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn external_labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.external_labels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn last_reload(&self) -> (bool, i64) {

@@ -14,6 +14,7 @@
 //! Concurrency: [`Api`] is shared by all connections; handlers hold no lock across an await.
 
 pub mod exemplars;
+pub mod federate;
 pub mod json;
 pub mod meta;
 pub mod params;
@@ -46,6 +47,11 @@ pub trait Reload: Send + Sync {
 
     /// The YAML of the configuration in force (`/api/v1/status/config`).
     fn config_yaml(&self) -> String;
+
+    /// The `external_labels` of the configuration in force (`/federate`).
+    fn external_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 
     /// Whether the last (re)load succeeded, and when it was, Unix ms (`/api/v1/status/runtimeinfo`).
     fn last_reload(&self) -> (bool, i64) {
@@ -293,6 +299,30 @@ impl Api {
                 };
                 respond_result(result)
             }
+            "/federate" if readable => match self.pairs(request).await {
+                Ok(pairs) => {
+                    let selectors: Result<Vec<_>, String> = pairs
+                        .iter()
+                        .filter(|(key, _)| key == "match[]")
+                        .map(|(_, text)| meta::parse_selector(&self.engine, text))
+                        .collect();
+                    let external_labels = self.reload.as_deref().map(Reload::external_labels).unwrap_or_default();
+                    let answer = selectors.and_then(|selectors| {
+                        federate::federate(
+                            &self.db,
+                            &selectors,
+                            self.clock.now_ms(),
+                            self.engine.options().lookback_delta_ms,
+                            &external_labels,
+                        )
+                    });
+                    match answer {
+                        Ok(body) => respond(StatusCode::OK, federate::FEDERATE_CONTENT_TYPE, body),
+                        Err(error) => respond(StatusCode::BAD_REQUEST, "text/plain", format!("{error}\n")),
+                    }
+                }
+                Err(error) => respond(error.status, "text/plain", format!("{}\n", error.message)),
+            },
             "/api/v1/query_exemplars" if readable || method == Method::POST => {
                 let result = match self.pairs(request).await {
                     Ok(pairs) => {
@@ -450,6 +480,7 @@ impl Api {
             | "/api/v1/status/tsdb"
             | "/api/v1/rules"
             | "/api/v1/alerts"
+            | "/federate"
             | "/-/healthy"
             | "/-/ready"
             | "/metrics" => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Method Not Allowed\n".to_string()),

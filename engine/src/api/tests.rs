@@ -459,3 +459,19 @@ async fn query_responses_carry_warnings_with_positions_as_prometheus_3() {
     let (_, _, body) = call(&api, Method::GET, "/api/v1/query?query=up&time=100", None).await;
     assert!(!body.contains("warnings"), "{body}");
 }
+
+#[tokio::test]
+async fn federate_answers_the_text_format_and_refuses_bad_selectors() {
+    let api = api().await;
+    let (status, content_type, body) = call(&api, Method::GET, "/federate?match[]=up%7Bjob%3D%22a%22%7D", None).await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(body, "# TYPE up untyped\nup{instance=\"h:1\",job=\"a\"} 1 1060000\n");
+    let (status, _, body) = call(&api, Method::GET, "/federate", None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""), "no match[]: nothing");
+    let (status, _, body) = call(&api, Method::GET, "/federate?match[]=up%7B", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, _) = call(&api, Method::GET, "/federate?match[]=%7Bjob%3D%22%22%7D", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a selector matching everything is refused");
+    let (status, _, _) = call(&api, Method::POST, "/federate", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
