@@ -54,6 +54,8 @@ pub struct ServerOptions {
     pub enable_pushgateway: bool,
     /// Serve `POST /api/v1/write` (`--web.enable-remote-write-receiver`).
     pub remote_write_receiver_enabled: bool,
+    /// `POST /api/v1/read`'s limits (`--storage.remote.read-*`).
+    pub remote_read_limits: api::remote_read::RemoteReadLimits,
 }
 
 /// The rule manager's and notifier's flags (Prometheus `--rules.*`, `--web.external-url`,
@@ -108,6 +110,7 @@ impl ServerOptions {
             working_directory: String::new(),
             enable_pushgateway: false,
             remote_write_receiver_enabled: false,
+            remote_read_limits: api::remote_read::RemoteReadLimits::default(),
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -298,6 +301,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     .with_rules(manager, reloader)
     .with_targets(scrape_manager)
     .with_exemplars(exemplars)
+    .with_remote_read_limits(options.remote_read_limits)
     .with_flags(options.flag_values.clone())
     .with_runtime_info(api::RuntimeInfo {
         start_time_ms: env.clock.now_ms(),

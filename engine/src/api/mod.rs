@@ -18,6 +18,7 @@ pub mod federate;
 pub mod json;
 pub mod meta;
 pub mod params;
+pub mod remote_read;
 pub mod remote_write;
 pub mod serve;
 
@@ -91,6 +92,7 @@ pub struct Api {
     runtime_info: RuntimeInfo,
     push_gateway: Option<Arc<crate::push::PushGateway>>,
     remote_write: Option<Arc<remote_write::Receiver>>,
+    remote_read: Arc<remote_read::RemoteReadServer>,
     /// The exemplar store `/api/v1/query_exemplars` reads; empty answers without it.
     exemplars: Option<Arc<crate::exemplars::ExemplarStore>>,
 }
@@ -166,8 +168,15 @@ impl Api {
             runtime_info: RuntimeInfo::default(),
             push_gateway: None,
             remote_write: None,
+            remote_read: Arc::new(remote_read::RemoteReadServer::new(remote_read::RemoteReadLimits::default())),
             exemplars: None,
         }
+    }
+
+    /// Serves `POST /api/v1/read` within `limits` (the defaults otherwise).
+    pub fn with_remote_read_limits(mut self, limits: remote_read::RemoteReadLimits) -> Self {
+        self.remote_read = Arc::new(remote_read::RemoteReadServer::new(limits));
+        self
     }
 
     /// Serves `/api/v1/rules`, `/api/v1/alerts` from `manager` and `/-/reload` through `reload`.
@@ -460,6 +469,10 @@ impl Api {
             "/metrics" if readable => {
                 let body = self.metrics.render(&self.db.stats(), &self.engine.stats());
                 respond(StatusCode::OK, TEXT_FORMAT_CONTENT_TYPE, body)
+            }
+            "/api/v1/read" => {
+                let external_labels = self.reload.as_deref().map(Reload::external_labels).unwrap_or_default();
+                self.remote_read.serve(&self.db, &external_labels, request, self.request_body_size_max).await
             }
             "/api/v1/write" => {
                 remote_write::serve(self.remote_write.as_deref(), request, self.request_body_size_max).await

@@ -47,6 +47,14 @@ const USAGE: &str = "usage: server [flags]
   --web.enable-remote-write-receiver
                                 accept remote write 1.0 requests on POST /api/v1/write
                                 (default: off; 404 there)
+  --storage.remote.read-sample-limit=N
+                                most samples one remote read request (POST /api/v1/read) answers;
+                                0: no limit (default: 50000000)
+  --storage.remote.read-concurrent-limit=N
+                                remote read requests served at once; more are refused with 503
+                                (default: 10)
+  --storage.remote.read-max-bytes-in-frame=N
+                                largest frame of a streamed remote read answer (default: 1048576)
   --web.external-url=URL        URL the engine is reached at, for alert generator URLs
                                 (default: http://localhost:<listen port>)
   --rules.alert.resend-delay=DUR
@@ -86,6 +94,7 @@ struct Flags {
     query_samples_max: Option<usize>,
     query_timeout: Option<String>,
     query_concurrency_max: Option<usize>,
+    remote_read: engine::api::remote_read::RemoteReadLimits,
     log_level: tracing::Level,
     rules: server::RuleFlags,
 }
@@ -110,6 +119,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         query_samples_max: None,
         query_timeout: None,
         query_concurrency_max: None,
+        remote_read: engine::api::remote_read::RemoteReadLimits::default(),
         log_level: tracing::Level::INFO,
         rules: server::RuleFlags::default(),
     };
@@ -186,6 +196,27 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                 let text = value()?;
                 flags.query_samples_max =
                     Some(text.parse().with_context(|| format!("--query.max-samples: not a count: {text:?}"))?);
+            }
+            "--storage.remote.read-sample-limit" => {
+                let text = value()?;
+                flags.remote_read.sample_count_max =
+                    text.parse().with_context(|| format!("{name}: not a count: {text:?}"))?;
+            }
+            "--storage.remote.read-concurrent-limit" => {
+                let text = value()?;
+                flags.remote_read.concurrency_max = text
+                    .parse()
+                    .ok()
+                    .filter(|&count: &usize| count > 0)
+                    .with_context(|| format!("{name}: not a positive count: {text:?}"))?;
+            }
+            "--storage.remote.read-max-bytes-in-frame" => {
+                let text = value()?;
+                flags.remote_read.frame_size_max = text
+                    .parse()
+                    .ok()
+                    .filter(|&size: &usize| size > 0)
+                    .with_context(|| format!("{name}: not a positive size: {text:?}"))?;
             }
             "--web.external-url" => flags.rules.external_url = Some(value()?),
             "--rules.alert.resend-delay" => flags.rules.resend_delay_ms = duration_flag(&name, &value()?)?,
@@ -272,6 +303,9 @@ fn flag_values(flags: &Flags, options: &ServerOptions) -> std::collections::BTre
         ("web.external-url", optional(&flags.rules.external_url)),
         ("web.enable-pushgateway", options.enable_pushgateway.to_string()),
         ("web.enable-remote-write-receiver", flags.remote_write_receiver.to_string()),
+        ("storage.remote.read-sample-limit", flags.remote_read.sample_count_max.to_string()),
+        ("storage.remote.read-concurrent-limit", flags.remote_read.concurrency_max.to_string()),
+        ("storage.remote.read-max-bytes-in-frame", flags.remote_read.frame_size_max.to_string()),
         ("query.lookback-delta", duration(options.engine.lookback_delta_ms)),
         ("query.max-samples", options.engine.query_samples_max.to_string()),
         ("query.timeout", duration(i64::try_from(options.engine.query_timeout_ms).unwrap_or(i64::MAX))),
@@ -338,6 +372,7 @@ fn run() -> anyhow::Result<()> {
     options.storage.no_lockfile = flags.no_lockfile;
     options.enable_pushgateway = flags.enable_pushgateway;
     options.remote_write_receiver_enabled = flags.remote_write_receiver;
+    options.remote_read_limits = flags.remote_read;
     let (retention, deprecated_retention) = retention_flags(&flags)?;
     if deprecated_retention {
         tracing::warn!(
