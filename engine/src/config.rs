@@ -17,10 +17,12 @@ use crate::relabel::{self, RawRelabelConfig, RelabelConfig};
 
 mod alert_manager;
 mod alerting;
+mod remote_read;
 mod remote_write;
 
 pub use alert_manager::{AlertManagerSection, AlertManagerSource};
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
+pub use remote_read::RemoteReadConfig;
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 
 /// Prometheus' default scrape interval.
@@ -48,6 +50,8 @@ pub struct Config {
     pub alert_manager: Option<AlertManagerSection>,
     /// The `remote_write` section: where the remote write sender ships samples.
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// The `remote_read` section: stores queries also read from.
+    pub remote_read: Vec<RemoteReadConfig>,
     /// The YAML this was parsed from, as written (`/api/v1/status/config`).
     pub source_yaml: String,
 }
@@ -425,6 +429,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     let alerting = alerting::resolve(raw.alerting)?;
     let alert_manager = alert_manager::resolve(raw.alert_manager)?;
     let remote_write = remote_write::resolve(raw.remote_write)?;
+    let remote_read = remote_read::resolve(raw.remote_read)?;
     Ok(Config {
         global,
         scrape_configs,
@@ -433,6 +438,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         alerting,
         alert_manager,
         remote_write,
+        remote_read,
         source_yaml: String::new(),
     })
 }
@@ -661,8 +667,9 @@ raw_section!(RawConfig {
     alerting: alerting::RawAlerting,
     alert_manager: Option<alert_manager::RawAlertManagerSection>,
     remote_write: Vec<remote_write::RawRemoteWrite>,
+    remote_read: Vec<remote_read::RawRemoteRead>,
 } unsupported {
-    scrape_config_files, remote_read, tracing, otlp, runtime,
+    scrape_config_files, tracing, otlp, runtime,
 });
 
 raw_section!(RawStorage {
@@ -941,7 +948,7 @@ scrape_configs:
         check_error("global:\n  external_labels:\n    __x: y\n", 3, &["reserved"]);
         check_error("scrape_configs:\n  - job_name: a\n    honor_labels: maybe\n", 3, &["honor_labels", "boolean"]);
         check_error("global: [1, 2\n", 1, &[]);
-        check_error("remote_read:\n  - url: x\n", 1, &["`remote_read` is not supported yet"]);
+        check_error("tracing:\n  endpoint: x\n", 1, &["`tracing` is not supported yet"]);
         let config = parse("global:\n  rule_query_offset: 30s\nrule_files:\n  - a.yml\n  - 'r/*.yml'\n").unwrap();
         assert_eq!(config.rule_files, ["a.yml", "r/*.yml"]);
         assert_eq!(config.global.rule_query_offset_ms, 30_000);

@@ -167,6 +167,14 @@ pub struct Matcher {
     shape: RegexShape,
 }
 
+/// Matchers are equal when they compare the same label the same way with the same text (the
+/// compiled regex follows from those).
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.kind == other.kind && self.value == other.value
+    }
+}
+
 /// What a regex matcher's pattern reduces to, so the index can avoid testing every value
 /// (Prometheus `labels.FastRegexMatcher`: set matches, prefixes).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -209,6 +209,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     );
     // Queues start when the reloader applies the configuration below.
     let remote_writer = crate::remote::RemoteWriteManager::new(env.clone(), db.clone());
+    let remote_readers = crate::remote::read::RemoteReaders::new(env.clone());
     metrics.add_source(remote_writer.clone());
     let engine = Engine::new(Arc::new(db.clone()), options.engine.clone());
     let port = options.listen_address.rsplit(':').next().unwrap_or("9090");
@@ -260,6 +261,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         alert_manager: alert_manager.clone(),
         scrape: scrape_manager.clone(),
         remote_writer,
+        remote_readers: remote_readers.clone(),
     });
     reloader.apply(&options.config).map_err(ServerError::Config)?;
     metrics.add_source(manager.clone());
@@ -302,6 +304,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     .with_targets(scrape_manager)
     .with_exemplars(exemplars)
     .with_remote_read_limits(options.remote_read_limits)
+    .with_remote_readers(remote_readers)
     .with_flags(options.flag_values.clone())
     .with_runtime_info(api::RuntimeInfo {
         start_time_ms: env.clock.now_ms(),
@@ -349,6 +352,7 @@ struct Reloader {
     alert_manager: Option<Arc<AlertManager>>,
     scrape: Arc<scrape::ScrapeManager>,
     remote_writer: Arc<crate::remote::RemoteWriteManager>,
+    remote_readers: Arc<crate::remote::read::RemoteReaders>,
 }
 
 impl Reloader {
@@ -368,6 +372,7 @@ impl Reloader {
         }
         // Queues first: a new queue starts at the WAL's end, before the new jobs' first samples.
         self.remote_writer.apply_config(config);
+        self.remote_readers.apply_config(config);
         // Unchanged targets keep their loops; removed ones are stopped with staleness markers.
         self.scrape.apply(config);
         match (&self.alert_manager, &config.alert_manager) {

@@ -93,6 +93,8 @@ pub struct Api {
     push_gateway: Option<Arc<crate::push::PushGateway>>,
     remote_write: Option<Arc<remote_write::Receiver>>,
     remote_read: Arc<remote_read::RemoteReadServer>,
+    /// The `remote_read` stores queries also read from.
+    remote_readers: Option<Arc<crate::remote::read::RemoteReaders>>,
     /// The exemplar store `/api/v1/query_exemplars` reads; empty answers without it.
     exemplars: Option<Arc<crate::exemplars::ExemplarStore>>,
 }
@@ -169,8 +171,15 @@ impl Api {
             push_gateway: None,
             remote_write: None,
             remote_read: Arc::new(remote_read::RemoteReadServer::new(remote_read::RemoteReadLimits::default())),
+            remote_readers: None,
             exemplars: None,
         }
+    }
+
+    /// Merges what `readers` answer into every `/api/v1/query` and `/api/v1/query_range`.
+    pub fn with_remote_readers(mut self, readers: Arc<crate::remote::read::RemoteReaders>) -> Self {
+        self.remote_readers = Some(readers);
+        self
     }
 
     /// Serves `POST /api/v1/read` within `limits` (the defaults otherwise).
@@ -603,9 +612,13 @@ impl Api {
             None => self.clock.now_ms(),
         };
         let control = self.engine.control(optional_timeout(params)?);
-        let (value, annotations) = self
-            .evaluate(control, move |engine, control| engine.instant_query_annotated_with(&query, time_ms, control))
+        let (engine, remote_warnings) = self.engine_for(&query, time_ms, time_ms, 0).await;
+        let (value, mut annotations) = self
+            .evaluate(engine, control, move |engine, control| {
+                engine.instant_query_annotated_with(&query, time_ms, control)
+            })
             .await?;
+        add_warnings(&mut annotations, remote_warnings);
         Ok(json::success_annotated(&value, &annotations))
     }
 
@@ -617,18 +630,36 @@ impl Api {
         let step_ms = params::parse_duration_param_ms(step_text)
             .map_err(|error| ApiError::bad_data(format!("invalid parameter \"step\": {error}")))?;
         let control = self.engine.control(optional_timeout(params)?);
-        let (value, annotations) = self
-            .evaluate(control, move |engine, control| {
+        let (engine, remote_warnings) = self.engine_for(&query, start_ms, end_ms, step_ms).await;
+        let (value, mut annotations) = self
+            .evaluate(engine, control, move |engine, control| {
                 engine.range_query_annotated_with(&query, start_ms, end_ms, step_ms, control)
             })
             .await?;
+        add_warnings(&mut annotations, remote_warnings);
         Ok(json::success_annotated(&value, &annotations))
+    }
+
+    /// The engine a query evaluates with: the local one, or, with `remote_read` stores, one over
+    /// the local storage merged with what the stores answered for the query's selectors (their
+    /// failures as warnings). A query that does not parse gets the local engine, which reports
+    /// the error.
+    async fn engine_for(&self, query: &str, start_ms: i64, end_ms: i64, step_ms: i64) -> (Engine, Vec<String>) {
+        let Some(readers) = self.remote_readers.as_ref().filter(|readers| !readers.is_empty()) else {
+            return (self.engine.clone(), Vec::new());
+        };
+        let Ok(reach) = self.engine.query_reach(query, start_ms, end_ms, step_ms) else {
+            return (self.engine.clone(), Vec::new());
+        };
+        let prefetched = readers.prefetch(&reach, self.db.start_time_ms()).await;
+        let merged = crate::remote::read::MergedQueryable::new(Arc::new(self.db.clone()), prefetched.store);
+        (self.engine.with_queryable(Arc::new(merged)), prefetched.warnings)
     }
 
     /// Admits the query (waiting counts against its deadline), runs `work` on the compute
     /// seam holding the permit, and awaits its answer. Dropping this future (the client went
     /// away) cancels the evaluation through the guard.
-    async fn evaluate<T, F>(&self, control: QueryControl, work: F) -> Result<T, QueryError>
+    async fn evaluate<T, F>(&self, engine: Engine, control: QueryControl, work: F) -> Result<T, QueryError>
     where
         T: Send + 'static,
         F: FnOnce(&Engine, &QueryControl) -> Result<T, QueryError> + Send + 'static,
@@ -636,7 +667,6 @@ impl Api {
         let guard: CancelGuard = control.cancel.guard();
         let permit = self.engine.admit(&control).await?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let engine = self.engine.clone();
         self.spawner.spawn_compute(
             "query",
             Box::new(move || {
@@ -651,6 +681,16 @@ impl Api {
         guard.disarm();
         result
     }
+}
+
+/// Adds `warnings` to `annotations`, keeping them sorted and distinct.
+fn add_warnings(annotations: &mut crate::promql::Annotations, warnings: Vec<String>) {
+    if warnings.is_empty() {
+        return;
+    }
+    annotations.warnings.extend(warnings);
+    annotations.warnings.sort();
+    annotations.warnings.dedup();
 }
 
 fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, ApiError> {

@@ -240,7 +240,7 @@ fn resolve_queue(raw: RawQueueConfig) -> Result<QueueConfig, String> {
 }
 
 /// The first 6 hex digits of the URL's SHA-256: a stable name for an unnamed queue.
-fn url_hash_name(url: &str) -> String {
+pub(super) fn url_hash_name(url: &str) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(url.as_bytes());
     digest.iter().take(3).map(|byte| format!("{byte:02x}")).collect()

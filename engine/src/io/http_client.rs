@@ -77,8 +77,11 @@ pub struct HttpRequest {
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
-    /// The first [`RESPONSE_BODY_SIZE_MAX_BYTES`] of the body.
+    /// The first [`RESPONSE_BODY_SIZE_MAX_BYTES`] of the body ([`send`]), or all of it
+    /// ([`send_with_body_limit`]).
     pub body: Bytes,
+    /// The `Content-Type` header, empty without one.
+    pub content_type: String,
 }
 
 /// Why a request got no response.
@@ -110,13 +113,44 @@ pub async fn send(
     request: HttpRequest,
     timeout_ms: u64,
 ) -> Result<HttpResponse, HttpError> {
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), exchange(net, spawner, request)).await {
+    let exchange = exchange(net, spawner, request, BodyLimit::Truncate(RESPONSE_BODY_SIZE_MAX_BYTES));
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), exchange).await {
         Ok(result) => result,
         Err(_) => Err(HttpError::Timeout(timeout_ms)),
     }
 }
 
-async fn exchange(net: &dyn Network, spawner: &dyn Spawner, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+/// [`send`] for answers that are the point of the request (remote read): the whole body, or a
+/// `Protocol` error once it passes `body_size_max` bytes.
+pub async fn send_with_body_limit(
+    net: &dyn Network,
+    spawner: &dyn Spawner,
+    request: HttpRequest,
+    timeout_ms: u64,
+    body_size_max: usize,
+) -> Result<HttpResponse, HttpError> {
+    let exchange = exchange(net, spawner, request, BodyLimit::Refuse(body_size_max));
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(HttpError::Timeout(timeout_ms)),
+    }
+}
+
+/// What to do with a response body past a size.
+#[derive(Clone, Copy)]
+enum BodyLimit {
+    /// Keep the first bytes, drop the rest.
+    Truncate(usize),
+    /// Fail the request.
+    Refuse(usize),
+}
+
+async fn exchange(
+    net: &dyn Network,
+    spawner: &dyn Spawner,
+    request: HttpRequest,
+    limit: BodyLimit,
+) -> Result<HttpResponse, HttpError> {
     let address = request.endpoint.address.clone();
     let connection = net
         .connect(address.clone())
@@ -144,15 +178,27 @@ async fn exchange(net: &dyn Network, spawner: &dyn Spawner, request: HttpRequest
     let http_request = builder.body(Full::new(request.body)).map_err(|error| HttpError::Protocol(error.to_string()))?;
     let response = sender.send_request(http_request).await.map_err(|error| HttpError::Protocol(error.to_string()))?;
     let status = response.status().as_u16();
+    let content_type =
+        response.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default().to_string();
     let mut incoming = response.into_body();
     let mut body = Vec::new();
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(|error| HttpError::Protocol(error.to_string()))?;
         let Ok(data) = frame.into_data() else { continue }; // trailers
-        let room = RESPONSE_BODY_SIZE_MAX_BYTES.saturating_sub(body.len());
-        body.extend_from_slice(&data[..data.len().min(room)]);
+        match limit {
+            BodyLimit::Truncate(size_max) => {
+                let room = size_max.saturating_sub(body.len());
+                body.extend_from_slice(&data[..data.len().min(room)]);
+            }
+            BodyLimit::Refuse(size_max) => {
+                if body.len() + data.len() > size_max {
+                    return Err(HttpError::Protocol(format!("response body exceeds {size_max} bytes")));
+                }
+                body.extend_from_slice(&data);
+            }
+        }
     }
-    Ok(HttpResponse { status, body: Bytes::from(body) })
+    Ok(HttpResponse { status, body: Bytes::from(body), content_type })
 }
 
 #[cfg(test)]

@@ -748,6 +748,35 @@ pub(super) fn time_bounds(expr: &Expr, range: EvalRange, lookback_ms: i64) -> (i
     bounds
 }
 
+/// Every vector selector of `expr` (those inside matrix selectors and subqueries included), in
+/// the order they appear.
+pub(super) fn selectors(expr: &Expr) -> Vec<&VectorSelector> {
+    fn walk<'a>(expr: &'a Expr, out: &mut Vec<&'a VectorSelector>) {
+        match expr {
+            Expr::VectorSelector(vs) => out.push(vs),
+            Expr::MatrixSelector(ms) => out.push(&ms.vs),
+            Expr::Subquery(sq) => walk(&sq.expr, out),
+            Expr::Aggregate(aggregate) => {
+                walk(&aggregate.expr, out);
+                if let Some(param) = &aggregate.param {
+                    walk(param, out);
+                }
+            }
+            Expr::Unary(unary) => walk(&unary.expr, out),
+            Expr::Binary(binary) => {
+                walk(&binary.lhs, out);
+                walk(&binary.rhs, out);
+            }
+            Expr::Paren(paren) => walk(&paren.expr, out),
+            Expr::Call(call) => call.args.args.iter().for_each(|arg| walk(arg, out)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(expr, &mut out);
+    out
+}
+
 fn at_fixed(at: &Option<AtModifier>, query: EvalRange) -> Option<i64> {
     match at {
         None => None,

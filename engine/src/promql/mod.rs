@@ -167,6 +167,17 @@ pub struct Annotations {
     pub infos: Vec<String>,
 }
 
+/// What one query reads ([`Engine::query_reach`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryReach {
+    /// Each distinct selector's matchers, `__name__` included.
+    pub selectors: Vec<Vec<crate::model::Matcher>>,
+    /// First timestamp any selector reads, Unix ms.
+    pub min_time_ms: i64,
+    /// Last timestamp any selector reads, Unix ms.
+    pub max_time_ms: i64,
+}
+
 /// Evaluates PromQL over a [`Queryable`].
 #[derive(Clone)]
 pub struct Engine {
@@ -209,6 +220,29 @@ impl Engine {
     /// The settings in force.
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// This engine over another store (the same options and concurrency pool): a query merged
+    /// with remote stores evaluates through it.
+    pub fn with_queryable(&self, queryable: Arc<dyn Queryable>) -> Engine {
+        Engine { queryable, options: self.options.clone(), gate: self.gate.clone() }
+    }
+
+    /// What evaluating `query` over `[start_ms, end_ms]` (one instant when equal) reads: each
+    /// selector's matchers and the time range one querier must cover, so remote stores can be
+    /// read before evaluation starts.
+    pub fn query_reach(&self, query: &str, start_ms: i64, end_ms: i64, step_ms: i64) -> Result<QueryReach, QueryError> {
+        let expr = self.parse(query)?;
+        let range = eval::EvalRange { start_ms, end_ms, step_ms };
+        let (min_time_ms, max_time_ms) = eval::time_bounds(&expr, range, self.options.lookback_delta_ms);
+        let mut selectors = Vec::new();
+        for selector in eval::selectors(&expr) {
+            let matchers = crate::api::meta::selector_matchers(selector).map_err(QueryError::BadData)?;
+            if !selectors.contains(&matchers) {
+                selectors.push(matchers);
+            }
+        }
+        Ok(QueryReach { selectors, min_time_ms: min_time_ms.saturating_add(1).min(max_time_ms), max_time_ms })
     }
 
     /// Evaluates `query` at `time_ms` (`/api/v1/query`).

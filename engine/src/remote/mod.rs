@@ -16,6 +16,7 @@
 //! queue is one task (plus its shards' tasks during a round).
 
 pub mod queue;
+pub mod read;
 pub mod wal_follower;
 
 use std::collections::BTreeMap;

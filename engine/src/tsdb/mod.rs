@@ -478,6 +478,15 @@ impl Db {
         self.0.dir.join("wal")
     }
 
+    /// The oldest time the database holds, Unix ms: the first block's start, else the head's
+    /// oldest sample; `None` when empty (Prometheus' `DB.StartTime`, which remote read's
+    /// `read_recent: false` compares against).
+    pub fn start_time_ms(&self) -> Option<i64> {
+        let blocks = self.blocks();
+        let first_block = blocks.iter().map(|opened| opened.meta().min_time_ms).min();
+        first_block.or_else(|| self.0.head.time_range_ms().map(|(min_time_ms, _)| min_time_ms))
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.0.dir
