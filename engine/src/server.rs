@@ -56,6 +56,12 @@ pub struct ServerOptions {
     pub remote_write_receiver_enabled: bool,
     /// `POST /api/v1/read`'s limits (`--storage.remote.read-*`).
     pub remote_read_limits: api::remote_read::RemoteReadLimits,
+    /// The query node's stores (`--query.store`, base URLs read through `/api/v1/read`).
+    pub query_stores: Vec<String>,
+    /// Labels that tell replicas apart (`--query.replica-label`), removed by deduplication.
+    pub replica_labels: Vec<String>,
+    /// How replicas are merged (`--deduplication.func`).
+    pub dedup_algorithm: crate::storage::dedup::DedupAlgorithm,
 }
 
 /// The rule manager's and notifier's flags (Prometheus `--rules.*`, `--web.external-url`,
@@ -111,6 +117,9 @@ impl ServerOptions {
             enable_pushgateway: false,
             remote_write_receiver_enabled: false,
             remote_read_limits: api::remote_read::RemoteReadLimits::default(),
+            query_stores: Vec::new(),
+            replica_labels: vec!["replica".to_string()],
+            dedup_algorithm: crate::storage::dedup::DedupAlgorithm::default(),
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -209,7 +218,8 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     );
     // Queues start when the reloader applies the configuration below.
     let remote_writer = crate::remote::RemoteWriteManager::new(env.clone(), db.clone());
-    let remote_readers = crate::remote::read::RemoteReaders::new(env.clone());
+    let store_timeout_ms = i64::try_from(options.engine.query_timeout_ms).ok().filter(|ms| *ms > 0).unwrap_or(120_000);
+    let remote_readers = crate::remote::read::RemoteReaders::new(env.clone(), &options.query_stores, store_timeout_ms);
     metrics.add_source(remote_writer.clone());
     let engine = Engine::new(Arc::new(db.clone()), options.engine.clone());
     let port = options.listen_address.rsplit(':').next().unwrap_or("9090");
@@ -305,6 +315,7 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     .with_exemplars(exemplars)
     .with_remote_read_limits(options.remote_read_limits)
     .with_remote_readers(remote_readers)
+    .with_dedup(options.replica_labels.clone(), options.dedup_algorithm)
     .with_flags(options.flag_values.clone())
     .with_runtime_info(api::RuntimeInfo {
         start_time_ms: env.clock.now_ms(),

@@ -95,6 +95,8 @@ pub struct Api {
     remote_read: Arc<remote_read::RemoteReadServer>,
     /// The `remote_read` stores queries also read from.
     remote_readers: Option<Arc<crate::remote::read::RemoteReaders>>,
+    /// Replica labels and algorithm of a query node's deduplication.
+    dedup: (Vec<String>, crate::storage::dedup::DedupAlgorithm),
     /// The exemplar store `/api/v1/query_exemplars` reads; empty answers without it.
     exemplars: Option<Arc<crate::exemplars::ExemplarStore>>,
 }
@@ -172,6 +174,7 @@ impl Api {
             remote_write: None,
             remote_read: Arc::new(remote_read::RemoteReadServer::new(remote_read::RemoteReadLimits::default())),
             remote_readers: None,
+            dedup: (Vec::new(), crate::storage::dedup::DedupAlgorithm::default()),
             exemplars: None,
         }
     }
@@ -179,6 +182,12 @@ impl Api {
     /// Merges what `readers` answer into every `/api/v1/query` and `/api/v1/query_range`.
     pub fn with_remote_readers(mut self, readers: Arc<crate::remote::read::RemoteReaders>) -> Self {
         self.remote_readers = Some(readers);
+        self
+    }
+
+    /// On a query node (`--query.store`), deduplicates series across `replica_labels`.
+    pub fn with_dedup(mut self, replica_labels: Vec<String>, algorithm: crate::storage::dedup::DedupAlgorithm) -> Self {
+        self.dedup = (replica_labels, algorithm);
         self
     }
 
@@ -612,7 +621,7 @@ impl Api {
             None => self.clock.now_ms(),
         };
         let control = self.engine.control(optional_timeout(params)?);
-        let (engine, remote_warnings) = self.engine_for(&query, time_ms, time_ms, 0).await;
+        let (engine, remote_warnings) = self.engine_for(params, &query, time_ms, time_ms, 0).await?;
         let (value, mut annotations) = self
             .evaluate(engine, control, move |engine, control| {
                 engine.instant_query_annotated_with(&query, time_ms, control)
@@ -630,7 +639,7 @@ impl Api {
         let step_ms = params::parse_duration_param_ms(step_text)
             .map_err(|error| ApiError::bad_data(format!("invalid parameter \"step\": {error}")))?;
         let control = self.engine.control(optional_timeout(params)?);
-        let (engine, remote_warnings) = self.engine_for(&query, start_ms, end_ms, step_ms).await;
+        let (engine, remote_warnings) = self.engine_for(params, &query, start_ms, end_ms, step_ms).await?;
         let (value, mut annotations) = self
             .evaluate(engine, control, move |engine, control| {
                 engine.range_query_annotated_with(&query, start_ms, end_ms, step_ms, control)
@@ -640,20 +649,52 @@ impl Api {
         Ok(json::success_annotated(&value, &annotations))
     }
 
-    /// The engine a query evaluates with: the local one, or, with `remote_read` stores, one over
-    /// the local storage merged with what the stores answered for the query's selectors (their
-    /// failures as warnings). A query that does not parse gets the local engine, which reports
-    /// the error.
-    async fn engine_for(&self, query: &str, start_ms: i64, end_ms: i64, step_ms: i64) -> (Engine, Vec<String>) {
+    /// The engine a query evaluates with: the local one, or, with `remote_read` stores or a
+    /// query node's `--query.store`s, one over the local storage merged with what the stores
+    /// answered for the query's selectors. Store failures are warnings, or, with
+    /// `partial_response=false`, the query's error. On a query node, series are deduplicated
+    /// across the replica labels unless `dedup=false`. A query that does not parse gets the
+    /// local engine, which reports the error.
+    async fn engine_for(
+        &self,
+        params: &Params,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<(Engine, Vec<String>), ApiError> {
         let Some(readers) = self.remote_readers.as_ref().filter(|readers| !readers.is_empty()) else {
-            return (self.engine.clone(), Vec::new());
+            return Ok((self.engine.clone(), Vec::new()));
         };
+        let flag = |name: &str| -> Result<bool, ApiError> {
+            match params.get(name).map(String::as_str) {
+                None | Some("") => Ok(true),
+                Some(text) => text
+                    .parse::<bool>()
+                    .map_err(|_| ApiError::bad_data(format!("invalid parameter \"{name}\": not a bool: {text:?}"))),
+            }
+        };
+        let (dedup, partial_response) = (flag("dedup")?, flag("partial_response")?);
         let Ok(reach) = self.engine.query_reach(query, start_ms, end_ms, step_ms) else {
-            return (self.engine.clone(), Vec::new());
+            return Ok((self.engine.clone(), Vec::new()));
         };
         let prefetched = readers.prefetch(&reach, self.db.start_time_ms()).await;
-        let merged = crate::remote::read::MergedQueryable::new(Arc::new(self.db.clone()), prefetched.store);
-        (self.engine.with_queryable(Arc::new(merged)), prefetched.warnings)
+        if !partial_response && !prefetched.warnings.is_empty() {
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error_type: "unavailable",
+                message: format!("partial response disabled: {}", prefetched.warnings.join("; ")),
+            });
+        }
+        let merged: Arc<dyn crate::storage::Queryable> =
+            Arc::new(crate::remote::read::MergedQueryable::new(Arc::new(self.db.clone()), prefetched.store));
+        let (replica_labels, algorithm) = &self.dedup;
+        let queryable = if dedup && readers.has_query_stores() && !replica_labels.is_empty() {
+            Arc::new(crate::storage::dedup::DedupQueryable::new(merged, replica_labels.clone(), *algorithm))
+        } else {
+            merged
+        };
+        Ok((self.engine.with_queryable(queryable), prefetched.warnings))
     }
 
     /// Admits the query (waiting counts against its deadline), runs `work` on the compute

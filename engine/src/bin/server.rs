@@ -55,6 +55,13 @@ const USAGE: &str = "usage: server [flags]
                                 (default: 10)
   --storage.remote.read-max-bytes-in-frame=N
                                 largest frame of a streamed remote read answer (default: 1048576)
+  --query.store=URL             a store this engine queries as a query node: the base URL of an engine
+                                or a Prometheus server, read through its /api/v1/read (repeatable);
+                                series are deduplicated across the replica labels
+  --query.replica-label=NAME    label telling replicas apart, removed by deduplication (repeatable;
+                                default: replica)
+  --deduplication.func=ALGO     how replicas merge: fill (default: one replica, gaps filled from the
+                                others), penalty (Thanos' algorithm), chain (every sample)
   --web.external-url=URL        URL the engine is reached at, for alert generator URLs
                                 (default: http://localhost:<listen port>)
   --rules.alert.resend-delay=DUR
@@ -95,6 +102,9 @@ struct Flags {
     query_timeout: Option<String>,
     query_concurrency_max: Option<usize>,
     remote_read: engine::api::remote_read::RemoteReadLimits,
+    query_stores: Vec<String>,
+    replica_labels: Vec<String>,
+    dedup_algorithm: engine::storage::dedup::DedupAlgorithm,
     log_level: tracing::Level,
     rules: server::RuleFlags,
 }
@@ -120,6 +130,9 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         query_timeout: None,
         query_concurrency_max: None,
         remote_read: engine::api::remote_read::RemoteReadLimits::default(),
+        query_stores: Vec::new(),
+        replica_labels: Vec::new(),
+        dedup_algorithm: engine::storage::dedup::DedupAlgorithm::default(),
         log_level: tracing::Level::INFO,
         rules: server::RuleFlags::default(),
     };
@@ -218,6 +231,17 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                     .filter(|&size: &usize| size > 0)
                     .with_context(|| format!("{name}: not a positive size: {text:?}"))?;
             }
+            "--query.store" => {
+                let url = value()?;
+                engine::io::http_client::HttpEndpoint::parse(&url)
+                    .map_err(|error| anyhow::anyhow!("{name}: {error}"))?;
+                flags.query_stores.push(url);
+            }
+            "--query.replica-label" => flags.replica_labels.push(value()?),
+            "--deduplication.func" => {
+                flags.dedup_algorithm = engine::storage::dedup::DedupAlgorithm::parse(&value()?)
+                    .map_err(|error| anyhow::anyhow!("{name}: {error}"))?;
+            }
             "--web.external-url" => flags.rules.external_url = Some(value()?),
             "--rules.alert.resend-delay" => flags.rules.resend_delay_ms = duration_flag(&name, &value()?)?,
             "--rules.alert.for-outage-tolerance" => flags.rules.outage_tolerance_ms = duration_flag(&name, &value()?)?,
@@ -306,6 +330,9 @@ fn flag_values(flags: &Flags, options: &ServerOptions) -> std::collections::BTre
         ("storage.remote.read-sample-limit", flags.remote_read.sample_count_max.to_string()),
         ("storage.remote.read-concurrent-limit", flags.remote_read.concurrency_max.to_string()),
         ("storage.remote.read-max-bytes-in-frame", flags.remote_read.frame_size_max.to_string()),
+        ("query.store", flags.query_stores.join(",")),
+        ("query.replica-label", options.replica_labels.join(",")),
+        ("deduplication.func", options.dedup_algorithm.name().to_string()),
         ("query.lookback-delta", duration(options.engine.lookback_delta_ms)),
         ("query.max-samples", options.engine.query_samples_max.to_string()),
         ("query.timeout", duration(i64::try_from(options.engine.query_timeout_ms).unwrap_or(i64::MAX))),
@@ -373,6 +400,11 @@ fn run() -> anyhow::Result<()> {
     options.enable_pushgateway = flags.enable_pushgateway;
     options.remote_write_receiver_enabled = flags.remote_write_receiver;
     options.remote_read_limits = flags.remote_read;
+    options.query_stores = flags.query_stores.clone();
+    if !flags.replica_labels.is_empty() {
+        options.replica_labels = flags.replica_labels.clone();
+    }
+    options.dedup_algorithm = flags.dedup_algorithm;
     let (retention, deprecated_retention) = retention_flags(&flags)?;
     if deprecated_retention {
         tracing::warn!(

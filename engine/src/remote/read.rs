@@ -56,6 +56,8 @@ struct ReadClient {
 /// The stores of the configuration in force.
 pub struct RemoteReaders {
     env: Env,
+    /// `--query.store` entries, fixed for the process's life.
+    query_stores: Vec<RemoteReadConfig>,
     clients: Mutex<Arc<Vec<ReadClient>>>,
     external_labels: Mutex<BTreeMap<String, String>>,
 }
@@ -69,20 +71,47 @@ pub struct Prefetched {
 }
 
 impl RemoteReaders {
-    /// No stores until [`RemoteReaders::apply_config`].
-    pub fn new(env: Env) -> Arc<RemoteReaders> {
-        Arc::new(RemoteReaders {
+    /// `query_stores` (the query node's `--query.store` base URLs, always read) and, after
+    /// [`RemoteReaders::apply_config`], the configuration's `remote_read` stores.
+    pub fn new(env: Env, query_stores: &[String], remote_timeout_ms: i64) -> Arc<RemoteReaders> {
+        let query_stores = query_stores
+            .iter()
+            .map(|base| {
+                let url = format!("{}/api/v1/read", base.trim_end_matches('/'));
+                RemoteReadConfig {
+                    name: base.trim_start_matches("http://").trim_end_matches('/').to_string(),
+                    url,
+                    remote_timeout_ms,
+                    headers: BTreeMap::new(),
+                    authorization: None,
+                    required_matchers: BTreeMap::new(),
+                    read_recent: true,
+                    filter_external_labels: false,
+                }
+            })
+            .collect();
+        let readers = Arc::new(RemoteReaders {
             env,
+            query_stores,
             clients: Mutex::new(Arc::new(Vec::new())),
             external_labels: Mutex::new(BTreeMap::new()),
-        })
+        });
+        readers.set_clients(&[]);
+        readers
     }
 
     /// Takes the `remote_read` section and external labels of `config`.
     pub fn apply_config(&self, config: &Config) {
-        let clients: Vec<ReadClient> = config
-            .remote_read
+        self.set_clients(&config.remote_read);
+        *self.external_labels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            config.global.external_labels.clone();
+    }
+
+    fn set_clients(&self, remote_read: &[RemoteReadConfig]) {
+        let clients: Vec<ReadClient> = self
+            .query_stores
             .iter()
+            .chain(remote_read)
             .filter_map(|entry| match HttpEndpoint::parse(&entry.url) {
                 Ok(endpoint) => Some(ReadClient { config: entry.clone(), endpoint }),
                 Err(error) => {
@@ -92,8 +121,11 @@ impl RemoteReaders {
             })
             .collect();
         *self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(clients);
-        *self.external_labels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            config.global.external_labels.clone();
+    }
+
+    /// Whether `--query.store`s are configured (the engine is a query node).
+    pub fn has_query_stores(&self) -> bool {
+        !self.query_stores.is_empty()
     }
 
     /// Whether any store is configured.

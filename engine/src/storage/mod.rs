@@ -14,6 +14,7 @@
 //!
 //! Concurrency: appenders are used by one task at a time; queriers may run beside appends.
 
+pub mod dedup;
 pub mod merge;
 
 use std::future::Future;
