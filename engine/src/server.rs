@@ -62,6 +62,8 @@ pub struct ServerOptions {
     pub replica_labels: Vec<String>,
     /// How replicas are merged (`--deduplication.func`).
     pub dedup_algorithm: crate::storage::dedup::DedupAlgorithm,
+    /// Fill the outage's gap from the HA peer at startup (`--ha.peer`, `--ha.gap-fill-max`).
+    pub gap_fill: Option<crate::remote::gap_fill::GapFillOptions>,
 }
 
 /// The rule manager's and notifier's flags (Prometheus `--rules.*`, `--web.external-url`,
@@ -120,6 +122,7 @@ impl ServerOptions {
             query_stores: Vec::new(),
             replica_labels: vec!["replica".to_string()],
             dedup_algorithm: crate::storage::dedup::DedupAlgorithm::default(),
+            gap_fill: None,
         };
         if let Err(error) = options.apply_retention(RetentionSettings::default()) {
             // A parsed config already passed these checks; keep Prometheus' defaults.
@@ -208,6 +211,30 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
     let metrics = Arc::new(SelfMetrics::default());
     let exemplars = Arc::new(crate::exemplars::ExemplarStore::new(options.config.storage.exemplar_count_max));
     metrics.add_source(exemplars.clone());
+    if let Some(gap_fill) = &options.gap_fill {
+        // Before anything writes: every filled sample is then newer than what its series holds.
+        let report = crate::remote::gap_fill::fill_gap(&env, &db, gap_fill, env.clock.now_ms()).await;
+        match &report.error {
+            None => tracing::info!(
+                peer = %gap_fill.peer,
+                from_ms = report.from_ms,
+                to_ms = report.to_ms,
+                series = report.series_count,
+                samples = report.sample_count,
+                refused = report.refused_count,
+                "outage gap filled from the HA peer"
+            ),
+            Some(error) => tracing::warn!(
+                peer = %gap_fill.peer,
+                %error,
+                samples = report.sample_count,
+                "outage gap filled only in part from the HA peer"
+            ),
+        }
+        let gap_fill_metrics = Arc::new(crate::remote::gap_fill::GapFillMetrics::default());
+        gap_fill_metrics.record(report);
+        metrics.add_source(gap_fill_metrics);
+    }
     let scrape_manager = scrape::start(
         &env,
         &options.config,

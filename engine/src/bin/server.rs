@@ -62,6 +62,9 @@ const USAGE: &str = "usage: server [flags]
                                 default: replica)
   --deduplication.func=ALGO     how replicas merge: fill (default: one replica, gaps filled from the
                                 others), penalty (Thanos' algorithm), chain (every sample)
+  --ha.peer=URL                 the HA peer's base URL: at startup, before scraping, the window this
+                                replica missed is read from the peer's /api/v1/read and stored
+  --ha.gap-fill-max=DUR         longest window filled from the peer, the newest part (default: 1h)
   --web.external-url=URL        URL the engine is reached at, for alert generator URLs
                                 (default: http://localhost:<listen port>)
   --rules.alert.resend-delay=DUR
@@ -103,6 +106,8 @@ struct Flags {
     query_concurrency_max: Option<usize>,
     remote_read: engine::api::remote_read::RemoteReadLimits,
     query_stores: Vec<String>,
+    ha_peer: Option<String>,
+    gap_fill_max_ms: i64,
     replica_labels: Vec<String>,
     dedup_algorithm: engine::storage::dedup::DedupAlgorithm,
     log_level: tracing::Level,
@@ -131,6 +136,8 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         query_concurrency_max: None,
         remote_read: engine::api::remote_read::RemoteReadLimits::default(),
         query_stores: Vec::new(),
+        ha_peer: None,
+        gap_fill_max_ms: engine::remote::gap_fill::GAP_FILL_WINDOW_MS_MAX_DEFAULT,
         replica_labels: Vec::new(),
         dedup_algorithm: engine::storage::dedup::DedupAlgorithm::default(),
         log_level: tracing::Level::INFO,
@@ -238,6 +245,13 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                 flags.query_stores.push(url);
             }
             "--query.replica-label" => flags.replica_labels.push(value()?),
+            "--ha.peer" => {
+                let url = value()?;
+                engine::io::http_client::HttpEndpoint::parse(&url)
+                    .map_err(|error| anyhow::anyhow!("{name}: {error}"))?;
+                flags.ha_peer = Some(url);
+            }
+            "--ha.gap-fill-max" => flags.gap_fill_max_ms = duration_flag(&name, &value()?)?,
             "--deduplication.func" => {
                 flags.dedup_algorithm = engine::storage::dedup::DedupAlgorithm::parse(&value()?)
                     .map_err(|error| anyhow::anyhow!("{name}: {error}"))?;
@@ -331,6 +345,8 @@ fn flag_values(flags: &Flags, options: &ServerOptions) -> std::collections::BTre
         ("storage.remote.read-concurrent-limit", flags.remote_read.concurrency_max.to_string()),
         ("storage.remote.read-max-bytes-in-frame", flags.remote_read.frame_size_max.to_string()),
         ("query.store", flags.query_stores.join(",")),
+        ("ha.peer", optional(&flags.ha_peer)),
+        ("ha.gap-fill-max", duration(flags.gap_fill_max_ms)),
         ("query.replica-label", options.replica_labels.join(",")),
         ("deduplication.func", options.dedup_algorithm.name().to_string()),
         ("query.lookback-delta", duration(options.engine.lookback_delta_ms)),
@@ -405,6 +421,12 @@ fn run() -> anyhow::Result<()> {
         options.replica_labels = flags.replica_labels.clone();
     }
     options.dedup_algorithm = flags.dedup_algorithm;
+    options.gap_fill = flags.ha_peer.clone().map(|peer| engine::remote::gap_fill::GapFillOptions {
+        peer,
+        window_ms_max: flags.gap_fill_max_ms,
+        replica_labels: options.replica_labels.clone(),
+        request_timeout_ms: 60_000,
+    });
     let (retention, deprecated_retention) = retention_flags(&flags)?;
     if deprecated_retention {
         tracing::warn!(

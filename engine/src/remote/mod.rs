@@ -15,6 +15,7 @@
 //! Concurrency: the manager's queue list sits behind a mutex held only to swap entries; each
 //! queue is one task (plus its shards' tasks during a round).
 
+pub mod gap_fill;
 pub mod queue;
 pub mod read;
 pub mod wal_follower;

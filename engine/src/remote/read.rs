@@ -48,7 +48,7 @@ pub const REMOTE_READ_CLIENT_RESPONSE_SIZE_MAX_BYTES: usize = 128 * 1024 * 1024;
 pub const REMOTE_READ_CLIENT_DECOMPRESSED_SIZE_MAX_BYTES: usize = 512 * 1024 * 1024;
 
 /// One store.
-struct ReadClient {
+pub(crate) struct ReadClient {
     config: RemoteReadConfig,
     endpoint: HttpEndpoint,
 }
@@ -163,8 +163,14 @@ impl RemoteReaders {
 }
 
 impl ReadClient {
+    /// A client of the store `config` names.
+    pub(crate) fn new(config: RemoteReadConfig) -> Result<ReadClient, String> {
+        let endpoint = HttpEndpoint::parse(&config.url).map_err(|error| error.to_string())?;
+        Ok(ReadClient { config, endpoint })
+    }
+
     /// The series of `selectors` over `[start_ms, end_ms]` from this store.
-    async fn read(
+    pub(crate) async fn read(
         &self,
         env: &Env,
         selectors: &[Vec<Matcher>],

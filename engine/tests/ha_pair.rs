@@ -1,4 +1,6 @@
-//! An HA pair behind a deduplicating query node, as real processes: two engine replicas
+//! HA pairs as real processes.
+//!
+//! Deduplication: two engine replicas
 //! (`replica="a"`, `replica="b"`) scrape the same node exporter (Debian's
 //! `prometheus-node-exporter`) every second; a third engine runs as a query node over both
 //! (`--query.store`). Replica a is killed (SIGKILL) for several seconds and restarted, then
@@ -6,7 +8,12 @@
 //! without the replica label, with no hole wider than the scrape interval allows (each replica's
 //! outage filled from the other) and no counter reset; `dedup=false` shows both replicas;
 //! with a replica down, the answer carries a warning, or fails with `partial_response=false`.
-//! Runs when the node exporter is installed, and must run when `ENGINE_PEER_TESTS=1`.
+//!
+//! Gap fill: replica a runs with `--ha.peer` naming replica b; killed for several seconds and
+//! restarted, it reads the window it missed from b before scraping again, and then holds
+//! exactly b's samples for that window and no hole.
+//!
+//! Both run when the node exporter is installed, and must run when `ENGINE_PEER_TESTS=1`.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // Tests drive real processes, sockets and files.
 
 mod common;
@@ -24,6 +31,17 @@ const OUTAGE_S: u64 = 5;
 const HOLE_MS_MAX: i64 = 2_500;
 
 fn start_replica(dir: &Path, name: &str, port: u16, exporter_port: u16, generation: u32) -> Process {
+    start_replica_with(dir, name, port, exporter_port, generation, &[])
+}
+
+fn start_replica_with(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    exporter_port: u16,
+    generation: u32,
+    extra: &[String],
+) -> Process {
     let config = dir.join(format!("{name}.yml"));
     std::fs::write(
         &config,
@@ -33,13 +51,9 @@ fn start_replica(dir: &Path, name: &str, port: u16, exporter_port: u16, generati
         ),
     )
     .unwrap();
-    start_engine(
-        dir,
-        &format!("{name}-{generation}"),
-        &format!("{name}-data"),
-        port,
-        &[format!("--config.file={}", config.display())],
-    )
+    let mut arguments = vec![format!("--config.file={}", config.display())];
+    arguments.extend_from_slice(extra);
+    start_engine(dir, &format!("{name}-{generation}"), &format!("{name}-data"), port, &arguments)
 }
 
 fn start_engine(dir: &Path, log_name: &str, data: &str, port: u16, extra: &[String]) -> Process {
@@ -65,20 +79,72 @@ fn query_json(port: u16, query: &str, extra: &str) -> serde_json::Value {
     json
 }
 
+fn start_node_exporter(binary: &Path, dir: &Path) -> (Process, u16) {
+    let port = free_port();
+    let child = Command::new(binary)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node exporter");
+    (Process { child, log_path: dir.join("none") }, port)
+}
+
+/// `up{job="node"}`'s sample times on `port` over `[from_ms, to_ms]`.
+fn up_times(port: u16, from_ms: i64, to_ms: i64) -> Vec<i64> {
+    let matrix =
+        query_matrix(port, &format!("up{{job=\"node\"}}[{}ms]", to_ms - from_ms + 1), to_ms).unwrap_or_default();
+    matrix.values().flatten().map(|(time_ms, _)| *time_ms).collect()
+}
+
+#[test]
+fn a_restarted_replica_fills_its_outage_from_its_peer() {
+    let Some(node_exporter) = peer("/usr/bin/prometheus-node-exporter") else { return };
+    let dir = common::temp_dir("engine-ha-gap-fill", "pair");
+    let (_exporter, exporter_port) = start_node_exporter(&node_exporter, &dir);
+    let (port_a, port_b) = (free_port(), free_port());
+    let peer_flag = vec![format!("--ha.peer=http://127.0.0.1:{port_b}")];
+    let started_ms = now_ms();
+    let replica_b = start_replica(&dir, "b", port_b, exporter_port, 0);
+    let replica_a = start_replica_with(&dir, "a", port_a, exporter_port, 0, &peer_flag);
+    std::thread::sleep(Duration::from_secs(4));
+    let killed_ms = now_ms();
+    drop(replica_a);
+    std::thread::sleep(Duration::from_secs(OUTAGE_S));
+    let restarted_ms = now_ms();
+    let replica_a = start_replica_with(&dir, "a", port_a, exporter_port, 1, &peer_flag);
+    std::thread::sleep(Duration::from_secs(4));
+    let end_ms = now_ms() - 1_000;
+    let failure =
+        |what: &str| format!("{what}\nreplica a log:\n{}\nreplica b log:\n{}", replica_a.log(), replica_b.log());
+
+    let held_by_a = up_times(port_a, killed_ms, restarted_ms);
+    let held_by_b = up_times(port_b, killed_ms, restarted_ms);
+    assert!(
+        held_by_b.len() >= (OUTAGE_S - 1) as usize,
+        "{}",
+        failure(&format!("b scraped through the outage: {held_by_b:?}"))
+    );
+    assert_eq!(held_by_a, held_by_b, "{}", failure("a holds b's samples for the window it missed"));
+    let times = up_times(port_a, started_ms, end_ms);
+    let widest = times.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap_or(i64::MAX);
+    assert!(widest <= HOLE_MS_MAX, "{}", failure(&format!("a {widest} ms hole in replica a: {times:?}")));
+    let (_, metrics) = http_get(port_a, "/metrics").unwrap();
+    let filled: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("engine_ha_gap_fill_samples_total ")?.parse().ok())
+        .unwrap_or_else(|| panic!("{}", failure("no gap fill metrics")));
+    assert!(filled >= held_by_b.len() as f64, "{}", failure(&format!("{filled} samples filled")));
+    assert!(metrics.contains("engine_ha_gap_fill_success 1"), "{metrics}");
+    drop(replica_a);
+    drop(replica_b);
+}
+
 #[test]
 fn query_node_deduplicates_an_ha_pair_across_each_replicas_outage() {
     let Some(node_exporter) = peer("/usr/bin/prometheus-node-exporter") else { return };
     let dir = common::temp_dir("engine-ha-dedup", "pair");
-    let exporter_port = free_port();
-    let _exporter = Process {
-        child: Command::new(node_exporter)
-            .arg(format!("--web.listen-address=127.0.0.1:{exporter_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start node exporter"),
-        log_path: dir.join("none"),
-    };
+    let (_exporter, exporter_port) = start_node_exporter(&node_exporter, &dir);
     let (port_a, port_b, port_query) = (free_port(), free_port(), free_port());
     let started_ms = now_ms();
     let replica_a = start_replica(&dir, "a", port_a, exporter_port, 0);
