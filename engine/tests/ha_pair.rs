@@ -221,3 +221,117 @@ fn query_node_deduplicates_an_ha_pair_across_each_replicas_outage() {
     drop(replica_a);
     drop(replica_b);
 }
+
+/// HAProxy's health-check interval and fall count, as the design documents configure them.
+const CHECK_INTER_S: u64 = 2;
+const CHECK_FALL: u64 = 3;
+
+fn start_haproxy(binary: &Path, dir: &Path, port: u16, backends: &[(&str, u16)]) -> Process {
+    let config = dir.join("haproxy.cfg");
+    let mut text = format!(
+        "global\n  maxconn 256\n\
+         defaults\n  mode http\n  timeout connect 500ms\n  timeout client 10s\n  timeout server 10s\n\
+         frontend engines_in\n  bind 127.0.0.1:{port}\n  default_backend engines\n\
+         backend engines\n  balance roundrobin\n  option httpchk GET /-/healthy\n"
+    );
+    for (name, backend_port) in backends {
+        text.push_str(&format!(
+            "  server {name} 127.0.0.1:{backend_port} check inter {CHECK_INTER_S}s fall {CHECK_FALL} rise 2\n"
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+    let log_path = dir.join("haproxy.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(binary)
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start haproxy");
+    Process { child, log_path }
+}
+
+/// `up{job="node"}` through `port`: the status and the result without timestamps.
+fn answer_without_time(port: u16) -> (u16, String) {
+    let Ok((status, body)) = http_get(port, "/api/v1/query?query=up%7Bjob%3D%22node%22%7D") else {
+        return (0, String::new());
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let result: Vec<String> = json["data"]["result"]
+        .as_array()
+        .map(|series| series.iter().map(|sample| format!("{} {}", sample["metric"], sample["value"][1])).collect())
+        .unwrap_or_default();
+    (status, result.join("\n"))
+}
+
+#[test]
+fn haproxy_in_front_of_a_pair_answers_through_a_replica_death() {
+    let (Some(node_exporter), Some(haproxy)) = (peer("/usr/bin/prometheus-node-exporter"), peer("/usr/sbin/haproxy"))
+    else {
+        return;
+    };
+    let dir = common::temp_dir("engine-ha-haproxy", "pair");
+    let (_exporter, exporter_port) = start_node_exporter(&node_exporter, &dir);
+    let (port_a, port_b, port_proxy) = (free_port(), free_port(), free_port());
+    let replica_a = start_replica(&dir, "a", port_a, exporter_port, 0);
+    let replica_b = start_replica(&dir, "b", port_b, exporter_port, 0);
+    let proxy = start_haproxy(&haproxy, &dir, port_proxy, &[("a", port_a), ("b", port_b)]);
+    let log_a = replica_a.log_path.clone();
+    let failure = |what: &str| {
+        format!(
+            "{what}\nhaproxy log:\n{}\nreplica a log:\n{}\nreplica b log:\n{}",
+            proxy.log(),
+            std::fs::read_to_string(&log_a).unwrap_or_default(),
+            replica_b.log()
+        )
+    };
+    // Both replicas scraping, both marked up (rise 2 x inter).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while [port_a, port_b].iter().any(|&port| answer_without_time(port).1.is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "{}", failure("replicas never answered"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2 * CHECK_INTER_S + 1));
+    let expected = answer_without_time(port_a).1;
+    assert_eq!(answer_without_time(port_b).1, expected, "identical replicas answer alike");
+
+    let started = std::time::Instant::now();
+    let kill_after = Duration::from_secs(4);
+    let run_for = Duration::from_secs(20);
+    let mut replica_a = Some(replica_a);
+    let mut killed_at: Option<Duration> = None;
+    let mut outcomes: Vec<(Duration, u16, String)> = Vec::new();
+    while started.elapsed() < run_for {
+        if killed_at.is_none() && started.elapsed() >= kill_after {
+            drop(replica_a.take());
+            killed_at = Some(started.elapsed());
+        }
+        let (status, answer) = answer_without_time(port_proxy);
+        outcomes.push((started.elapsed(), status, answer));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let killed_at = killed_at.unwrap();
+    // Requests routed to the dead replica fail until HAProxy marks it down: at most fall x
+    // inter after the death, plus one check interval of phase and a second of slack.
+    let window_end = killed_at + Duration::from_secs(CHECK_FALL * CHECK_INTER_S + CHECK_INTER_S + 1);
+    let mut failed = 0;
+    for (at, status, answer) in &outcomes {
+        if *status == 200 {
+            assert_eq!(answer, &expected, "{}", failure(&format!("a different answer at {at:?}")));
+            continue;
+        }
+        failed += 1;
+        assert!(
+            *at >= killed_at && *at <= window_end,
+            "{}",
+            failure(&format!("status {status} at {at:?}, outside the fall window {killed_at:?}..{window_end:?}"))
+        );
+    }
+    let answered_after = outcomes.iter().filter(|(at, status, _)| *at > window_end && *status == 200).count();
+    assert!(answered_after >= 10, "{}", failure(&format!("only {answered_after} answers after the fall window")));
+    eprintln!("{} queries through haproxy, {failed} failed within the fall window", outcomes.len());
+    drop(proxy);
+    drop(replica_b);
+}
