@@ -68,7 +68,16 @@ pub struct Verification {
     pub corruption_count: Option<u64>,
     /// Per job: (samples of `up`, samples with `up` == 1).
     pub up_by_job: BTreeMap<String, (u64, u64)>,
+    /// With remote write: committed samples the receiver lacks once it caught up (or the
+    /// verification phase gave up waiting), and the first few of them.
+    pub remote_missing: Option<(u64, Vec<String>)>,
 }
+
+/// Where the remote write receiver's API listens inside the simulation.
+pub const REMOTE_ADDRESS: &str = "remote:9090";
+
+/// Read-backs of the receiver while it catches up, one virtual second apart.
+const REMOTE_READ_BACK_ATTEMPTS_MAX: u32 = 30;
 
 /// Shared outcome, written by the client tasks and read by the harness.
 pub type SharedOutcome = Arc<Mutex<ClientOutcome>>;
@@ -126,20 +135,7 @@ async fn verify(scenario: &Scenario, ledger: &SharedLedger, query_timeout: Durat
     let window_ms = now_ms - scenario.epoch_ms as i64 + 1000;
     let query = format!("{{__name__=~\".+\"}}[{window_ms}ms]");
     let path = format!("/api/v1/query?query={}&time={}", encode(&query), now_ms as f64 / 1000.0);
-    // The engine may still be starting after a late restart: retry a bounded number of times.
-    let mut attempt = 0;
-    let body = loop {
-        attempt += 1;
-        match http::get(ENGINE_ADDRESS, &path, query_timeout * 4).await {
-            Ok((status, body)) if status.is_success() => break body,
-            Ok((status, body)) if attempt >= 20 => {
-                return Err(format!("verification query failed: {status}: {}", String::from_utf8_lossy(&body)).into())
-            }
-            Err(error) if attempt >= 20 => return Err(format!("verification query failed: {error}").into()),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    };
-    let returned = parse_matrix(&body)?;
+    let returned = read_back(ENGINE_ADDRESS, &path, query_timeout).await?;
     let mut verification = Verification { series_count: snapshot.samples.len() as u64, ..Verification::default() };
     for (labels, samples) in &snapshot.samples {
         let got = returned.get(labels);
@@ -174,6 +170,19 @@ async fn verify(scenario: &Scenario, ledger: &SharedLedger, query_timeout: Durat
             }
         }
     }
+    if scenario.remote_write.is_some() {
+        let mut attempt = 0;
+        verification.remote_missing = loop {
+            attempt += 1;
+            let held = read_back(REMOTE_ADDRESS, &path, query_timeout).await?;
+            let missing = missing_samples(&snapshot, &held);
+            if missing.is_empty() || attempt >= REMOTE_READ_BACK_ATTEMPTS_MAX {
+                let examples = missing.iter().take(5).map(|(labels, time_ms)| format!("{labels} @{time_ms}")).collect();
+                break Some((missing.len() as u64, examples));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+    }
     verification.corruption_count = match http::get(ENGINE_ADDRESS, "/api/v1/status/runtimeinfo", query_timeout).await {
         Ok((status, body)) if status.is_success() => {
             serde_json::from_slice::<serde_json::Value>(&body)?["data"]["corruptionCount"].as_u64()
@@ -181,6 +190,58 @@ async fn verify(scenario: &Scenario, ledger: &SharedLedger, query_timeout: Durat
         _ => None,
     };
     Ok(verification)
+}
+
+/// Committed non-stale samples of `snapshot` that `held` lacks (or holds with another value).
+fn missing_samples(
+    snapshot: &crate::ledger::Ledger,
+    held: &BTreeMap<Labels, BTreeMap<i64, f64>>,
+) -> BTreeSet<(Labels, i64)> {
+    let mut missing = BTreeSet::new();
+    for (labels, samples) in &snapshot.samples {
+        let got = held.get(labels);
+        for (timestamp_ms, value_bits) in samples {
+            let value = f64::from_bits(*value_bits);
+            if is_stale_nan(value) {
+                continue;
+            }
+            let found = got
+                .and_then(|series| series.get(timestamp_ms))
+                .is_some_and(|returned| *returned == value || (returned.is_nan() && value.is_nan()));
+            if !found {
+                missing.insert((labels.clone(), *timestamp_ms));
+            }
+        }
+    }
+    missing
+}
+
+/// The matrix `path` answers on `address`; the host may still be starting after a late
+/// restart, so a bounded number of attempts are made.
+async fn read_back(
+    address: &str,
+    path: &str,
+    query_timeout: Duration,
+) -> turmoil::Result<BTreeMap<Labels, BTreeMap<i64, f64>>> {
+    let mut attempt = 0;
+    let body = loop {
+        attempt += 1;
+        match http::get(address, path, query_timeout * 4).await {
+            Ok((status, body)) if status.is_success() => break body,
+            Ok((status, body)) if attempt >= 20 => {
+                return Err(format!(
+                    "verification query to {address} failed: {status}: {}",
+                    String::from_utf8_lossy(&body)
+                )
+                .into())
+            }
+            Err(error) if attempt >= 20 => {
+                return Err(format!("verification query to {address} failed: {error}").into())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    parse_matrix(&body)
 }
 
 /// Parses a Prometheus matrix response into series -> timestamp ms -> value.

@@ -71,6 +71,13 @@ pub fn engine_config_yaml(scenario: &Scenario, replica: &str) -> String {
         ));
         yaml.push_str(&alerting.engine_config_yaml());
     }
+    if let Some(remote_write) = &scenario.remote_write {
+        yaml.push_str(&format!(
+            "remote_write:\n  - url: http://remote:{ENGINE_PORT}/api/v1/write\n    name: remote\n    queue_config:\n      \
+             batch_send_deadline: {}\n      min_backoff: {}\n      max_backoff: {}\n",
+            remote_write.batch_send_deadline, remote_write.min_backoff, remote_write.max_backoff
+        ));
+    }
     yaml.push_str("scrape_configs:\n");
     for target in &scenario.targets {
         yaml.push_str(&format!(
@@ -102,12 +109,22 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
     sim.host("generator", move || generator::run(targets.clone(), seed, condition_at_ms));
 
     let damage_book = SharedDamageBook::default();
-    let disks: std::collections::BTreeMap<String, DiskFaults> =
-        ["engine", "engine-b", "alertmanager"].iter().map(|host| (host.to_string(), DiskFaults::default())).collect();
+    let disks: std::collections::BTreeMap<String, DiskFaults> = ["engine", "engine-b", "alertmanager", "remote"]
+        .iter()
+        .map(|host| (host.to_string(), DiskFaults::default()))
+        .collect();
     let mut options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ENGINE_PORT}"));
     options.commit_observer = Some(ledger::observer(ledger.clone()));
     let rule_file = scenario.alerting.as_ref().map(AlertingSection::rule_file_yaml);
     add_engine_host(&mut sim, "engine", options, rule_file.clone(), seed, damage_book.clone(), disks["engine"].clone());
+
+    if scenario.remote_write.is_some() {
+        // The receiver scrapes nothing: everything it holds came through remote write.
+        let config = engine::config::parse("global:\n  scrape_interval: 1m\n")?;
+        let mut options = ServerOptions::new(config, "/data".into(), format!("0.0.0.0:{ENGINE_PORT}"));
+        options.remote_write_receiver_enabled = true;
+        add_engine_host(&mut sim, "remote", options, None, seed ^ 0x7e, damage_book.clone(), disks["remote"].clone());
+    }
 
     let notifications: SharedNotifications = Arc::default();
     if let Some(alerting) = &scenario.alerting {

@@ -14,6 +14,14 @@ const USAGE: &str = "usage: sim SCENARIO.toml [--seed N | --seeds A..B] [--chart
 const SWEEP_SEED_COUNT_MAX: u64 = 10_000;
 
 fn main() -> ExitCode {
+    // `SIM_LOG=info` (or debug, warn, ...) prints every simulated host's engine log to stderr;
+    // the report and its hash do not change.
+    #[allow(clippy::disallowed_methods)] // Binary edge: reads its environment once.
+    if let Some(level) =
+        std::env::var("SIM_LOG").ok().and_then(|text| text.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+    {
+        tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_ansi(false).init();
+    }
     match run() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

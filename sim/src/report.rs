@@ -117,6 +117,25 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
                 verification.unledgered_sample_count.to_string(),
                 verification.unledgered_sample_count == 0,
             );
+            if let (Some((missing_count, examples)), Some(missing_max)) =
+                (&verification.remote_missing, scenario.thresholds.remote_samples_missing_max)
+            {
+                lines.push(format!(
+                    "remote write: {missing_count} of {} committed samples missing at the receiver",
+                    verification.checked_sample_count
+                ));
+                for example in examples {
+                    lines.push(format!("  missing at the receiver: {example}"));
+                }
+                check(
+                    &mut checks,
+                    &mut failures,
+                    "committed samples missing at the remote write receiver",
+                    format!("<= {missing_max}"),
+                    missing_count.to_string(),
+                    *missing_count <= missing_max,
+                );
+            }
             for target in &scenario.targets {
                 let (up_count, up_one_count) = verification.up_by_job.get(&target.job).copied().unwrap_or((0, 0));
                 lines.push(format!("target {}: {up_one_count}/{up_count} scrapes up", target.job));

@@ -35,6 +35,37 @@ pub struct Scenario {
     /// The alerting pipeline (rules, notifier, alert manager, webhook receiver), when present.
     #[serde(default)]
     pub alerting: Option<crate::alerting::AlertingSection>,
+    /// A remote write receiver host (`remote`, an engine with the receiver enabled) the engine
+    /// sends every sample to, when present.
+    #[serde(default)]
+    pub remote_write: Option<RemoteWriteSection>,
+}
+
+/// The engine's `remote_write` queue to the `remote` host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteSection {
+    /// `queue_config.batch_send_deadline`.
+    #[serde(default = "default_batch_send_deadline")]
+    pub batch_send_deadline: String,
+    /// `queue_config.min_backoff`.
+    #[serde(default = "default_min_backoff")]
+    pub min_backoff: String,
+    /// `queue_config.max_backoff`.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: String,
+}
+
+fn default_batch_send_deadline() -> String {
+    "1s".to_string()
+}
+
+fn default_min_backoff() -> String {
+    "100ms".to_string()
+}
+
+fn default_max_backoff() -> String {
+    "5s".to_string()
 }
 
 /// Engine settings.
@@ -162,6 +193,9 @@ pub struct Thresholds {
     /// Firing notifications each alert group must get, exactly (alerting; 1 for an HA pair).
     #[serde(default)]
     pub alert_notifications_per_group: Option<usize>,
+    /// Committed samples the remote write receiver may lack at the end (remote write; 0).
+    #[serde(default)]
+    pub remote_samples_missing_max: Option<u64>,
 }
 
 /// Parses a scenario file's text.
@@ -179,6 +213,14 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
         }
         None => anyhow::ensure!(!has_step_target, "a \"step\" target needs an [alerting] section"),
     }
+    anyhow::ensure!(
+        scenario.remote_write.is_some() == scenario.thresholds.remote_samples_missing_max.is_some(),
+        "a [remote_write] section and thresholds.remote_samples_missing_max go together"
+    );
+    anyhow::ensure!(
+        !(scenario.remote_write.is_some() && scenario.alerting.is_some()),
+        "[remote_write] and [alerting] are separate scenarios"
+    );
     validate_faults(&scenario)?;
     Ok(scenario)
 }
@@ -192,6 +234,9 @@ pub fn host_names(scenario: &Scenario) -> Vec<&'static str> {
             hosts.push("engine-b");
         }
         hosts.extend(["alertmanager", "receiver"]);
+    }
+    if scenario.remote_write.is_some() {
+        hosts.push("remote");
     }
     hosts
 }

@@ -95,6 +95,7 @@ impl RemoteWriteManager {
             queue_dir: self.db.data_dir().join(REMOTE_WRITE_DIR_NAME).join(&entry.name),
             metrics: Arc::new(QueueMetrics::default()),
             stopped: AtomicBool::new(false),
+            directories_synced: AtomicBool::new(false),
         });
         context.mark_start();
         self.env.spawner.spawn("remote-write-queue", Box::pin(queue::run(context.clone(), self.db.wal_written())));

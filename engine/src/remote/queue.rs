@@ -100,6 +100,8 @@ pub(super) struct QueueContext {
     pub(super) metrics: Arc<QueueMetrics>,
     /// Set to stop the queue at its next wait.
     pub(super) stopped: AtomicBool,
+    /// Whether the queue's directory and its parents up to the data directory were synced.
+    pub(super) directories_synced: AtomicBool,
 }
 
 /// A series as it is sent.
@@ -158,11 +160,26 @@ impl QueueContext {
         let fs = self.env.fs.as_ref();
         let temporary = child(&self.queue_dir, "progress.tmp");
         let result = fs.create_dir_all(&self.queue_dir).and_then(|()| {
+            if !self.directories_synced.load(Ordering::Relaxed) {
+                // The directories themselves must survive a crash, or the marker goes with them
+                // and the queue would start over at the WAL's end.
+                let mut directory = self.queue_dir.parent();
+                while let Some(path) = directory.filter(|path| !path.as_os_str().is_empty()) {
+                    fs.sync_dir(path)?;
+                    if path == self.wal_dir.parent().unwrap_or(path) {
+                        break;
+                    }
+                    directory = path.parent();
+                }
+                self.directories_synced.store(true, Ordering::Relaxed);
+            }
             let _ = fs.remove_file(&temporary);
             let mut file = fs.open_append(&temporary)?;
             file.write_all(progress.encode().as_bytes())?;
             file.sync()?;
-            fs.rename(&temporary, &self.progress_path())
+            fs.rename(&temporary, &self.progress_path())?;
+            // A rename is durable only once its directory is synced.
+            fs.sync_dir(&self.queue_dir)
         });
         if let Err(error) = result {
             self.metrics.progress_write_failures_total.fetch_add(1, Ordering::Relaxed);
@@ -237,6 +254,7 @@ pub(super) async fn run(context: Arc<QueueContext>, mut wal_written: watch::Rece
                 continue;
             }
         };
+        tracing::debug!(queue = %context.config.name, ?progress, at = ?follower.position(), "remote write follower opened");
         let mut saved = progress.filter(|progress| progress.in_flight.is_none()).map(|progress| progress.acknowledged);
         if let Some((end, round_shards)) = progress.and_then(|progress| progress.in_flight) {
             // The round a crash interrupted, again, cut the same way.
@@ -297,6 +315,14 @@ pub(super) async fn run(context: Arc<QueueContext>, mut wal_written: watch::Rece
                 continue;
             }
             let sample_count = pending.len();
+            tracing::debug!(
+                queue = %context.config.name,
+                samples = sample_count,
+                from = ?round_start,
+                to = ?follower.position(),
+                shards,
+                "remote write round"
+            );
             context
                 .save_progress(Progress { acknowledged: round_start, in_flight: Some((follower.position(), shards)) });
             send_round(&context, &follower, std::mem::take(&mut pending), shards).await;
