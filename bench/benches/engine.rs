@@ -179,5 +179,73 @@ fn bench_commit_and_replay(c: &mut Criterion) {
     println!("replay: {replayed} samples per open");
 }
 
-criterion_group!(benches, bench_parse, bench_chunk, bench_commit_and_query, bench_head_append, bench_commit_and_replay);
+/// Series held in memory as a store (what a query node holds after reading its stores).
+struct InMemory(Arc<engine::remote::read::SeriesStore>);
+
+impl engine::storage::Queryable for InMemory {
+    fn querier(
+        &self,
+        min_time_ms: i64,
+        max_time_ms: i64,
+    ) -> Result<Box<dyn engine::storage::Querier>, engine::storage::StorageError> {
+        Ok(engine::remote::read::series_store_querier(self.0.clone(), min_time_ms, max_time_ms))
+    }
+}
+
+/// The dedup target: a range query over two replicas of 10,000 series, deduplicated
+/// (`fill`, and Thanos' `penalty` for comparison), against the same query over one replica.
+/// Each series: 1 h at a 15 s interval; replica b scrapes 7.5 s after a and misses 10 minutes.
+fn bench_dedup(c: &mut Criterion) {
+    const SERIES_COUNT: usize = 10_000;
+    const INTERVAL_MS: i64 = 15_000;
+    const HOUR_MS: i64 = 3_600_000;
+    let series = |replica: &str, offset_ms: i64, gap: (i64, i64), index: usize| engine::storage::Series {
+        labels: Labels::from_pairs([
+            ("__name__", "bench_counter".to_string()),
+            ("instance", format!("host-{index}")),
+            ("replica", replica.to_string()),
+        ]),
+        samples: (0..HOUR_MS / INTERVAL_MS)
+            .map(|step| offset_ms + step * INTERVAL_MS)
+            .filter(|&time| time < gap.0 || time >= gap.1)
+            .map(|timestamp_ms| engine::model::Sample { timestamp_ms, value: timestamp_ms as f64 / 1000.0 })
+            .collect(),
+    };
+    let mut one = engine::remote::read::SeriesStore::default();
+    let mut two = engine::remote::read::SeriesStore::default();
+    for index in 0..SERIES_COUNT {
+        one.add(series("a", 0, (0, 0), index));
+        two.add(series("a", 0, (0, 0), index));
+        two.add(series("b", 7_500, (1_200_000, 1_800_000), index));
+    }
+    let options = EngineOptions { query_samples_max: 100_000_000, ..EngineOptions::default() };
+    let single = Engine::new(Arc::new(InMemory(Arc::new(one))), options.clone());
+    let two = Arc::new(InMemory(Arc::new(two)));
+    let dedup = |algorithm| {
+        Engine::new(
+            Arc::new(engine::storage::dedup::DedupQueryable::new(two.clone(), vec!["replica".to_string()], algorithm)),
+            options.clone(),
+        )
+    };
+    let (fill, penalty) =
+        (dedup(engine::storage::dedup::DedupAlgorithm::Fill), dedup(engine::storage::dedup::DedupAlgorithm::Penalty));
+    let query = "sum(rate(bench_counter[1m]))";
+    let run = |engine: &Engine| engine.range_query(query, 600_000, HOUR_MS, 60_000).unwrap();
+    let mut group = c.benchmark_group("dedup_range_query_10000_series");
+    group.sample_size(10);
+    group.bench_function("one_replica", |b| b.iter(|| run(&single)));
+    group.bench_function("two_replicas_fill", |b| b.iter(|| run(&fill)));
+    group.bench_function("two_replicas_penalty", |b| b.iter(|| run(&penalty)));
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_parse,
+    bench_chunk,
+    bench_commit_and_query,
+    bench_head_append,
+    bench_commit_and_replay,
+    bench_dedup
+);
 criterion_main!(benches);

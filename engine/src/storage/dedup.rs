@@ -170,10 +170,8 @@ fn fill(replicas: &[Vec<Sample>]) -> Vec<(Sample, usize)> {
     };
     let spacing_ms = (interval_ms / 2).max(1);
     let gap_ms = interval_ms + interval_ms / 2;
-    let mut chosen: BTreeMap<i64, (Sample, usize)> =
-        replicas[primary].iter().map(|sample| (sample.timestamp_ms, (*sample, primary))).collect();
     // The windows to fill: before the first, between samples further apart than `gap_ms`, after
-    // the last.
+    // the last. Most series have only the two open ones, so the primary is copied, not indexed.
     let primary_samples = &replicas[primary];
     let mut windows: Vec<(i64, i64)> = Vec::new();
     match (primary_samples.first(), primary_samples.last()) {
@@ -188,21 +186,43 @@ fn fill(replicas: &[Vec<Sample>]) -> Vec<(Sample, usize)> {
         }
         _ => windows.push((i64::MIN, i64::MAX)),
     }
+    let mut filled: Vec<(Sample, usize)> = Vec::new();
     for &(start_ms, end_ms) in &windows {
+        // Times already taken in this window: its two primary edges and what was filled.
+        let mut taken: BTreeMap<i64, ()> = BTreeMap::new();
+        for edge in [start_ms, end_ms] {
+            if edge != i64::MIN && edge != i64::MAX {
+                taken.insert(edge, ());
+            }
+        }
         for &index in order.iter().skip(1) {
             let replica = &replicas[index];
             let from = replica.partition_point(|sample| sample.timestamp_ms <= start_ms);
             for sample in replica[from..].iter().take_while(|sample| sample.timestamp_ms < end_ms) {
                 let time = sample.timestamp_ms;
                 let near =
-                    chosen.range(time.saturating_sub(spacing_ms - 1)..=time.saturating_add(spacing_ms - 1)).next();
+                    taken.range(time.saturating_sub(spacing_ms - 1)..=time.saturating_add(spacing_ms - 1)).next();
                 if near.is_none() {
-                    chosen.insert(time, (*sample, index));
+                    taken.insert(time, ());
+                    filled.push((*sample, index));
                 }
             }
         }
     }
-    chosen.into_values().collect()
+    if filled.is_empty() {
+        return primary_samples.iter().map(|sample| (*sample, primary)).collect();
+    }
+    filled.sort_by_key(|(sample, _)| sample.timestamp_ms);
+    let mut out = Vec::with_capacity(primary_samples.len() + filled.len());
+    let mut fills = filled.into_iter().peekable();
+    for sample in primary_samples {
+        while let Some(fill) = fills.next_if(|(fill, _)| fill.timestamp_ms < sample.timestamp_ms) {
+            out.push(fill);
+        }
+        out.push((*sample, primary));
+    }
+    out.extend(fills);
+    out
 }
 
 /// Raises each run of one replica's samples by the drop at the switch into it, if any.
