@@ -12,10 +12,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, now_ms, peer, query_matrix, Matrix, Process};
+use common::{free_port, now_ms, peer, query_matrix, with_label, Matrix, Process};
 
 /// Deadline for each wait.
 const WAIT_S_MAX: u64 = 60;
@@ -26,67 +25,24 @@ const SELECTORS: [&str; 2] = ["{job=\"engine\"}", "{__name__=~\"job:.*\"}"];
 fn start_engine(dir: &Path, port: u16) -> Process {
     let rules = dir.join("rules.yml");
     std::fs::write(&rules, "groups:\n  - name: sums\n    interval: 1s\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n").unwrap();
-    let config = dir.join("engine.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    replica: a\n\
-             rule_files: [\"{}\"]\n\
-             scrape_configs:\n  - job_name: engine\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n",
-            rules.display()
-        ),
-    )
-    .unwrap();
-    let log_path = dir.join("engine.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join("engine-data").display()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .env("NO_COLOR", "1")
-        .spawn()
-        .expect("start server binary");
-    Process { child, log_path }
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    replica: a\n\
+         rule_files: [\"{}\"]\n\
+         scrape_configs:\n  - job_name: engine\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n",
+        rules.display()
+    );
+    common::start_engine(dir, "engine", "engine", port, Some(&config), &[])
 }
 
 fn start_prometheus(binary: &Path, dir: &Path, port: u16, engine_port: u16) -> Process {
-    let config = dir.join("prometheus.yml");
     let selectors: Vec<String> = SELECTORS.iter().map(|selector| format!("'{selector}'")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n\
-             scrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    \
-             params:\n      'match[]': [{}]\n    static_configs:\n      - targets: [\"127.0.0.1:{engine_port}\"]\n",
-            selectors.join(", ")
-        ),
-    )
-    .unwrap();
-    let log_path = dir.join("prometheus.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
-    Process { child, log_path }
-}
-
-/// The engine's series as the global server must hold them: `replica="a"` added.
-fn with_replica(engine: &Matrix) -> Matrix {
-    engine
-        .iter()
-        .map(|(labels, samples)| {
-            let mut labels: serde_json::Map<String, serde_json::Value> = serde_json::from_str(labels).unwrap();
-            labels.insert("replica".to_string(), serde_json::Value::from("a"));
-            (serde_json::Value::Object(labels).to_string(), samples.clone())
-        })
-        .collect()
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n\
+         scrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    \
+         params:\n      'match[]': [{}]\n    static_configs:\n      - targets: [\"127.0.0.1:{engine_port}\"]\n",
+        selectors.join(", ")
+    );
+    common::start_prometheus(binary, dir, "prometheus", port, &config, &[])
 }
 
 #[test]
@@ -120,9 +76,8 @@ fn prometheus_federates_the_engine_with_honor_labels() {
     let window = format!("[{}ms]", 30_000);
     let mut expected = Matrix::new();
     for selector in SELECTORS {
-        expected.extend(with_replica(
-            &query_matrix(engine_port, &format!("{selector}{window}"), end_ms).expect("the engine answers"),
-        ));
+        let answer = query_matrix(engine_port, &format!("{selector}{window}"), end_ms).expect("the engine answers");
+        expected.extend(with_label(&answer, "replica", "a"));
     }
     let held =
         query_matrix(prometheus_port, &format!("{{replica=\"a\"}}{window}"), end_ms).expect("prometheus answers");

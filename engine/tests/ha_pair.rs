@@ -42,33 +42,11 @@ fn start_replica_with(
     generation: u32,
     extra: &[String],
 ) -> Process {
-    let config = dir.join(format!("{name}.yml"));
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  external_labels:\n    replica: {name}\n\
-             scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n"
-        ),
-    )
-    .unwrap();
-    let mut arguments = vec![format!("--config.file={}", config.display())];
-    arguments.extend_from_slice(extra);
-    start_engine(dir, &format!("{name}-{generation}"), &format!("{name}-data"), port, &arguments)
-}
-
-fn start_engine(dir: &Path, log_name: &str, data: &str, port: u16, extra: &[String]) -> Process {
-    let log_path = dir.join(format!("{log_name}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join(data).display()))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .env("NO_COLOR", "1")
-        .spawn()
-        .expect("start server binary");
-    Process { child, log_path }
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  external_labels:\n    replica: {name}\n\
+         scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n"
+    );
+    common::start_engine(dir, name, &format!("{name}-{generation}"), port, Some(&config), extra)
 }
 
 fn query_json(port: u16, query: &str, extra: &str) -> serde_json::Value {
@@ -149,11 +127,12 @@ fn query_node_deduplicates_an_ha_pair_across_each_replicas_outage() {
     let started_ms = now_ms();
     let replica_a = start_replica(&dir, "a", port_a, exporter_port, 0);
     let replica_b = start_replica(&dir, "b", port_b, exporter_port, 0);
-    let query_node = start_engine(
+    let query_node = common::start_engine(
         &dir,
         "query",
-        "query-data",
+        "query",
         port_query,
+        None,
         &[format!("--query.store=http://127.0.0.1:{port_a}"), format!("--query.store=http://127.0.0.1:{port_b}")],
     );
     std::thread::sleep(Duration::from_secs(4));

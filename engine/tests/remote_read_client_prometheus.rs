@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{difference, free_port, http_get, now_ms, peer, query_matrix, Process};
@@ -18,51 +17,20 @@ use common::{difference, free_port, http_get, now_ms, peer, query_matrix, Proces
 const WAIT_S_MAX: u64 = 60;
 
 fn start_engine(dir: &Path, port: u16, prometheus_port: u16, dead_port: u16) -> Process {
-    let config = dir.join("engine.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1m\n\
-             remote_read:\n  - url: http://127.0.0.1:{prometheus_port}/api/v1/read\n    name: prometheus\n\
-             \x20 - url: http://127.0.0.1:{dead_port}/api/v1/read\n    name: dead\n    remote_timeout: 2s\n"
-        ),
-    )
-    .unwrap();
-    let log_path = dir.join("engine.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join("engine-data").display()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .env("NO_COLOR", "1")
-        .spawn()
-        .expect("start server binary");
-    Process { child, log_path }
+    let config = format!(
+        "global:\n  scrape_interval: 1m\n\
+         remote_read:\n  - url: http://127.0.0.1:{prometheus_port}/api/v1/read\n    name: prometheus\n\
+         \x20 - url: http://127.0.0.1:{dead_port}/api/v1/read\n    name: dead\n    remote_timeout: 2s\n"
+    );
+    common::start_engine(dir, "engine", "engine", port, Some(&config), &[])
 }
 
 fn start_prometheus(binary: &Path, dir: &Path, port: u16) -> Process {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n\
-             scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
-        ),
-    )
-    .unwrap();
-    let log_path = dir.join("prometheus.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
-    Process { child, log_path }
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n\
+         scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+    );
+    common::start_prometheus(binary, dir, "prometheus", port, &config, &[])
 }
 
 #[test]

@@ -9,71 +9,27 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{difference, free_port, now_ms, peer, query_matrix, Matrix, Process};
+use common::{difference, free_port, now_ms, peer, query_matrix, with_label, Process};
 
 /// Deadline for each wait.
 const WAIT_S_MAX: u64 = 60;
 
 fn start_engine(dir: &Path, port: u16) -> Process {
-    let config = dir.join("engine.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  external_labels:\n    replica: a\n\
-             scrape_configs:\n  - job_name: engine\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
-        ),
-    )
-    .unwrap();
-    let log_path = dir.join("engine.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join("engine-data").display()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .env("NO_COLOR", "1")
-        .spawn()
-        .expect("start server binary");
-    Process { child, log_path }
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  external_labels:\n    replica: a\n\
+         scrape_configs:\n  - job_name: engine\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+    );
+    common::start_engine(dir, "engine", "engine", port, Some(&config), &[])
 }
 
 fn start_prometheus(binary: &Path, dir: &Path, port: u16, engine_port: u16) -> Process {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1m\n\
-             remote_read:\n  - url: http://127.0.0.1:{engine_port}/api/v1/read\n    read_recent: true\n"
-        ),
-    )
-    .unwrap();
-    let log_path = dir.join("prometheus.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
-    Process { child, log_path }
-}
-
-/// The engine's series as a remote reader sees them: `replica="a"` added.
-fn with_replica(engine: &Matrix) -> Matrix {
-    engine
-        .iter()
-        .map(|(labels, samples)| {
-            let mut labels: serde_json::Map<String, serde_json::Value> = serde_json::from_str(labels).unwrap();
-            labels.insert("replica".to_string(), serde_json::Value::from("a"));
-            (serde_json::Value::Object(labels).to_string(), samples.clone())
-        })
-        .collect()
+    let config = format!(
+        "global:\n  scrape_interval: 1m\n\
+         remote_read:\n  - url: http://127.0.0.1:{engine_port}/api/v1/read\n    read_recent: true\n"
+    );
+    common::start_prometheus(binary, dir, "prometheus", port, &config, &[])
 }
 
 #[test]
@@ -97,7 +53,7 @@ fn prometheus_reads_the_engine_remotely() {
     }
     let end_ms = now_ms() - 1_000;
     let query = "{job=\"engine\"}[30s]";
-    let expected = with_replica(&query_matrix(engine_port, query, end_ms).expect("the engine answers"));
+    let expected = with_label(&query_matrix(engine_port, query, end_ms).expect("the engine answers"), "replica", "a");
     let sample_count: usize = expected.values().map(Vec::len).sum();
     assert!(
         expected.len() >= 50 && sample_count >= 250,

@@ -12,10 +12,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{difference, free_port, http_get, now_ms, peer, query_matrix, Matrix, Process};
+use common::{difference, free_port, http_get, now_ms, peer, query_matrix, with_label, Matrix, Process};
 
 /// Deadline for each wait (first samples, the receivers catching up).
 const WAIT_S_MAX: u64 = 90;
@@ -33,50 +33,29 @@ struct Ports {
 }
 
 fn start_engine(dir: &Path, ports: &Ports, generation: u32) -> Process {
-    let config = dir.join("engine.yml");
     let queue = "    queue_config:\n      batch_send_deadline: 1s\n      min_backoff: 100ms\n      max_backoff: 1s\n    \
                  write_relabel_configs:\n      - source_labels: [__name__]\n        regex: engine_remote_write_.*\n        action: drop\n";
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  external_labels:\n    sender: engine\n\
-             scrape_configs:\n  - job_name: engine\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n\
-             remote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    name: prometheus\n{queue}\
-             \x20 - url: http://127.0.0.1:{}/api/v1/write\n    name: victoria\n{queue}",
-            ports.engine, ports.prometheus, ports.victoria
-        ),
-    )
-    .unwrap();
-    let log_path = dir.join(format!("engine-{generation}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", ports.engine))
-        .arg(format!("--storage.tsdb.path={}", dir.join("engine-data").display()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .env("NO_COLOR", "1")
-        .spawn()
-        .expect("start server binary");
-    Process { child, log_path }
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  external_labels:\n    sender: engine\n\
+         scrape_configs:\n  - job_name: engine\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n\
+         remote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    name: prometheus\n{queue}\
+         \x20 - url: http://127.0.0.1:{}/api/v1/write\n    name: victoria\n{queue}",
+        ports.engine, ports.prometheus, ports.victoria
+    );
+    common::start_engine(dir, "engine", &format!("engine-{generation}"), ports.engine, Some(&config), &[])
 }
 
 fn start_prometheus(binary: &Path, dir: &Path, port: u16, generation: u32) -> Process {
     // No scrape jobs: it holds only what the engine sends.
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-    let log_path = dir.join(format!("prometheus-{generation}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
-    Process { child, log_path }
+    let log_name = format!("prometheus-{generation}");
+    common::start_prometheus(
+        binary,
+        dir,
+        &log_name,
+        port,
+        "global:\n  scrape_interval: 1m\n",
+        &["--web.enable-remote-write-receiver"],
+    )
 }
 
 fn start_victoria(binary: &Path, dir: &Path, port: u16, generation: u32) -> Process {
@@ -117,20 +96,13 @@ fn metric_sum(port: u16, prefix: &str) -> f64 {
         .sum()
 }
 
-/// What a receiver must hold for the engine's answer: each series with the external label, the
-/// dropped families gone.
 fn as_sent(engine: &Matrix) -> Matrix {
-    engine
+    let kept: Matrix = engine
         .iter()
-        .filter_map(|(labels, samples)| {
-            let mut labels: serde_json::Map<String, serde_json::Value> = serde_json::from_str(labels).unwrap();
-            if labels.get("__name__")?.as_str()?.starts_with(DROPPED_PREFIX) {
-                return None;
-            }
-            labels.insert("sender".to_string(), serde_json::Value::from("engine"));
-            Some((serde_json::Value::Object(labels).to_string(), samples.clone()))
-        })
-        .collect()
+        .filter(|(labels, _)| !labels.contains(&format!("\"__name__\":\"{DROPPED_PREFIX}")))
+        .map(|(labels, samples)| (labels.clone(), samples.clone()))
+        .collect();
+    with_label(&kept, "sender", "engine")
 }
 
 /// VictoriaMetrics stores a value as a decimal (an integer mantissa and a power of ten), which

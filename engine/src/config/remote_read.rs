@@ -80,30 +80,25 @@ pub(super) fn resolve(raw: Vec<RawRemoteRead>) -> Result<Vec<RemoteReadConfig>, 
     for (index, entry) in raw.into_iter().enumerate() {
         let path = format!("remote_read[{index}]");
         let invalid = |message: String| ConfigError::Invalid { path: path.clone(), message };
-        for (key, set) in [
+        let unsupported = [
             ("tls_config", entry.tls_config.is_some()),
             ("oauth2", entry.oauth2.is_some()),
             ("sigv4", entry.sigv4.is_some()),
             ("azuread", entry.azuread.is_some()),
             ("proxy_url", entry.proxy_url.is_some()),
-        ] {
-            if set {
-                return Err(invalid(format!("{key} is not supported yet")));
-            }
-        }
+        ];
         let _ = (entry.follow_redirects, entry.enable_http2);
-        crate::io::http_client::HttpEndpoint::parse(&entry.url).map_err(|error| invalid(error.to_string()))?;
-        let name = match entry.name {
-            Some(name) if name.is_empty() => return Err(invalid("name must not be empty".to_string())),
-            Some(name) => name,
-            None => super::remote_write::url_hash_name(&entry.url),
-        };
-        if configs.iter().any(|existing| existing.name == name) {
-            return Err(invalid(format!("found multiple remote read configs with name {name:?}")));
-        }
-        if configs.iter().any(|existing| existing.url == entry.url) {
-            return Err(invalid(format!("found multiple remote read configs with url {:?}", entry.url)));
-        }
+        let taken: Vec<(&str, &str)> =
+            configs.iter().map(|config| (config.name.as_str(), config.url.as_str())).collect();
+        let name = super::remote_write::entry_identity(
+            &path,
+            "remote read",
+            &unsupported,
+            &entry.url,
+            entry.name,
+            &taken,
+            false,
+        )?;
         let authorization = authorization_header(entry.basic_auth, entry.authorization).map_err(invalid)?;
         // A zero duration is refused while parsing.
         let remote_timeout_ms = entry.remote_timeout.map_or(REMOTE_READ_TIMEOUT_MS_DEFAULT, |duration| duration.0);

@@ -147,7 +147,7 @@ pub(super) fn resolve(raw: Vec<RawRemoteWrite>) -> Result<Vec<RemoteWriteConfig>
     for (index, entry) in raw.into_iter().enumerate() {
         let path = format!("remote_write[{index}]");
         let invalid = |message: String| ConfigError::Invalid { path: path.clone(), message };
-        for (key, set) in [
+        let unsupported = [
             ("tls_config", entry.tls_config.is_some()),
             ("oauth2", entry.oauth2.is_some()),
             ("sigv4", entry.sigv4.is_some()),
@@ -156,27 +156,12 @@ pub(super) fn resolve(raw: Vec<RawRemoteWrite>) -> Result<Vec<RemoteWriteConfig>
             ("metadata_config", entry.metadata_config.is_some()),
             ("send_exemplars", entry.send_exemplars == Some(true)),
             ("send_native_histograms", entry.send_native_histograms == Some(true)),
-        ] {
-            if set {
-                return Err(invalid(format!("{key} is not supported yet")));
-            }
-        }
+        ];
         let _ = (entry.follow_redirects, entry.enable_http2);
-        crate::io::http_client::HttpEndpoint::parse(&entry.url).map_err(|error| invalid(error.to_string()))?;
-        let name = match entry.name {
-            Some(name) if name.is_empty() => return Err(invalid("name must not be empty".to_string())),
-            Some(name) if !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"_-.".contains(&byte)) => {
-                return Err(invalid(format!("name {name:?} may hold only letters, digits, '_', '-' and '.'")))
-            }
-            Some(name) => name,
-            None => url_hash_name(&entry.url),
-        };
-        if configs.iter().any(|existing| existing.name == name) {
-            return Err(invalid(format!("found multiple remote write configs with name {name:?}")));
-        }
-        if configs.iter().any(|existing| existing.url == entry.url) {
-            return Err(invalid(format!("found multiple remote write configs with url {:?}", entry.url)));
-        }
+        let taken: Vec<(&str, &str)> =
+            configs.iter().map(|config| (config.name.as_str(), config.url.as_str())).collect();
+        // The name is a directory name (the queue's progress marker).
+        let name = entry_identity(&path, "remote write", &unsupported, &entry.url, entry.name, &taken, true)?;
         let authorization = authorization_header(entry.basic_auth, entry.authorization).map_err(invalid)?;
         let write_relabel_configs = relabel::from_raw_list(&entry.write_relabel_configs)
             .map_err(|message| ConfigError::Invalid { path: format!("{path}.write_relabel_configs"), message })?;
@@ -240,6 +225,42 @@ fn resolve_queue(raw: RawQueueConfig) -> Result<QueueConfig, String> {
 }
 
 /// The first 6 hex digits of the URL's SHA-256: a stable name for an unnamed queue.
+/// What `remote_write` and `remote_read` entries share: keys the engine refuses, the URL check,
+/// and the entry's name (`name`, else the URL's hash), unique among `taken` (name, URL) pairs
+/// as the URL is; `file_name_safe` limits the name to letters, digits, `_`, `-` and `.`.
+pub(super) fn entry_identity(
+    path: &str,
+    kind: &str,
+    unsupported: &[(&str, bool)],
+    url: &str,
+    name: Option<String>,
+    taken: &[(&str, &str)],
+    file_name_safe: bool,
+) -> Result<String, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { path: path.to_string(), message };
+    if let Some((key, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(invalid(format!("{key} is not supported yet")));
+    }
+    crate::io::http_client::HttpEndpoint::parse(url).map_err(|error| invalid(error.to_string()))?;
+    let name = match name {
+        Some(name) if name.is_empty() => return Err(invalid("name must not be empty".to_string())),
+        Some(name)
+            if file_name_safe && !name.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"_-.".contains(&byte)) =>
+        {
+            return Err(invalid(format!("name {name:?} may hold only letters, digits, '_', '-' and '.'")))
+        }
+        Some(name) => name,
+        None => url_hash_name(url),
+    };
+    if taken.iter().any(|(existing, _)| *existing == name) {
+        return Err(invalid(format!("found multiple {kind} configs with name {name:?}")));
+    }
+    if taken.iter().any(|(_, existing)| *existing == url) {
+        return Err(invalid(format!("found multiple {kind} configs with url {url:?}")));
+    }
+    Ok(name)
+}
+
 pub(super) fn url_hash_name(url: &str) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(url.as_bytes());

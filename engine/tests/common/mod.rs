@@ -149,3 +149,72 @@ pub fn difference(expected_name: &str, expected: &Matrix, held_name: &str, held:
     }
     text
 }
+
+/// The engine's server binary on `127.0.0.1:port`, its data in `<dir>/<name>-data`; with
+/// `config_yaml` written to `<dir>/<name>.yml` (else the embedded configuration); stderr to
+/// `<dir>/<log_name>.log`; `extra` flags last. Killed when the handle drops.
+pub fn start_engine(
+    dir: &Path,
+    name: &str,
+    log_name: &str,
+    port: u16,
+    config_yaml: Option<&str>,
+    extra: &[String],
+) -> Process {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+    if let Some(yaml) = config_yaml {
+        let config = dir.join(format!("{name}.yml"));
+        std::fs::write(&config, yaml).unwrap();
+        command.arg(format!("--config.file={}", config.display()));
+    }
+    let log_path = dir.join(format!("{log_name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = command
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--storage.tsdb.path={}", dir.join(format!("{name}-data")).display()))
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .env("NO_COLOR", "1")
+        .spawn()
+        .expect("start server binary");
+    Process { child, log_path }
+}
+
+/// Prometheus (`binary`) on `127.0.0.1:port` with `config_yaml`, its data in
+/// `<dir>/prometheus-data`, stderr to `<dir>/<log_name>.log`, `extra` flags last.
+pub fn start_prometheus(
+    binary: &Path,
+    dir: &Path,
+    log_name: &str,
+    port: u16,
+    config_yaml: &str,
+    extra: &[&str],
+) -> Process {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, config_yaml).unwrap();
+    let log_path = dir.join(format!("{log_name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = std::process::Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--storage.tsdb.path={}", dir.join("prometheus-data").display()))
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    Process { child, log_path }
+}
+
+/// `matrix` with `name="value"` added to every series (an external label as a peer sees it).
+pub fn with_label(matrix: &Matrix, name: &str, value: &str) -> Matrix {
+    matrix
+        .iter()
+        .map(|(labels, samples)| {
+            let mut labels: serde_json::Map<String, serde_json::Value> = serde_json::from_str(labels).unwrap();
+            labels.insert(name.to_string(), serde_json::Value::from(value));
+            (serde_json::Value::Object(labels).to_string(), samples.clone())
+        })
+        .collect()
+}
