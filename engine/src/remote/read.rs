@@ -20,8 +20,9 @@
 //! [`REMOTE_READ_CLIENT_DECOMPRESSED_SIZE_MAX_BYTES`] decompressed; `remote_timeout` per request.
 //! The fetched series live in memory for the query's evaluation only.
 //!
-//! Concurrency: stores are read one after another on the request's task; time and network only
-//! through the [`Env`].
+//! Concurrency: every store is read at once, each on its own task (through the environment's
+//! spawner); the answers merge in configuration order. Time and network only through the
+//! [`Env`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -137,10 +138,13 @@ impl RemoteReaders {
     /// (for `read_recent: false`).
     pub async fn prefetch(&self, reach: &QueryReach, local_start_ms: Option<i64>) -> Prefetched {
         let clients = self.clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let external_labels = self.external_labels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let mut store = SeriesStore::default();
-        let mut warnings = Vec::new();
-        for client in clients.iter() {
+        let external_labels =
+            Arc::new(self.external_labels.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone());
+        let selectors = Arc::new(reach.selectors.clone());
+        // Every store at once, each on its own task; the answers are taken in configuration
+        // order, so the merge does not depend on which store answered first.
+        let mut answers = Vec::new();
+        for (index, client) in clients.iter().enumerate() {
             let mut end_ms = reach.max_time_ms;
             if !client.config.read_recent {
                 if let Some(local_start_ms) = local_start_ms {
@@ -150,11 +154,28 @@ impl RemoteReaders {
                     end_ms = end_ms.min(local_start_ms);
                 }
             }
-            match client.read(&self.env, &reach.selectors, reach.min_time_ms, end_ms, &external_labels).await {
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let (env, clients, selectors, external_labels) =
+                (self.env.clone(), clients.clone(), selectors.clone(), external_labels.clone());
+            let start_ms = reach.min_time_ms;
+            self.env.spawner.spawn(
+                "remote-read",
+                Box::pin(async move {
+                    let answer = clients[index].read(&env, &selectors, start_ms, end_ms, &external_labels).await;
+                    let _ = sender.send(answer);
+                }),
+            );
+            answers.push((client.config.name.clone(), receiver));
+        }
+        let mut store = SeriesStore::default();
+        let mut warnings = Vec::new();
+        for (name, receiver) in answers {
+            let answer = receiver.await.unwrap_or_else(|_| Err("the read ended without an answer".to_string()));
+            match answer {
                 Ok(series) => series.into_iter().for_each(|series| store.add(series)),
                 Err(error) => {
-                    tracing::warn!(store = %client.config.name, %error, "remote read failed");
-                    warnings.push(format!("remote read from {}: {error}", client.config.name));
+                    tracing::warn!(store = %name, %error, "remote read failed");
+                    warnings.push(format!("remote read from {name}: {error}"));
                 }
             }
         }
