@@ -5,6 +5,8 @@
 //! As Prometheus 2.42:
 //! - a sample counts if its time is in `[now - lookback_delta, now]`; staleness markers are left
 //!   out (the text format cannot carry them);
+//! - values as expfmt writes them (Go's `%g`, `0` for -0), label values escaped as the text
+//!   format escapes them;
 //! - every family is `untyped`, without HELP; families are ordered by metric name, series within
 //!   one by labels; each sample carries its timestamp;
 //! - labels with an empty value are left out, and external labels a series lacks are appended
@@ -19,6 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::model::{is_stale_nan, Labels, Matcher, METRIC_NAME_LABEL};
+// The text exposition's own spelling of values and label values, as the Pushgateway writes it.
+use crate::push::store::{escape_label_value, format_float as format_go_g};
 use crate::storage::{Queryable, SelectHints};
 
 /// Most series one federation answer holds.
@@ -103,48 +107,6 @@ pub fn federate(
         let _ = writeln!(out, " {} {timestamp_ms}", format_go_g(*value));
     }
     Ok(out)
-}
-
-/// The text format's label value escaping: backslash, double quote, newline.
-fn escape_label_value(value: &str) -> std::borrow::Cow<'_, str> {
-    if !value.contains(['\\', '"', '\n']) {
-        return std::borrow::Cow::Borrowed(value);
-    }
-    let mut escaped = String::with_capacity(value.len() + 8);
-    for character in value.chars() {
-        match character {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            other => escaped.push(other),
-        }
-    }
-    std::borrow::Cow::Owned(escaped)
-}
-
-/// Go's `strconv.FormatFloat(value, 'g', -1, 64)` with the text format's `+Inf`, `-Inf`,
-/// `NaN`: the shortest round-trip digits, in exponent form when the decimal exponent is below
-/// -4 or at least 6 (Go decides with precision 6 when it formats the shortest digits), the
-/// exponent signed and at least two digits long.
-pub fn format_go_g(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".to_string();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() };
-    }
-    if value == 0.0 {
-        return if value.is_sign_negative() { "-0".to_string() } else { "0".to_string() };
-    }
-    // Rust's `{:e}` is the shortest round-trip mantissa: `1.234567e6`, `-5e-7`.
-    let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific.as_str(), "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..6).contains(&exponent) {
-        return format!("{value}");
-    }
-    let sign = if exponent < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
 }
 
 #[cfg(test)]

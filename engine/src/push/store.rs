@@ -601,7 +601,8 @@ fn format_labels(labels: &LabelPairs) -> String {
     pairs.join(",")
 }
 
-fn escape_label_value(value: &str) -> String {
+/// The text format's label value escaping: backslash, newline, double quote.
+pub(crate) fn escape_label_value(value: &str) -> String {
     value.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\"")
 }
 

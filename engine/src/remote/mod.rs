@@ -102,130 +102,100 @@ impl RemoteWriteManager {
         tracing::info!(queue = %entry.name, url = %entry.url, "remote write queue started");
         Ok(RunningQueue { context })
     }
-
-    /// The metrics of each running queue, by name (tests, the simulator).
-    pub fn queue_metrics(&self) -> Vec<(String, Arc<QueueMetrics>)> {
-        self.lock().iter().map(|queue| (queue.context.config.name.clone(), queue.context.metrics.clone())).collect()
-    }
 }
 
 impl MetricsSource for RemoteWriteManager {
     /// Prometheus' `prometheus_remote_storage_*` families (labels `remote_name`, `url`), plus the
     /// engine's WAL-reading counters.
     fn render(&self, out: &mut String) {
-        let queues: Vec<(String, String, Arc<QueueMetrics>)> = self
-            .lock()
-            .iter()
-            .map(|queue| {
-                (queue.context.config.name.clone(), queue.context.config.url.clone(), queue.context.metrics.clone())
-            })
-            .collect();
+        let queues: Vec<Arc<QueueContext>> = self.lock().iter().map(|queue| queue.context.clone()).collect();
         if queues.is_empty() {
             return;
         }
-        type Read = fn(&QueueMetrics) -> f64;
-        let families: [(&str, &str, &str, Read); 14] = [
-            ("prometheus_remote_storage_samples_total", "counter", "Total number of samples sent to remote storage.", |m| {
-                m.samples_sent_total.load(Ordering::Relaxed) as f64
+        type Read = fn(&QueueContext) -> f64;
+        let families: [(&str, &str, &str, Read); 16] = [
+            ("prometheus_remote_storage_samples_total", "counter", "Total number of samples sent to remote storage.", |c| {
+                c.metrics.samples_sent_total.load(Ordering::Relaxed) as f64
             }),
             (
                 "prometheus_remote_storage_samples_failed_total",
                 "counter",
                 "Total number of samples which failed on send to remote storage, non-recoverable errors.",
-                |m| m.samples_failed_total.load(Ordering::Relaxed) as f64,
+                |c| c.metrics.samples_failed_total.load(Ordering::Relaxed) as f64,
             ),
             (
                 "prometheus_remote_storage_samples_retried_total",
                 "counter",
                 "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.",
-                |m| m.samples_retried_total.load(Ordering::Relaxed) as f64,
+                |c| c.metrics.samples_retried_total.load(Ordering::Relaxed) as f64,
             ),
             (
                 "prometheus_remote_storage_samples_dropped_total",
                 "counter",
                 "Total number of samples which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.",
-                |m| m.samples_dropped_total.load(Ordering::Relaxed) as f64,
+                |c| c.metrics.samples_dropped_total.load(Ordering::Relaxed) as f64,
             ),
-            ("prometheus_remote_storage_samples_pending", "gauge", "The number of samples pending in the queues shards to be sent to the remote storage.", |m| {
-                m.samples_pending.load(Ordering::Relaxed) as f64
+            ("prometheus_remote_storage_samples_pending", "gauge", "The number of samples pending in the queues shards to be sent to the remote storage.", |c| {
+                c.metrics.samples_pending.load(Ordering::Relaxed) as f64
             }),
-            ("prometheus_remote_storage_bytes_total", "counter", "The total number of bytes of data (not metadata) sent by the queue after compression.", |m| {
-                m.bytes_sent_total.load(Ordering::Relaxed) as f64
+            ("prometheus_remote_storage_bytes_total", "counter", "The total number of bytes of data (not metadata) sent by the queue after compression.", |c| {
+                c.metrics.bytes_sent_total.load(Ordering::Relaxed) as f64
             }),
-            ("prometheus_remote_storage_shards", "gauge", "The number of shards used for parallel sending to the remote storage.", |m| {
-                m.shards.load(Ordering::Relaxed) as f64
+            ("prometheus_remote_storage_shards", "gauge", "The number of shards used for parallel sending to the remote storage.", |c| {
+                c.metrics.shards.load(Ordering::Relaxed) as f64
             }),
             (
                 "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
                 "gauge",
                 "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch.",
-                |m| m.highest_sent_timestamp_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+                |c| c.metrics.highest_sent_timestamp_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             ),
             (
                 "prometheus_remote_storage_highest_timestamp_in_seconds",
                 "gauge",
                 "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
-                |m| m.highest_read_timestamp_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+                |c| c.metrics.highest_read_timestamp_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             ),
-            ("engine_remote_write_requests_sent_total", "counter", "Remote write requests acknowledged by the receiver.", |m| {
-                m.requests_sent_total.load(Ordering::Relaxed) as f64
+            ("engine_remote_write_requests_sent_total", "counter", "Remote write requests acknowledged by the receiver.", |c| {
+                c.metrics.requests_sent_total.load(Ordering::Relaxed) as f64
             }),
-            ("engine_remote_write_send_attempts_total", "counter", "Remote write requests attempted, acknowledged or not.", |m| {
-                m.send_attempts_total.load(Ordering::Relaxed) as f64
+            ("engine_remote_write_send_attempts_total", "counter", "Remote write requests attempted, acknowledged or not.", |c| {
+                c.metrics.send_attempts_total.load(Ordering::Relaxed) as f64
             }),
-            ("engine_remote_write_send_duration_seconds_total", "counter", "Time spent in remote write requests, every attempt.", |m| {
-                m.send_duration_ns_total.load(Ordering::Relaxed) as f64 / 1e9
+            ("engine_remote_write_send_duration_seconds_total", "counter", "Time spent in remote write requests, every attempt.", |c| {
+                c.metrics.send_duration_ns_total.load(Ordering::Relaxed) as f64 / 1e9
             }),
             (
                 "engine_remote_write_wal_corruptions_total",
                 "counter",
                 "Damaged WAL ranges and undecodable records the remote write sender skipped.",
-                |m| m.wal_corruptions_total.load(Ordering::Relaxed) as f64,
+                |c| c.metrics.wal_corruptions_total.load(Ordering::Relaxed) as f64,
             ),
             (
                 "engine_remote_write_wal_segments_skipped_total",
                 "counter",
                 "WAL segments truncated away before the remote write sender read them (their samples were not sent).",
-                |m| m.wal_segments_skipped_total.load(Ordering::Relaxed) as f64,
+                |c| c.metrics.wal_segments_skipped_total.load(Ordering::Relaxed) as f64,
             ),
+            ("prometheus_remote_storage_shards_max", "gauge", "The maximum number of shards that the queue is allowed to run.", |c| {
+                c.config.queue.shards_max as f64
+            }),
+            ("prometheus_remote_storage_shards_min", "gauge", "The minimum number of shards that the queue is allowed to run.", |c| {
+                c.config.queue.shards_min as f64
+            }),
         ];
         for (name, kind, help, read) in families {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (queue_name, url, metrics) in &queues {
+            for queue in &queues {
                 let _ = writeln!(
                     out,
                     "{name}{{remote_name={},url={}}} {}",
-                    quote(queue_name),
-                    quote(url),
-                    crate::api::json::format_value(read(metrics))
+                    quote(&queue.config.name),
+                    quote(&queue.config.url),
+                    crate::api::json::format_value(read(queue))
                 );
             }
-        }
-        let _ = writeln!(out, "# HELP prometheus_remote_storage_shards_max The maximum number of shards that the queue is allowed to run.");
-        let _ = writeln!(out, "# TYPE prometheus_remote_storage_shards_max gauge");
-        let manager_queues = self.lock();
-        for queue in manager_queues.iter() {
-            let config = &queue.context.config;
-            let _ = writeln!(
-                out,
-                "prometheus_remote_storage_shards_max{{remote_name={},url={}}} {}",
-                quote(&config.name),
-                quote(&config.url),
-                config.queue.shards_max
-            );
-        }
-        let _ = writeln!(out, "# HELP prometheus_remote_storage_shards_min The minimum number of shards that the queue is allowed to run.");
-        let _ = writeln!(out, "# TYPE prometheus_remote_storage_shards_min gauge");
-        for queue in manager_queues.iter() {
-            let config = &queue.context.config;
-            let _ = writeln!(
-                out,
-                "prometheus_remote_storage_shards_min{{remote_name={},url={}}} {}",
-                quote(&config.name),
-                quote(&config.url),
-                config.queue.shards_min
-            );
         }
     }
 }
