@@ -21,6 +21,7 @@ mod remote_read;
 mod remote_write;
 
 pub use alert_manager::{AlertManagerSection, AlertManagerSource};
+pub(crate) use alerting::base64_decode;
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
 pub use remote_read::RemoteReadConfig;
 pub use remote_write::{QueueConfig, RemoteWriteConfig};

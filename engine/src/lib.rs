@@ -12,6 +12,7 @@ pub mod calendar;
 pub mod config;
 pub mod exemplars;
 pub mod exposition;
+pub mod frontend;
 pub mod io;
 pub mod limits;
 pub mod metrics;

@@ -3,7 +3,13 @@
 //! reads the OS clock, which would make simulated runs differ.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -16,7 +22,24 @@ use crate::io::{Listener, Spawner};
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 50;
 
 /// Serves connections until the task is cancelled; at most `connections_max` at once.
-pub async fn serve(mut listener: Box<dyn Listener>, api: Arc<Api>, spawner: Arc<dyn Spawner>, connections_max: usize) {
+pub async fn serve(listener: Box<dyn Listener>, api: Arc<Api>, spawner: Arc<dyn Spawner>, connections_max: usize) {
+    serve_with(listener, spawner, connections_max, move |request| {
+        let api = api.clone();
+        async move { api.handle(request).await }
+    })
+    .await;
+}
+
+/// [`serve`] for any handler (the engine's API, the query frontend).
+pub async fn serve_with<H, F>(
+    mut listener: Box<dyn Listener>,
+    spawner: Arc<dyn Spawner>,
+    connections_max: usize,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(connections_max));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -30,13 +53,13 @@ pub async fn serve(mut listener: Box<dyn Listener>, api: Arc<Api>, spawner: Arc<
                 continue;
             }
         };
-        let api = api.clone();
+        let handler = handler.clone();
         spawner.spawn(
             "http-connection",
             Box::pin(async move {
                 let service = service_fn(move |request| {
-                    let api = api.clone();
-                    async move { Ok::<_, Infallible>(api.handle(request).await) }
+                    let answer = handler(request);
+                    async move { Ok::<_, Infallible>(answer.await) }
                 });
                 let result = hyper::server::conn::http1::Builder::new()
                     .auto_date_header(false)

@@ -188,9 +188,10 @@ pub(super) fn authorization_header(
     }
 }
 
+const BASE64_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 /// Standard base64 with padding (RFC 4648), for basic auth headers only.
 fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let value = (u32::from(chunk[0]) << 16)
@@ -198,13 +199,32 @@ fn base64_encode(bytes: &[u8]) -> String {
             | u32::from(*chunk.get(2).unwrap_or(&0));
         for position in 0..4 {
             if position <= chunk.len() {
-                out.push(ALPHABET[(value >> (18 - 6 * position) & 63) as usize] as char);
+                out.push(BASE64_ALPHABET[(value >> (18 - 6 * position) & 63) as usize] as char);
             } else {
                 out.push('=');
             }
         }
     }
     out
+}
+
+/// Decodes standard base64 (padding optional), for reading basic auth headers; `None` when
+/// `text` is not base64.
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let digits = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    let mut accumulator = 0u32;
+    let mut bit_count = 0;
+    for byte in digits.bytes() {
+        let value = BASE64_ALPHABET.iter().position(|&symbol| symbol == byte)? as u32;
+        accumulator = (accumulator << 6) | value;
+        bit_count += 6;
+        if bit_count >= 8 {
+            bit_count -= 8;
+            out.push((accumulator >> bit_count) as u8);
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -263,6 +283,7 @@ mod tests {
             [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")]
         {
             assert_eq!(base64_encode(input.as_bytes()), expected);
+            assert_eq!(base64_decode(expected).unwrap(), input.as_bytes());
         }
     }
 }
