@@ -17,6 +17,9 @@ const USAGE: &str = "usage: frontend --frontend.downstream-url=URL [flags]
                                  (e.g. http://127.0.0.1:9090); the config file's downstream_url
                                  when the flag is absent
   --web.listen-address=ADDR      listen address (default: 0.0.0.0:9092)
+  --frontend.redis-address=HOST:PORT
+                                 Redis shared by frontend replicas: answers (L2, 15 s), rate-limit
+                                 buckets and flight locks; without it all of these are per process
   --frontend.user-header=NAME    header naming the user for per-user limits (default: X-User-Id;
                                  basic auth's user name when the header is absent)
   --config.file=FILE             YAML: cache TTLs, limits, breaker, downstream client, views
@@ -34,6 +37,7 @@ struct Flags {
     downstream_url: Option<String>,
     listen_address: String,
     user_header: Option<String>,
+    redis_address: Option<String>,
     config_file: Option<String>,
     connections_max: usize,
     log_level: tracing::Level,
@@ -44,6 +48,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         downstream_url: None,
         listen_address: "0.0.0.0:9092".to_string(),
         user_header: None,
+        redis_address: None,
         config_file: None,
         connections_max: CONNECTIONS_MAX_DEFAULT,
         log_level: tracing::Level::INFO,
@@ -75,6 +80,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
             "--frontend.downstream-url" => flags.downstream_url = Some(value()?),
             "--web.listen-address" => flags.listen_address = value()?,
             "--frontend.user-header" => flags.user_header = Some(value()?),
+            "--frontend.redis-address" => flags.redis_address = Some(value()?),
             "--config.file" => flags.config_file = Some(value()?),
             "--web.max-connections" => {
                 let text = value()?;
@@ -125,6 +131,9 @@ fn run() -> anyhow::Result<()> {
     }
     if let Some(header) = flags.user_header {
         config.user_header = header;
+    }
+    if let Some(address) = flags.redis_address {
+        config.redis_address = Some(address);
     }
     if config.downstream_url.is_empty() {
         bail!("--frontend.downstream-url is required\n\n{USAGE}");

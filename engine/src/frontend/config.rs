@@ -24,6 +24,8 @@ pub struct FrontendConfig {
     pub downstream: DownstreamSettings,
     /// The metrics-view endpoints.
     pub views: Vec<ViewSettings>,
+    /// Redis (`host:port`) shared by frontend replicas: L2 answers, rate limits, flight locks.
+    pub redis_address: Option<String>,
 }
 
 impl FrontendConfig {
@@ -37,6 +39,7 @@ impl FrontendConfig {
             breaker: BreakerSettings::default(),
             downstream: DownstreamSettings::default(),
             views: Vec::new(),
+            redis_address: None,
         }
     }
 
@@ -49,9 +52,14 @@ impl FrontendConfig {
         if let Some(header) = file.user_header {
             self.user_header = header;
         }
+        if let Some(address) = file.redis_address {
+            self.redis_address = Some(address);
+        }
         if let Some(cache) = file.cache {
             let settings = &mut self.cache;
             set_duration(&mut settings.l1_ttl_ms, cache.l1_ttl, "cache.l1_ttl")?;
+            set_duration(&mut settings.l2_ttl_ms, cache.l2_ttl, "cache.l2_ttl")?;
+            set_duration(&mut settings.lock_wait_ms, cache.lock_wait, "cache.lock_wait")?;
             set_duration(&mut settings.stale_ms, cache.stale_for, "cache.stale_for")?;
             set_duration(&mut settings.split_interval_ms, cache.split_interval, "cache.split_interval")?;
             set_duration(&mut settings.max_freshness_ms, cache.max_freshness, "cache.max_freshness")?;
@@ -129,8 +137,13 @@ fn set_duration(target: &mut i64, text: Option<String>, name: &str) -> Result<()
 pub struct CacheSettings {
     /// How long an answer is served from the in-process cache (the documents' 5 s).
     pub l1_ttl_ms: i64,
+    /// How long an answer is served from Redis (the documents' 15 s).
+    pub l2_ttl_ms: i64,
     /// How long after its TTL an answer is kept for serving while the breaker is open (5 min).
     pub stale_ms: i64,
+    /// How long a replica waits for another replica's fetch of the same answer (seen by its
+    /// lock in Redis) before fetching itself.
+    pub lock_wait_ms: i64,
     /// Most bytes of answers in the in-process cache.
     pub l1_size_bytes_max: usize,
     /// Most bytes of range-query extents.
@@ -148,7 +161,9 @@ impl Default for CacheSettings {
     fn default() -> CacheSettings {
         CacheSettings {
             l1_ttl_ms: 5_000,
+            l2_ttl_ms: 15_000,
             stale_ms: 300_000,
+            lock_wait_ms: 2_000,
             l1_size_bytes_max: 256 << 20,
             extents_size_bytes_max: 256 << 20,
             split_interval_ms: 86_400_000,
@@ -320,6 +335,7 @@ fn is_label_name(text: &str) -> bool {
 struct FileConfig {
     downstream_url: Option<String>,
     user_header: Option<String>,
+    redis_address: Option<String>,
     cache: Option<FileCache>,
     limits: Option<FileLimits>,
     breaker: Option<FileBreaker>,
@@ -332,6 +348,8 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileCache {
     l1_ttl: Option<String>,
+    l2_ttl: Option<String>,
+    lock_wait: Option<String>,
     stale_for: Option<String>,
     l1_size_bytes_max: Option<usize>,
     extents_size_bytes_max: Option<usize>,

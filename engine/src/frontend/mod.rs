@@ -19,6 +19,7 @@ pub mod config;
 pub mod downstream;
 pub mod extents;
 pub mod limits;
+pub mod shared;
 pub mod stats;
 mod views;
 
@@ -41,6 +42,7 @@ use self::extents::{
     merge_into, parse_range_answer, render_range_answer, slice, split_by_interval, Extent, ExtentCache,
 };
 use self::limits::{RateLimit, Refusal};
+use self::shared::{Shared, SharedAnswer};
 use self::stats::{Gauges, Outcome, Stats};
 use crate::api::json::write_timestamp;
 use crate::api::params::{parse_duration_param_ms, parse_time_ms};
@@ -57,6 +59,12 @@ const RANGE_POINT_COUNT_MAX: i64 = 11_000;
 /// without it share the empty tenant.
 pub const TENANT_HEADER: &str = "X-Scope-OrgID";
 
+/// Longest a replica holds the flight lock of an answer in Redis (its fetch normally ends
+/// sooner and releases it).
+const FLIGHT_LOCK_HOLD_MS: u64 = 30_000;
+/// Pause between looks for another replica's answer while it holds the flight lock.
+const FLIGHT_POLL_MS: u64 = 20;
+
 /// Warning attached to an answer served stale.
 const STALE_WARNING_BREAKER: &str = "circuit breaker open";
 
@@ -71,6 +79,8 @@ pub struct Frontend {
     limits: Mutex<Limits>,
     breaker: Mutex<Breaker>,
     stats: Stats,
+    /// Redis, when configured.
+    shared: Option<Shared>,
 }
 
 struct Limits {
@@ -86,8 +96,11 @@ enum Fetched {
     Answer {
         /// The answer.
         answer: Answer,
-        /// Downstream requests the flight made (0: every point came from extents).
+        /// Downstream requests the flight made (0: every point came from extents, or from
+        /// another replica's fetch).
         downstream_request_count: u32,
+        /// Another replica fetched it (seen through Redis).
+        from_peer: bool,
     },
     /// No answer: the breaker is open, or the downstream is unreachable.
     Failed {
@@ -163,6 +176,10 @@ impl Frontend {
             }),
             breaker: Mutex::new(Breaker::new(config.breaker.clone(), now)),
             stats: Stats::default(),
+            shared: config
+                .redis_address
+                .clone()
+                .map(|address| Shared::new(env.clone(), address, "frontend:".to_string())),
             downstream,
             config,
             env,
@@ -215,14 +232,14 @@ impl Frontend {
             let labels = view.match_path(&path).unwrap_or_default();
             let key =
                 labels.iter().find(|(name, _)| *name == self.config.limits.key_label).map(|(_, value)| value.clone());
-            if let Err(refusal) = self.admit(&caller, key.as_deref()) {
+            if let Err(refusal) = self.admit(&caller, key.as_deref()).await {
                 return self.refused(&refusal);
             }
             self.stats.view_requests_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return self.view(index, labels, &caller).await;
         }
         let key = pairs.iter().find(|(name, _)| *name == self.config.limits.key_label).map(|(_, value)| value.clone());
-        if let Err(refusal) = self.admit(&caller, key.as_deref()) {
+        if let Err(refusal) = self.admit(&caller, key.as_deref()).await {
             return self.refused(&refusal);
         }
         let is_query =
@@ -273,8 +290,32 @@ impl Frontend {
         caller
     }
 
-    /// Takes a token from every limit that applies: global, the user's, the key's.
-    fn admit(&self, caller: &Caller, key: Option<&str>) -> Result<(), Refusal> {
+    /// Takes a token from every limit that applies: global, the user's, the key's; from the
+    /// buckets in Redis when it is configured (every replica shares them), in memory otherwise.
+    /// Redis unreachable: the request is let through (fail-open) and counted.
+    async fn admit(&self, caller: &Caller, key: Option<&str>) -> Result<(), Refusal> {
+        if let Some(shared) = &self.shared {
+            let limits = &self.config.limits;
+            let scopes = [
+                ("global", limits.global_requests_per_minute, Some("")),
+                ("user", limits.user_requests_per_minute, Some(caller.user.as_str())),
+                ("key", limits.key_requests_per_minute, key),
+            ];
+            for (scope, per_minute, identity) in scopes {
+                let Some(identity) = identity.filter(|_| per_minute > 0) else { continue };
+                let bucket = shared.key(&format!("limit:{scope}"), identity);
+                match shared.take_token(&bucket, per_minute).await {
+                    Some(Ok(())) => {}
+                    Some(Err(retry_after)) => {
+                        return Err(Refusal { scope, limit_per_minute: per_minute, remaining: 0, retry_after })
+                    }
+                    None => {
+                        self.stats.limit_fail_open_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }
+            return Ok(());
+        }
         let now = Instant::now();
         let mut limits = self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         limits.global.take("", now)?;
@@ -387,19 +428,25 @@ impl Frontend {
                 found => found,
             }
         };
-        let stale = match cached {
+        let mut stale = match cached {
             Lookup::Fresh(body) => {
                 self.stats.count(Outcome::L1Hit);
-                return Looked::Answer(Answer {
-                    status: 200,
-                    content_type: "application/json".to_string(),
-                    cache_control: String::new(),
-                    body,
-                });
+                return Looked::Answer(json_answer(body));
             }
             Lookup::Stale(body) => Some(body),
             Lookup::Miss => None,
         };
+        if let Some(shared) = &self.shared {
+            match shared.get_answer(&shared.key("answer", &plan.key), self.config.cache.l2_ttl_ms).await {
+                Some(SharedAnswer::Fresh(body)) => {
+                    self.stats.count(Outcome::L2Hit);
+                    self.remember_local(plan, body.clone());
+                    return Looked::Answer(json_answer(body));
+                }
+                Some(SharedAnswer::Stale(body)) => stale = stale.or(Some(body)),
+                None => {}
+            }
+        }
         let (fetched, role) = self.flights.run(&plan.key, || self.fetch(plan)).await;
         match fetched {
             Fetched::Answer { answer, .. } if answer.is_server_failure() && stale.is_some() => {
@@ -407,9 +454,10 @@ impl Frontend {
                 let reason = format!("downstream answered {}", answer.status);
                 Looked::Stale(stale.unwrap_or_default(), reason)
             }
-            Fetched::Answer { answer, downstream_request_count } => {
+            Fetched::Answer { answer, downstream_request_count, from_peer } => {
                 self.stats.count(match role {
                     Role::Follower => Outcome::Coalesced,
+                    Role::Leader if from_peer => Outcome::Coalesced,
                     Role::Leader if downstream_request_count == 0 => Outcome::ExtentHit,
                     Role::Leader => Outcome::Source,
                 });
@@ -428,17 +476,52 @@ impl Frontend {
         }
     }
 
-    /// Fetches `plan`'s answer and caches what may be cached.
+    /// Fetches `plan`'s answer and caches what may be cached. With Redis, one replica fetches:
+    /// the others see its flight lock and wait (at most `lock_wait`) for its answer to land.
     async fn fetch(self: &Arc<Self>, plan: &QueryPlan) -> Fetched {
+        let Some(shared) = &self.shared else { return self.fetch_downstream(plan).await };
+        let answer_key = shared.key("answer", &plan.key);
+        let lock_key = shared.key("flight", &plan.key);
+        let l2_ttl_ms = self.config.cache.l2_ttl_ms;
+        let from_peer =
+            |body| Fetched::Answer { answer: json_answer(body), downstream_request_count: 0, from_peer: true };
+        match shared.try_lock(&lock_key, FLIGHT_LOCK_HOLD_MS).await {
+            Some(true) => {
+                // Taken: the answer may have landed between the first look and the lock.
+                if let Some(SharedAnswer::Fresh(body)) = shared.get_answer(&answer_key, l2_ttl_ms).await {
+                    shared.unlock(&lock_key).await;
+                    self.remember_local(plan, body.clone());
+                    return from_peer(body);
+                }
+                let fetched = self.fetch_downstream(plan).await;
+                shared.unlock(&lock_key).await;
+                fetched
+            }
+            Some(false) => {
+                let deadline = Instant::now() + Duration::from_millis(self.config.cache.lock_wait_ms.max(0) as u64);
+                while Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(FLIGHT_POLL_MS)).await;
+                    if let Some(SharedAnswer::Fresh(body)) = shared.get_answer(&answer_key, l2_ttl_ms).await {
+                        self.remember_local(plan, body.clone());
+                        return from_peer(body);
+                    }
+                }
+                self.fetch_downstream(plan).await
+            }
+            None => self.fetch_downstream(plan).await,
+        }
+    }
+
+    async fn fetch_downstream(self: &Arc<Self>, plan: &QueryPlan) -> Fetched {
         if let Some(range) = plan.range.as_ref().filter(|range| range.splittable) {
             return self.fetch_range(plan, range).await;
         }
         match self.send_guarded(plan.outgoing.clone()).await {
             Ok(answer) => {
                 if is_cacheable(&answer) && !has_warnings(&answer.body) {
-                    self.remember(plan, answer.body.clone());
+                    self.remember(plan, answer.body.clone()).await;
                 }
-                Fetched::Answer { answer, downstream_request_count: 1 }
+                Fetched::Answer { answer, downstream_request_count: 1, from_peer: false }
             }
             Err((reason, breaker_open)) => Fetched::Failed { reason, breaker_open },
         }
@@ -497,7 +580,7 @@ impl Frontend {
             let parsed = (answer.status == 200).then(|| parse_range_answer(&answer.body)).flatten();
             let Some(parsed) = parsed else {
                 // An error (or an answer not understood): the client gets it as it is.
-                return Fetched::Answer { answer, downstream_request_count: request_count };
+                return Fetched::Answer { answer, downstream_request_count: request_count, from_peer: false };
             };
             let piece_cacheable = parsed.warnings.is_empty() && is_cacheable(&answer);
             cacheable &= piece_cacheable;
@@ -523,14 +606,21 @@ impl Frontend {
         }
         let body = Bytes::from(render_range_answer(&matrix, start_ms, end_ms, &warnings));
         if cacheable {
-            self.remember(plan, body.clone());
+            self.remember(plan, body.clone()).await;
         }
-        let answer =
-            Answer { status: 200, content_type: "application/json".to_string(), cache_control: String::new(), body };
-        Fetched::Answer { answer, downstream_request_count: request_count }
+        Fetched::Answer { answer: json_answer(body), downstream_request_count: request_count, from_peer: false }
     }
 
-    fn remember(&self, plan: &QueryPlan, body: Bytes) {
+    /// Keeps a fetched answer in L1 and, with Redis, in L2 for the other replicas.
+    async fn remember(&self, plan: &QueryPlan, body: Bytes) {
+        self.remember_local(plan, body.clone());
+        if let Some(shared) = &self.shared {
+            let keep_ms = self.config.cache.l2_ttl_ms + self.config.cache.stale_ms;
+            shared.put_answer(&shared.key("answer", &plan.key), &body, keep_ms).await;
+        }
+    }
+
+    fn remember_local(&self, plan: &QueryPlan, body: Bytes) {
         let ttl = Duration::from_millis(self.config.cache.l1_ttl_ms.max(0) as u64);
         let stale_for = Duration::from_millis(self.config.cache.stale_ms.max(0) as u64);
         let now = Instant::now();
@@ -585,6 +675,9 @@ impl Frontend {
             downstream_retries: load(&self.downstream.retries_total),
             downstream_connections_opened: load(&self.downstream.connections_opened_total),
             limit_overflows,
+            redis_configured: self.shared.is_some(),
+            redis_up: self.shared.as_ref().is_some_and(|shared| shared.up.load(std::sync::atomic::Ordering::Relaxed)),
+            redis_errors: self.shared.as_ref().map_or(0, |shared| load(&shared.errors_total)),
         }
     }
 }
@@ -644,6 +737,10 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 
 fn api_error(status: StatusCode, error_type: &str, message: &str) -> Response<Full<Bytes>> {
     respond(status, "application/json", Bytes::from(crate::api::json::error(error_type, message)))
+}
+
+fn json_answer(body: Bytes) -> Answer {
+    Answer { status: 200, content_type: "application/json".to_string(), cache_control: String::new(), body }
 }
 
 fn answer_response(answer: Answer) -> Response<Full<Bytes>> {

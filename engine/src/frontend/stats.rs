@@ -52,6 +52,8 @@ pub struct Stats {
     pub unavailable: AtomicU64,
     /// Range requests that took some points from extents and fetched the rest.
     pub extent_partial_hits: AtomicU64,
+    /// Rate-limit takes let through because Redis did not answer.
+    pub limit_fail_open_total: AtomicU64,
 }
 
 /// Gauges read at render time.
@@ -78,6 +80,12 @@ pub struct Gauges {
     pub downstream_connections_opened: u64,
     /// Rate-limit identities let through because a table was full.
     pub limit_overflows: u64,
+    /// Whether Redis is configured.
+    pub redis_configured: bool,
+    /// Whether its last command succeeded.
+    pub redis_up: bool,
+    /// Redis commands failed.
+    pub redis_errors: u64,
 }
 
 impl Stats {
@@ -130,6 +138,9 @@ impl Stats {
             "extent_bytes": gauges.extent_bytes,
             "downstream_requests": gauges.downstream_requests,
             "breaker_state": match gauges.breaker_state { 0 => "closed", 1 => "open", _ => "half-open" },
+            "redis": if !gauges.redis_configured { "off" } else if gauges.redis_up { "up" } else { "down" },
+            "redis_errors": gauges.redis_errors,
+            "rate_limit_fail_open": load(&self.limit_fail_open_total),
         })
         .to_string()
     }
@@ -187,6 +198,12 @@ impl Stats {
             "New rate-limit identities let through because a table was full.",
             gauges.limit_overflows,
         );
+        counter("frontend_redis_errors_total", "Redis commands that failed or timed out.", gauges.redis_errors);
+        counter(
+            "frontend_rate_limit_fail_open_total",
+            "Rate-limit takes let through because Redis did not answer.",
+            load(&self.limit_fail_open_total),
+        );
         let _ = writeln!(out, "# HELP frontend_cache_lookups_total Cache lookups by how they were answered.\n# TYPE frontend_cache_lookups_total counter");
         for (outcome, value) in [
             ("l1_hit", &self.l1_hits),
@@ -206,6 +223,13 @@ impl Stats {
         gauge("frontend_cache_bytes", "Bytes of answers in the in-process cache.", gauges.l1_bytes as f64);
         gauge("frontend_extent_keys", "Range-query keys with cached extents.", gauges.extent_keys as f64);
         gauge("frontend_extent_bytes", "Bytes of cached extents.", gauges.extent_bytes as f64);
+        if gauges.redis_configured {
+            gauge(
+                "frontend_redis_up",
+                "Whether the last Redis command succeeded.",
+                f64::from(u8::from(gauges.redis_up)),
+            );
+        }
         gauge(
             "frontend_breaker_state",
             "Downstream circuit breaker: 0 closed, 1 open, 2 half-open.",
