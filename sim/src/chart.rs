@@ -13,7 +13,26 @@ const HEIGHT_PX: u32 = 420;
 /// Query latency (virtual ms) against the time each query was sent; failed queries sit on the
 /// x axis in red; a crash is a red vertical line, a restart a green one.
 pub fn latency_svg(scenario: &Scenario, result: &RunResult) -> anyhow::Result<String> {
-    let points = &result.client.query_points;
+    let title = format!("{}: query latency (virtual time), seed {}", scenario.name, result.seed);
+    points_svg(scenario, result, &result.client.query_points, title)
+}
+
+/// The herd's latency through the frontend, drawn as [`latency_svg`] draws the client's.
+pub fn frontend_latency_svg(
+    scenario: &Scenario,
+    result: &RunResult,
+    herd: &crate::herd::HerdOutcome,
+) -> anyhow::Result<String> {
+    let title = format!("{}: users' latency through the frontend (virtual time), seed {}", scenario.name, result.seed);
+    points_svg(scenario, result, &herd.points, title)
+}
+
+fn points_svg(
+    scenario: &Scenario,
+    result: &RunResult,
+    points: &[(u64, u64, bool)],
+    title: String,
+) -> anyhow::Result<String> {
     let x_max_s = scenario.duration_s as f64;
     let latency_ms = |latency_us: u64| latency_us as f64 / 1000.0;
     let y_max_ms =
@@ -23,7 +42,6 @@ pub fn latency_svg(scenario: &Scenario, result: &RunResult) -> anyhow::Result<St
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_error)?;
-        let title = format!("{}: query latency (virtual time), seed {}", scenario.name, result.seed);
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(12)

@@ -41,6 +41,8 @@ pub struct RunResult {
     pub tick_count: u64,
     /// The alerting pipeline's observations, when the scenario has one.
     pub alerting: Option<AlertingOutcome>,
+    /// What the herd saw through the frontend, when the scenario has one.
+    pub herd: Option<crate::herd::HerdOutcome>,
 }
 
 /// One fault as applied.
@@ -165,6 +167,25 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
 
     sim.client("client", client::run(scenario.clone(), ledger.clone(), outcome.clone()));
 
+    let herd_outcome: crate::herd::SharedHerd = Arc::default();
+    if let Some(frontend) = &scenario.frontend {
+        let section = frontend.clone();
+        sim.host("frontend", move || crate::herd::frontend_host(section.clone(), seed ^ 0xf0));
+        let series_count = scenario.targets.iter().map(|target| target.series_count).max().unwrap_or(1);
+        let outages = outage_windows(scenario, "frontend", "engine");
+        let run = crate::herd::run(
+            frontend.clone(),
+            series_count,
+            scenario.duration_s * 1000,
+            outages,
+            seed,
+            herd_outcome.clone(),
+        );
+        sim.client("herd", run);
+        let latency_max = Duration::from_millis(frontend.client_link_latency_ms_max);
+        sim.set_link_max_message_latency("herd", "frontend", latency_max);
+    }
+
     let mut faults = scenario.faults.clone();
     faults.sort_by_key(|fault| fault.at_s);
     let mut next_fault_index = 0;
@@ -196,7 +217,39 @@ pub fn run(scenario: &Scenario, seed: u64) -> anyhow::Result<RunResult> {
     });
     let book = take(damage_book)?;
     let (wal_damage, engine_starts) = (book.applied, book.starts);
-    Ok(RunResult { seed, client, ledger, faults_applied, wal_damage, engine_starts, tick_count, alerting })
+    let herd = match scenario.frontend {
+        Some(_) => Some(take(herd_outcome)?),
+        None => None,
+    };
+    Ok(RunResult { seed, client, ledger, faults_applied, wal_damage, engine_starts, tick_count, alerting, herd })
+}
+
+/// The virtual ms windows `[partition, heal)` of the link between `host` and `peer` (either
+/// way round) in the fault timeline; a partition never healed lasts to the end.
+fn outage_windows(scenario: &Scenario, host: &str, peer: &str) -> Vec<(u64, u64)> {
+    let mut faults = scenario.faults.clone();
+    faults.sort_by_key(|fault| fault.at_s);
+    let on_link = |fault: &Fault| {
+        let other = fault.peer.as_deref().unwrap_or("");
+        (fault.host == host && other == peer) || (fault.host == peer && other == host)
+    };
+    let mut windows = Vec::new();
+    let mut open_since = None;
+    for fault in faults.iter().filter(|fault| on_link(fault)) {
+        match fault.action {
+            FaultAction::Partition => open_since = open_since.or(Some(fault.at_s * 1000)),
+            FaultAction::Heal => {
+                if let Some(from) = open_since.take() {
+                    windows.push((from, fault.at_s * 1000));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = open_since {
+        windows.push((from, u64::MAX));
+    }
+    windows
 }
 
 /// Applies one fault to the simulation; returns what it was applied to, for the report.

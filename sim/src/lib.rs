@@ -8,6 +8,7 @@ pub mod client;
 pub mod env;
 pub mod generator;
 pub mod harness;
+pub mod herd;
 pub mod http;
 pub mod ledger;
 pub mod output;

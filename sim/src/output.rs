@@ -43,6 +43,13 @@ pub fn render(
     md.push_str(&report.deterministic);
     md.push_str(&format!("report-hash: {}\n```\n\n", report.hash));
     md.push_str("![query latency](latency.svg)\n\n![samples committed per second](ingest.svg)\n\n");
+    let frontend_latency = match &result.herd {
+        Some(herd) => {
+            md.push_str("![users' latency through the frontend](frontend-latency.svg)\n\n");
+            Some(chart::frontend_latency_svg(scenario, result, herd)?)
+        }
+        None => None,
+    };
     md.push_str(&format!(
         "## Real cost (not hashed, not asserted)\n\nWall time {:.2} s, {:.1}x real time on the machine that ran it.\n",
         cost.wall_s, cost.speedup
@@ -75,10 +82,14 @@ pub fn render(
         },
         "real_cost": { "wall_s": cost.wall_s, "speedup": cost.speedup },
     });
-    Ok(vec![
+    let mut files = vec![
         ("report.md", md.into_bytes()),
         ("report.json", serde_json::to_vec_pretty(&report_json)?),
         ("latency.svg", latency.into_bytes()),
         ("ingest.svg", ingest.into_bytes()),
-    ])
+    ];
+    if let Some(svg) = frontend_latency {
+        files.push(("frontend-latency.svg", svg.into_bytes()));
+    }
+    Ok(files)
 }

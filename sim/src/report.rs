@@ -193,6 +193,9 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
     if let (Some(alerting), Some(outcome)) = (&scenario.alerting, &result.alerting) {
         alerting_lines(scenario, alerting, outcome, &mut lines, &mut failures, &mut checks);
     }
+    if let Some(herd) = &result.herd {
+        herd_lines(scenario, herd, &mut lines, &mut failures, &mut checks);
+    }
     lines.push("thresholds:".to_string());
     for item in &checks {
         let verdict = if item.pass { "pass" } else { "FAIL" };
@@ -205,6 +208,65 @@ pub fn build(scenario: &Scenario, result: &RunResult) -> Report {
     let deterministic = lines.join("\n") + "\n";
     let hash = Sha256::digest(deterministic.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
     Report { deterministic, failures, checks, hash }
+}
+
+/// The frontend section: what the herd saw, and how much of it reached the engine.
+fn herd_lines(
+    scenario: &Scenario,
+    herd: &crate::herd::HerdOutcome,
+    lines: &mut Vec<String>,
+    failures: &mut Vec<String>,
+    checks: &mut Vec<Check>,
+) {
+    let quantile_ms =
+        |histogram: &hdrhistogram::Histogram<u64>, quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    lines.push(format!(
+        "frontend: {} user requests, {} ok, {} failed ({} during the outage, {} for views answered before)",
+        herd.request_count, herd.ok_count, herd.error_count, herd.outage_error_count, herd.cached_view_error_count
+    ));
+    let served: Vec<String> = herd.served_by.iter().map(|(how, count)| format!("{how} {count}")).collect();
+    lines.push(format!("frontend: answers by X-Cache: {}", served.join(", ")));
+    lines.push(format!(
+        "frontend: cached answers' latency ms (virtual) p50 {:.3} p99 {:.3} max {:.3}; all answers p99 {:.3}",
+        quantile_ms(&herd.cached_latency_us, 0.5),
+        quantile_ms(&herd.cached_latency_us, 0.99),
+        herd.cached_latency_us.max() as f64 / 1000.0,
+        quantile_ms(&herd.latency_us, 0.99),
+    ));
+    if let Some(stats) = &herd.frontend_stats {
+        lines.push(format!(
+            "frontend: cache-stats l1_hits {} extent_hits {} coalesced {} source_hits {} stale_served {} unavailable {} downstream_requests {} hit rate {:.4}",
+            stats["l1_hits"], stats["extent_hits"], stats["coalesced"], stats["source_hits"], stats["stale_served"],
+            stats["unavailable"], stats["downstream_requests"], stats["cache_hit_rate"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    let thresholds = &scenario.thresholds;
+    if let Some(ratio_max) = thresholds.frontend_backend_request_ratio_max {
+        match herd.engine_range_request_count {
+            Some(engine_count) => {
+                let ratio = engine_count as f64 / herd.request_count.max(1) as f64;
+                lines.push(format!(
+                    "frontend: {engine_count} range queries reached the engine for {} user requests ({:.2} %)",
+                    herd.request_count,
+                    ratio * 100.0
+                ));
+                let name = "engine requests per user request through the frontend";
+                check(checks, failures, name, format!("<= {ratio_max}"), format!("{ratio:.4}"), ratio <= ratio_max);
+            }
+            None => failures.push("the engine's request counter could not be read".to_string()),
+        }
+    }
+    if let Some(p99_ms_max) = thresholds.frontend_cached_latency_p99_ms_max {
+        let p99_ms = quantile_ms(&herd.cached_latency_us, 0.99);
+        let name = "cached answers' latency p99 (virtual)";
+        let pass = !herd.cached_latency_us.is_empty() && p99_ms <= p99_ms_max as f64;
+        check(checks, failures, name, format!("<= {p99_ms_max} ms"), format!("{p99_ms:.3} ms"), pass);
+    }
+    if let Some(errors_max) = thresholds.frontend_cached_view_errors_max {
+        let name = "errors for views answered before (outage included)";
+        let measured = herd.cached_view_error_count;
+        check(checks, failures, name, format!("<= {errors_max}"), measured.to_string(), measured <= errors_max);
+    }
 }
 
 /// The alerting section: latency from the condition to the first firing notification, and the

@@ -39,6 +39,10 @@ pub struct Scenario {
     /// sends every sample to, when present.
     #[serde(default)]
     pub remote_write: Option<RemoteWriteSection>,
+    /// A query frontend host (`frontend`) in front of the engine and a herd of simulated users
+    /// (`herd`) polling dashboard views through it, when present.
+    #[serde(default)]
+    pub frontend: Option<crate::herd::FrontendSection>,
 }
 
 /// The engine's `remote_write` queue to the `remote` host.
@@ -196,6 +200,15 @@ pub struct Thresholds {
     /// Committed samples the remote write receiver may lack at the end (remote write; 0).
     #[serde(default)]
     pub remote_samples_missing_max: Option<u64>,
+    /// Most range queries reaching the engine per user request through the frontend (frontend).
+    #[serde(default)]
+    pub frontend_backend_request_ratio_max: Option<f64>,
+    /// 99th percentile of the users' latency for cached answers, virtual ms (frontend).
+    #[serde(default)]
+    pub frontend_cached_latency_p99_ms_max: Option<u64>,
+    /// Errors users may see for views already answered once (frontend; 0 through an outage).
+    #[serde(default)]
+    pub frontend_cached_view_errors_max: Option<u64>,
 }
 
 /// Parses a scenario file's text.
@@ -221,6 +234,18 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
         !(scenario.remote_write.is_some() && scenario.alerting.is_some()),
         "[remote_write] and [alerting] are separate scenarios"
     );
+    if let Some(frontend) = &scenario.frontend {
+        frontend.validate()?;
+    }
+    let frontend_thresholds = [
+        scenario.thresholds.frontend_backend_request_ratio_max.is_some(),
+        scenario.thresholds.frontend_cached_latency_p99_ms_max.is_some(),
+        scenario.thresholds.frontend_cached_view_errors_max.is_some(),
+    ];
+    anyhow::ensure!(
+        frontend_thresholds.iter().all(|set| *set == scenario.frontend.is_some()),
+        "a [frontend] section and the three frontend_* thresholds go together"
+    );
     validate_faults(&scenario)?;
     Ok(scenario)
 }
@@ -237,6 +262,9 @@ pub fn host_names(scenario: &Scenario) -> Vec<&'static str> {
     }
     if scenario.remote_write.is_some() {
         hosts.push("remote");
+    }
+    if scenario.frontend.is_some() {
+        hosts.extend(["frontend", "herd"]);
     }
     hosts
 }

@@ -65,6 +65,10 @@ const FLIGHT_LOCK_HOLD_MS: u64 = 30_000;
 /// Pause between looks for another replica's answer while it holds the flight lock.
 const FLIGHT_POLL_MS: u64 = 20;
 
+/// Response header saying how a query was answered ([`Outcome::name`]: `l1`, `l2`, `extents`,
+/// `coalesced`, `miss`, `stale`, `unavailable`).
+pub const CACHE_HEADER: &str = "x-cache";
+
 /// Warning attached to an answer served stale.
 const STALE_WARNING_BREAKER: &str = "circuit breaker open";
 
@@ -245,13 +249,17 @@ impl Frontend {
         let is_query =
             matches!(path.as_str(), "/api/v1/query" | "/api/v1/query_range") && (readable || method == Method::POST);
         if let Some(plan) = is_query.then(|| self.plan(&path, &pairs, &caller)).flatten() {
-            return match self.lookup(&plan).await {
+            let (looked, outcome) = self.lookup_uncounted(&plan).await;
+            self.stats.count(outcome);
+            let mut response = match looked {
                 Looked::Answer(answer) => answer_response(answer),
                 Looked::Stale(body, reason) => {
                     respond(StatusCode::OK, "application/json", with_warning(&body, &format!("stale answer: {reason}")))
                 }
                 Looked::Unavailable(reason) => api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &reason),
             };
+            response.headers_mut().insert(CACHE_HEADER, hyper::header::HeaderValue::from_static(outcome.name()));
+            return response;
         }
         self.stats.passthrough_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outgoing = Outgoing {
@@ -417,6 +425,12 @@ impl Frontend {
 
     /// Answers `plan` from L1, a flight in progress, or the downstream; counts the outcome.
     async fn lookup(self: &Arc<Self>, plan: &QueryPlan) -> Looked {
+        let (looked, outcome) = self.lookup_uncounted(plan).await;
+        self.stats.count(outcome);
+        looked
+    }
+
+    async fn lookup_uncounted(self: &Arc<Self>, plan: &QueryPlan) -> (Looked, Outcome) {
         let now = Instant::now();
         let cached = {
             let mut l1 = self.l1.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -430,8 +444,7 @@ impl Frontend {
         };
         let mut stale = match cached {
             Lookup::Fresh(body) => {
-                self.stats.count(Outcome::L1Hit);
-                return Looked::Answer(json_answer(body));
+                return (Looked::Answer(json_answer(body)), Outcome::L1Hit);
             }
             Lookup::Stale(body) => Some(body),
             Lookup::Miss => None,
@@ -439,9 +452,8 @@ impl Frontend {
         if let Some(shared) = &self.shared {
             match shared.get_answer(&shared.key("answer", &plan.key), self.config.cache.l2_ttl_ms).await {
                 Some(SharedAnswer::Fresh(body)) => {
-                    self.stats.count(Outcome::L2Hit);
                     self.remember_local(plan, body.clone());
-                    return Looked::Answer(json_answer(body));
+                    return (Looked::Answer(json_answer(body)), Outcome::L2Hit);
                 }
                 Some(SharedAnswer::Stale(body)) => stale = stale.or(Some(body)),
                 None => {}
@@ -450,28 +462,24 @@ impl Frontend {
         let (fetched, role) = self.flights.run(&plan.key, || self.fetch(plan)).await;
         match fetched {
             Fetched::Answer { answer, .. } if answer.is_server_failure() && stale.is_some() => {
-                self.stats.count(Outcome::Stale);
                 let reason = format!("downstream answered {}", answer.status);
-                Looked::Stale(stale.unwrap_or_default(), reason)
+                (Looked::Stale(stale.unwrap_or_default(), reason), Outcome::Stale)
             }
             Fetched::Answer { answer, downstream_request_count, from_peer } => {
-                self.stats.count(match role {
+                let outcome = match role {
                     Role::Follower => Outcome::Coalesced,
                     Role::Leader if from_peer => Outcome::Coalesced,
                     Role::Leader if downstream_request_count == 0 => Outcome::ExtentHit,
                     Role::Leader => Outcome::Source,
-                });
-                Looked::Answer(answer)
+                };
+                (Looked::Answer(answer), outcome)
             }
             Fetched::Failed { reason, breaker_open } => match stale {
                 Some(body) => {
-                    self.stats.count(Outcome::Stale);
-                    Looked::Stale(body, if breaker_open { STALE_WARNING_BREAKER.to_string() } else { reason })
+                    let reason = if breaker_open { STALE_WARNING_BREAKER.to_string() } else { reason };
+                    (Looked::Stale(body, reason), Outcome::Stale)
                 }
-                None => {
-                    self.stats.count(Outcome::Unavailable);
-                    Looked::Unavailable(reason)
-                }
+                None => (Looked::Unavailable(reason), Outcome::Unavailable),
             },
         }
     }

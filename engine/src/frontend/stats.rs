@@ -24,6 +24,26 @@ pub enum Outcome {
     Unavailable,
 }
 
+impl Outcome {
+    /// The outcome's name in the `X-Cache` header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::L1Hit => "l1",
+            Outcome::L2Hit => "l2",
+            Outcome::ExtentHit => "extents",
+            Outcome::Coalesced => "coalesced",
+            Outcome::Source => "miss",
+            Outcome::Stale => "stale",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether the answer came without a downstream request of its own.
+    pub fn is_cached(self) -> bool {
+        !matches!(self, Outcome::Source | Outcome::Unavailable)
+    }
+}
+
 /// The counters.
 #[derive(Default)]
 pub struct Stats {

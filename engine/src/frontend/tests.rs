@@ -417,3 +417,19 @@ async fn health_and_unknown_paths() {
     assert_eq!(fixture.get("/-/ready", "").await.0, 200);
     assert_eq!(fixture.get("/nothing", "").await.0, 404);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_header_says_how_each_answer_was_served() {
+    let fixture = fixture("").await;
+    let mut seen = Vec::new();
+    for wait_s in [0, 0, 6] {
+        tokio::time::sleep(Duration::from_secs(wait_s)).await;
+        if wait_s == 6 {
+            fixture.downstream.failing.store(true, Ordering::SeqCst);
+        }
+        let request = Request::get("/api/v1/query?query=up&time=100").body(Full::new(Bytes::new())).unwrap();
+        let response = fixture.frontend.handle(request).await;
+        seen.push(response.headers()[super::CACHE_HEADER].to_str().unwrap().to_string());
+    }
+    assert_eq!(seen, ["miss", "l1", "stale"]);
+}
