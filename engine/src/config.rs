@@ -17,12 +17,14 @@ use crate::relabel::{self, RawRelabelConfig, RelabelConfig};
 
 mod alert_manager;
 mod alerting;
+mod frontend;
 mod remote_read;
 mod remote_write;
 
 pub use alert_manager::{AlertManagerSection, AlertManagerSource};
 pub(crate) use alerting::base64_decode;
 pub use alerting::{AlertingConfig, AlertmanagerConfig};
+pub use frontend::FrontendSection;
 pub use remote_read::RemoteReadConfig;
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 
@@ -49,6 +51,8 @@ pub struct Config {
     pub alerting: AlertingConfig,
     /// The `alert_manager` section: the embedded alert manager, when present.
     pub alert_manager: Option<AlertManagerSection>,
+    /// The `frontend` section: the query frontend run inside the server, when present.
+    pub frontend: Option<FrontendSection>,
     /// The `remote_write` section: where the remote write sender ships samples.
     pub remote_write: Vec<RemoteWriteConfig>,
     /// The `remote_read` section: stores queries also read from.
@@ -429,6 +433,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
     };
     let alerting = alerting::resolve(raw.alerting)?;
     let alert_manager = alert_manager::resolve(raw.alert_manager)?;
+    let frontend = frontend::resolve(raw.frontend)?;
     let remote_write = remote_write::resolve(raw.remote_write)?;
     let remote_read = remote_read::resolve(raw.remote_read)?;
     Ok(Config {
@@ -438,6 +443,7 @@ fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         rule_files: raw.rule_files,
         alerting,
         alert_manager,
+        frontend,
         remote_write,
         remote_read,
         source_yaml: String::new(),
@@ -667,6 +673,7 @@ raw_section!(RawConfig {
     rule_files: Vec<String>,
     alerting: alerting::RawAlerting,
     alert_manager: Option<alert_manager::RawAlertManagerSection>,
+    frontend: Option<frontend::RawFrontendSection>,
     remote_write: Vec<remote_write::RawRemoteWrite>,
     remote_read: Vec<remote_read::RawRemoteRead>,
 } unsupported {

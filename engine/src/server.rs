@@ -360,6 +360,9 @@ pub async fn run(env: Env, options: ServerOptions) -> Result<(), ServerError> {
         api = api.with_remote_write_receiver(receiver);
     }
     let api = Arc::new(api);
+    if let Some(section) = &options.config.frontend {
+        start_frontend(&env, section, port, options.limits.http_connections_max).await?;
+    }
     api::serve::serve(listener, api, env.spawner.clone(), options.limits.http_connections_max).await;
     Ok(())
 }
@@ -426,6 +429,9 @@ impl Reloader {
             }
             (Some(_), _) => tracing::warn!("alert_manager was disabled by a reload; it stops at the next restart"),
             _ => {}
+        }
+        if config.frontend != self.startup_config.frontend {
+            tracing::warn!("the frontend section changed; the change applies at the next restart");
         }
         Ok(())
     }
@@ -597,6 +603,26 @@ fn load_alert_manager_config(
                 .map_err(|error| format!("alert manager config {}: {error}", path.display()))
         }
     }
+}
+
+/// Starts the query frontend of the `frontend` section on its own listen address, in front of
+/// this server's API (loopback, `port`) unless the section names another downstream.
+async fn start_frontend(
+    env: &Env,
+    section: &crate::config::FrontendSection,
+    port: &str,
+    connections_max: usize,
+) -> Result<(), ServerError> {
+    let mut config = section.config.clone();
+    if config.downstream_url.is_empty() {
+        config.downstream_url = format!("http://127.0.0.1:{port}");
+    }
+    let downstream = config.downstream_url.clone();
+    let frontend = crate::frontend::Frontend::new(env.clone(), config).map_err(ServerError::Config)?;
+    let listener = bind(env, &section.listen_address).await?;
+    tracing::info!(address = %section.listen_address, %downstream, "query frontend listening");
+    env.spawner.spawn("frontend", Box::pin(crate::frontend::serve(listener, Arc::new(frontend), connections_max)));
+    Ok(())
 }
 
 /// Binds with a bounded number of retries: right after a restart the old socket may linger.

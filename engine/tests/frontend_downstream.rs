@@ -166,3 +166,31 @@ fn frontend_in_front_of_prometheus() {
     let prometheus = common::start_prometheus(&binary, &dir, "prometheus", port, &config, &[]);
     check_frontend("prometheus", prometheus, port);
 }
+
+#[test]
+fn frontend_inside_the_server() {
+    let dir = common::temp_dir("engine-frontend-downstream", "inside");
+    let (port, frontend_port) = (free_port(), free_port());
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n\
+         scrape_configs:\n  - job_name: engine\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n\
+         frontend:\n  listen_address: 127.0.0.1:{frontend_port}\n  config:\n    cache: {{l1_ttl: 1m}}\n"
+    );
+    let engine = common::start_engine(&dir, "engine", "engine", port, Some(&config), &[]);
+    common::wait_for_body(frontend_port, "/-/ready", WAIT_S_MAX, &engine, |_| true);
+    // The engine has scraped itself once it answers `up` directly.
+    common::wait_for_body(port, "/api/v1/query?query=up", WAIT_S_MAX, &engine, |body| body.contains("\"engine\""));
+    // The frontend evaluates at the time rounded down to 5 s: wait until that is after the first scrape.
+    std::thread::sleep(Duration::from_secs(6));
+    let path = format!("/api/v1/query?query={}&time={:.3}", encoded("up"), (now_ms() / 5_000 * 5) as f64);
+    let (status, first) = get_json(frontend_port, &path);
+    assert!(first.to_string().contains("\"engine\""), "{first}");
+    let (_, second) = get_json(frontend_port, &path);
+    assert_eq!(first, second);
+    assert_eq!(status, 200);
+    let (_, direct) = get_json(port, &path);
+    assert_eq!(first["data"], direct["data"]);
+    let (_, stats) = get_json(frontend_port, "/api/v1/metrics/cache-stats");
+    assert!(stats["l1_hits"].as_u64() >= Some(1), "{stats}\n{}", engine.log());
+    assert!(engine.log().contains("query frontend listening"), "{}", engine.log());
+}

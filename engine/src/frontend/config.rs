@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::config::parse_duration_ms;
 
 /// Everything the frontend needs to run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FrontendConfig {
     /// Base URL of the Prometheus-compatible API behind the frontend, e.g. `http://127.0.0.1:9090`.
     pub downstream_url: String,
