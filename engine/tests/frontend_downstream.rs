@@ -50,6 +50,20 @@ fn encoded(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
+/// Range queries the downstream itself counted: the engine's `engine_http_requests_total`,
+/// Prometheus' `prometheus_http_requests_total` (every status code).
+fn downstream_range_requests(port: u16) -> u64 {
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    metrics
+        .lines()
+        .filter(|line| {
+            (line.starts_with("engine_http_requests_total{") || line.starts_with("prometheus_http_requests_total{"))
+                && line.contains("handler=\"/api/v1/query_range\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 fn range_path(query: &str, start_ms: i64, end_ms: i64, step_s: i64) -> String {
     format!(
         "/api/v1/query_range?query={}&start={:.3}&end={:.3}&step={step_s}",
@@ -124,9 +138,32 @@ fn check_frontend(name: &str, mut downstream: Process, downstream_port: u16) {
     sent += 1;
     assert_eq!(status, 400, "{error}");
     assert_eq!(error["errorType"], "bad_data");
+    let (_, stats_now) = get_json(port, "/api/v1/metrics/cache-stats");
+    assert_eq!(stats_now["total_requests"], sent, "{stats_now}");
+    assert_eq!(stats["total_requests"], RANGE_QUERIES.len() * 2, "{stats}");
+    // 1,000 identical requests at once: exactly one reaches the downstream, by its own count.
+    let end_ms = (now_ms() - 3_000) / 2_000 * 2_000;
+    let herd_path = range_path("sum(up) * 7", end_ms - 20_000, end_ms, 2);
+    let before = downstream_range_requests(downstream_port);
+    let threads: Vec<_> = (0..1_000)
+        .map(|_| {
+            let herd_path = herd_path.clone();
+            std::thread::spawn(move || get_json(port, &herd_path))
+        })
+        .collect();
+    let answers: Vec<_> = threads.into_iter().map(|thread| thread.join().unwrap()).collect();
+    sent += 1_000;
+    assert!(
+        answers.iter().all(|(status, answer)| *status == 200 && *answer == answers[0].1),
+        "{}",
+        failure("coalesced")
+    );
+    let crosses_midnight = (end_ms - 20_000) / 86_400_000 != end_ms / 86_400_000;
+    let expected = if crosses_midnight { 2 } else { 1 };
+    let after = downstream_range_requests(downstream_port);
+    assert_eq!(after - before, expected, "{}", failure("1,000 identical requests"));
     let (_, stats_after) = get_json(port, "/api/v1/metrics/cache-stats");
     assert_eq!(stats_after["total_requests"], sent, "{stats_after}");
-    assert_eq!(stats["total_requests"], RANGE_QUERIES.len() * 2, "{stats}");
     // The downstream goes away: the cached instant answer is served stale, a new question 503s.
     let _ = downstream.child.kill();
     let _ = downstream.child.wait();
