@@ -23,22 +23,9 @@ const RANGE_QUERIES: &[&str] =
     &["up", "rate(prometheus_http_requests_total[10s])", "sum by (job) (scrape_samples_scraped)", "count(up) * 2"];
 
 fn start_frontend(dir: &Path, port: u16, downstream_port: u16) -> Process {
-    let config = dir.join("frontend.yml");
     // A short freshness window, so the test's second window finds extents to merge.
-    std::fs::write(&config, "cache:\n  max_freshness: 5s\n  l1_ttl: 2s\nlimits:\n  user_requests_per_minute: 0\n")
-        .unwrap();
-    let log_path = dir.join("frontend.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_frontend"))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--frontend.downstream-url=http://127.0.0.1:{downstream_port}"))
-        .arg(format!("--config.file={}", config.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .env("NO_COLOR", "1")
-        .spawn()
-        .expect("start frontend binary");
-    Process { child, log_path }
+    let config = "cache:\n  max_freshness: 5s\n  l1_ttl: 2s\nlimits:\n  user_requests_per_minute: 0\n";
+    common::start_frontend(dir, "frontend", port, downstream_port, config, &[])
 }
 
 fn get_json(port: u16, path: &str) -> (u16, Value) {

@@ -31,25 +31,16 @@ fn start_redis(binary: &Path, dir: &Path, port: u16) -> Process {
 }
 
 fn start_frontend(dir: &Path, name: &str, port: u16, downstream_port: u16, redis_port: u16) -> Process {
-    let config = dir.join(format!("{name}.yml"));
-    std::fs::write(
-        &config,
-        "cache:\n  l1_ttl: 1s\n  l2_ttl: 15s\nlimits:\n  user_requests_per_minute: 0\n  key_requests_per_minute: 5\n",
+    let config =
+        "cache:\n  l1_ttl: 1s\n  l2_ttl: 15s\nlimits:\n  user_requests_per_minute: 0\n  key_requests_per_minute: 5\n";
+    common::start_frontend(
+        dir,
+        name,
+        port,
+        downstream_port,
+        config,
+        &[format!("--frontend.redis-address=127.0.0.1:{redis_port}")],
     )
-    .unwrap();
-    let log_path = dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_frontend"))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--frontend.downstream-url=http://127.0.0.1:{downstream_port}"))
-        .arg(format!("--frontend.redis-address=127.0.0.1:{redis_port}"))
-        .arg(format!("--config.file={}", config.display()))
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .env("NO_COLOR", "1")
-        .spawn()
-        .expect("start frontend binary");
-    Process { child, log_path }
 }
 
 fn get(port: u16, path: &str) -> (u16, String) {

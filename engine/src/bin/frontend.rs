@@ -91,13 +91,8 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                     .with_context(|| format!("{name}: not a positive count: {text:?}"))?;
             }
             "--log.level" => {
-                flags.log_level = match value()?.as_str() {
-                    "error" => tracing::Level::ERROR,
-                    "warn" => tracing::Level::WARN,
-                    "info" => tracing::Level::INFO,
-                    "debug" => tracing::Level::DEBUG,
-                    other => bail!("--log.level: unknown level {other:?} (error, warn, info, debug)"),
-                }
+                let text = value()?;
+                flags.log_level = text.parse().map_err(|_| anyhow::anyhow!("--log.level: unknown level {text:?}"))?;
             }
             _ => bail!("unknown flag {argument:?}\n\n{USAGE}"),
         }

@@ -149,28 +149,19 @@ impl Shared {
         let now_ms = self.env.clock.now_ms();
         let mut invocation = self.take_token.key(key);
         invocation.arg(per_minute).arg(format!("{per_ms:.9}")).arg(now_ms);
-        let call = invocation.invoke_async::<(i64, i64)>(&mut connection);
-        match tokio::time::timeout(Duration::from_millis(COMMAND_TIMEOUT_MS), call).await {
-            Ok(Ok((allowed, retry_ms))) => {
-                self.succeeded();
-                Some(if allowed == 1 { Ok(()) } else { Err(Duration::from_millis(retry_ms.max(1) as u64)) })
-            }
-            Ok(Err(error)) => {
-                self.failed(&error.to_string()).await;
-                None
-            }
-            Err(_) => {
-                self.failed("timed out").await;
-                None
-            }
-        }
+        let (allowed, retry_ms) = self.bounded(invocation.invoke_async::<(i64, i64)>(&mut connection)).await?;
+        Some(if allowed == 1 { Ok(()) } else { Err(Duration::from_millis(retry_ms.max(1) as u64)) })
     }
 
     async fn run<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Option<T> {
         let mut connection = self.connection().await?;
-        match tokio::time::timeout(Duration::from_millis(COMMAND_TIMEOUT_MS), command.query_async::<T>(&mut connection))
-            .await
-        {
+        self.bounded(command.query_async::<T>(&mut connection)).await
+    }
+
+    /// Awaits one command for at most [`COMMAND_TIMEOUT_MS`]; a failure is recorded, never
+    /// returned.
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Option<T> {
+        match tokio::time::timeout(Duration::from_millis(COMMAND_TIMEOUT_MS), call).await {
             Ok(Ok(value)) => {
                 self.succeeded();
                 Some(value)

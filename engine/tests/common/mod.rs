@@ -181,6 +181,33 @@ pub fn start_engine(
     Process { child, log_path }
 }
 
+/// The query frontend binary on `127.0.0.1:port` in front of the API on `downstream_port`, with
+/// `config_yaml` written to `<dir>/<name>.yml`, stderr to `<dir>/<name>.log`, `extra` flags last.
+pub fn start_frontend(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    downstream_port: u16,
+    config_yaml: &str,
+    extra: &[String],
+) -> Process {
+    let config = dir.join(format!("{name}.yml"));
+    std::fs::write(&config, config_yaml).unwrap();
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_frontend"))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--frontend.downstream-url=http://127.0.0.1:{downstream_port}"))
+        .arg(format!("--config.file={}", config.display()))
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .env("NO_COLOR", "1")
+        .spawn()
+        .expect("start frontend binary");
+    Process { child, log_path }
+}
+
 /// Prometheus (`binary`) on `127.0.0.1:port` with `config_yaml`, its data in
 /// `<dir>/prometheus-data`, stderr to `<dir>/<log_name>.log`, `extra` flags last.
 pub fn start_prometheus(
