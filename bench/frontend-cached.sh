@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cached answers of the query frontend, side by side with the downstream answering the same
-# request itself. One range query (rate of Prometheus' HTTP requests over the last hour at a 15 s
-# step, fixed start and end) is sent by wrk (pinned to core 1, 32 connections) for DURATION to:
+# request itself. One range query (Prometheus' HTTP request counters over the last hour at a 15 s
+# step, fixed start and end) is sent by wrk (pinned to core 1) for DURATION, with 32 connections
+# (throughput at saturation) and with 4 (latency below saturation), to:
 #   1. Prometheus 2.42 directly (the reference: what every request costs without a frontend);
 #   2. the frontend with a 1 h L1 TTL: every request an L1 hit;
 #   3. the frontend with no L1 (TTL 0) and Redis with a 1 h L2 TTL: every request an L2 hit.
@@ -44,31 +45,33 @@ echo "waiting 30 s for Prometheus to scrape itself" >&2
 sleep 30
 end=$(( $(date +%s) - 5 ))
 start=$(( end - 3600 ))
-path="/api/v1/query_range?query=rate(prometheus_http_requests_total%5B1m%5D)&start=$start&end=$end&step=15"
+path="/api/v1/query_range?query=prometheus_http_requests_total&start=$start&end=$end&step=15"
 for port in $prom_port $l1_port $l2_port; do
   curl -sf "http://127.0.0.1:$port$path" >/dev/null  # fills the caches
 done
-run() { # name port
-  taskset -c 1 wrk -t1 -c32 -d"$duration" --latency "http://127.0.0.1:$2$path" >"$dir/$1.wrk"
+run() { # name port connections
+  taskset -c 1 wrk -t1 -c"$3" -d"$duration" --latency "http://127.0.0.1:$2$path" >"$dir/run.wrk"
   local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "$dir/$1.wrk")
-  p50=$(awk '$1 == "50%" {print $2}' "$dir/$1.wrk")
-  p99=$(awk '$1 == "99%" {print $2}' "$dir/$1.wrk")
-  echo "| $1 | $rps | $p50 | $p99 |"
+  rps=$(awk '/Requests\/sec/ {print $2}' "$dir/run.wrk")
+  p50=$(awk '$1 == "50%" {print $2}' "$dir/run.wrk")
+  p99=$(awk '$1 == "99%" {print $2}' "$dir/run.wrk")
+  echo "| $1 | $3 | $rps | $p50 | $p99 |"
 }
 bytes=$(curl -sf "http://127.0.0.1:$l1_port$path" | wc -c)
 {
   echo "# Query frontend: cached answers"
   echo
   echo "\`bench/frontend-cached.sh $duration\` on $(nproc) cores, $(date -u +%Y-%m-%d). One range query"
-  echo "(\`rate(prometheus_http_requests_total[1m])\`, 1 h at 15 s, answer $bytes bytes), wrk on core 1 with"
-  echo "32 connections for $duration; the server under test on core 0."
+  echo "(\`prometheus_http_requests_total\`, 1 h at 15 s, answer $bytes bytes), wrk on core 1 for $duration"
+  echo "per row; the server under test on core 0."
   echo
-  echo "| answered by | requests/s | p50 | p99 |"
-  echo "|---|---|---|---|"
-  run "Prometheus 2.42 directly" $prom_port
-  run "frontend, L1 hit" $l1_port
-  run "frontend, L2 hit (local Redis)" $l2_port
+  echo "| answered by | connections | requests/s | p50 | p99 |"
+  echo "|---|---|---|---|---|"
+  for connections in 32 4; do
+    run "Prometheus 2.42 directly" $prom_port $connections
+    run "frontend, L1 hit" $l1_port $connections
+    run "frontend, L2 hit (local Redis)" $l2_port $connections
+  done
   echo
   curl -sf "http://127.0.0.1:$l1_port/api/v1/metrics/cache-stats" | sed 's/^/L1 frontend cache-stats: /'
   echo

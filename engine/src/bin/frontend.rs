@@ -133,8 +133,11 @@ fn run() -> anyhow::Result<()> {
     if config.downstream_url.is_empty() {
         bail!("--frontend.downstream-url is required\n\n{USAGE}");
     }
+    // One worker per core the process may run on (its CPU affinity included): more workers than
+    // cores only add preemption to the answer latency's tail.
+    let worker_count = std::thread::available_parallelism().map_or(2, |count| count.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(worker_count)
         .enable_all()
         .build()
         .context("start tokio runtime")?;
