@@ -3,8 +3,10 @@
 //! each scraping itself every second. Through the frontend, range answers (first whole, then a
 //! window moved forward and merged from extents), instant answers and passed-through endpoints
 //! must equal what the downstream answers directly for the same aligned times; cache-stats
-//! counts exactly the requests sent; with the downstream killed, cached questions are answered
-//! stale with a warning and new ones get a 503.
+//! counts exactly the requests sent; 1,000 identical requests make one downstream request by the
+//! downstream's own counter; with the downstream killed, cached questions are answered stale with
+//! a warning and new ones get a 503, the breaker opens, and once the downstream is back its probe
+//! closes the breaker and answers are fresh again.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // Tests drive real processes, sockets and files.
 
 mod common;
@@ -24,7 +26,9 @@ const RANGE_QUERIES: &[&str] =
 
 fn start_frontend(dir: &Path, port: u16, downstream_port: u16) -> Process {
     // A short freshness window, so the test's second window finds extents to merge.
-    let config = "cache:\n  max_freshness: 5s\n  l1_ttl: 2s\nlimits:\n  user_requests_per_minute: 0\n";
+    // A short breaker period, so the test sees it half-open and close again.
+    let config =
+        "cache:\n  max_freshness: 5s\n  l1_ttl: 2s\nlimits:\n  user_requests_per_minute: 0\nbreaker:\n  open_for: 3s\n";
     common::start_frontend(dir, "frontend", port, downstream_port, config, &[])
 }
 
@@ -61,7 +65,8 @@ fn range_path(query: &str, start_ms: i64, end_ms: i64, step_s: i64) -> String {
 }
 
 /// Runs the whole comparison against the downstream on `downstream_port`.
-fn check_frontend(name: &str, mut downstream: Process, downstream_port: u16) {
+fn check_frontend(name: &str, start_downstream: impl Fn() -> Process, downstream_port: u16) {
+    let mut downstream = start_downstream();
     let dir = common::temp_dir("engine-frontend", name);
     let port = free_port();
     let frontend = start_frontend(&dir, port, downstream_port);
@@ -162,6 +167,25 @@ fn check_frontend(name: &str, mut downstream: Process, downstream_port: u16) {
     let (status, unavailable) = get_json(port, &format!("/api/v1/query?query={}", encoded("never_asked")));
     assert_eq!(status, 503, "{unavailable}");
     assert_eq!(unavailable["errorType"], "unavailable");
+    // More failures open the breaker: the downstream is not asked, stale copies say why.
+    for index in 0..5 {
+        get_json(port, &format!("/api/v1/query?query={}", encoded(&format!("never_asked_{index}"))));
+    }
+    let (_, stats_open) = get_json(port, "/api/v1/metrics/cache-stats");
+    assert_eq!(stats_open["breaker_state"], "open", "{}", failure(&stats_open.to_string()));
+    let (_, stale) = get_json(port, &path);
+    assert_eq!(stale["warnings"][0], "stale answer: circuit breaker open", "{stale}");
+    // The downstream comes back: after the breaker's period one probe closes it, answers are fresh.
+    downstream = start_downstream();
+    common::wait_for_body(downstream_port, "/-/ready", WAIT_S_MAX, &downstream, |_| true);
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, fresh) = get_json(port, &path);
+    assert_eq!(status, 200, "{}", failure(&format!("recovered: {fresh}")));
+    assert!(fresh.get("warnings").is_none(), "{}", failure(&format!("recovered: {fresh}")));
+    assert_eq!(fresh["data"], through["data"]);
+    let (_, stats_closed) = get_json(port, "/api/v1/metrics/cache-stats");
+    assert_eq!(stats_closed["breaker_state"], "closed", "{stats_closed}");
+    drop(downstream);
     eprintln!("{name}: {stats_after}");
     drop(frontend);
 }
@@ -174,8 +198,7 @@ fn frontend_in_front_of_the_engine() {
         "global:\n  scrape_interval: 1s\n\
          scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
     );
-    let engine = common::start_engine(&dir, "engine", "engine", port, Some(&config), &[]);
-    check_frontend("engine", engine, port);
+    check_frontend("engine", || common::start_engine(&dir, "engine", "engine", port, Some(&config), &[]), port);
 }
 
 #[test]
@@ -187,8 +210,7 @@ fn frontend_in_front_of_prometheus() {
         "global:\n  scrape_interval: 1s\n\
          scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
     );
-    let prometheus = common::start_prometheus(&binary, &dir, "prometheus", port, &config, &[]);
-    check_frontend("prometheus", prometheus, port);
+    check_frontend("prometheus", || common::start_prometheus(&binary, &dir, "prometheus", port, &config, &[]), port);
 }
 
 #[test]
