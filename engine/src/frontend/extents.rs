@@ -108,34 +108,8 @@ pub fn render_range_answer(matrix: &Matrix, start_ms: i64, end_ms: i64, warnings
             write_string(&mut out, value);
         }
         out.push('}');
-        if !values.is_empty() {
-            out.push_str(r#","values":["#);
-            for (index, (t, value)) in values.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push('[');
-                write_timestamp(&mut out, *t);
-                out.push(',');
-                write_string(&mut out, value);
-                out.push(']');
-            }
-            out.push(']');
-        }
-        if !histograms.is_empty() {
-            out.push_str(r#","histograms":["#);
-            for (index, (t, histogram)) in histograms.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push('[');
-                write_timestamp(&mut out, *t);
-                out.push(',');
-                out.push_str(&histogram.to_string());
-                out.push(']');
-            }
-            out.push(']');
-        }
+        write_points(&mut out, "values", &values, |out, value| write_string(out, value));
+        write_points(&mut out, "histograms", &histograms, |out, histogram| out.push_str(&histogram.to_string()));
         out.push('}');
     }
     out.push_str("]}");
@@ -151,6 +125,27 @@ pub fn render_range_answer(matrix: &Matrix, start_ms: i64, end_ms: i64, warnings
     }
     out.push('}');
     out
+}
+
+/// Writes `,"<field>":[[t,value],...]` unless `points` is empty.
+fn write_points<V>(out: &mut String, field: &str, points: &[&(i64, V)], write_value: impl Fn(&mut String, &V)) {
+    if points.is_empty() {
+        return;
+    }
+    out.push_str(",\"");
+    out.push_str(field);
+    out.push_str("\":[");
+    for (index, (t, value)) in points.iter().map(|point| (&point.0, &point.1)).enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push('[');
+        write_timestamp(out, *t);
+        out.push(',');
+        write_value(out, value);
+        out.push(']');
+    }
+    out.push(']');
 }
 
 /// Adds `points` to `into`, keeping each series' points in time order; a point already
@@ -226,10 +221,21 @@ pub struct ExtentCache {
 
 struct KeyExtents {
     /// Sorted by start, disjoint, not adjacent (adjacent ones are joined).
-    extents: Vec<Extent>,
+    extents: Vec<Held>,
     size_bytes: usize,
     sequence: u64,
 }
+
+/// An extent and the bytes it is counted as, computed once when its points arrive.
+struct Held {
+    extent: Extent,
+    size_bytes: usize,
+}
+
+/// Bytes counted per extent on top of its points.
+const EXTENT_OVERHEAD_BYTES: usize = 48;
+/// Bytes counted per key on top of its extents.
+const KEY_OVERHEAD_BYTES: usize = 64;
 
 /// What a request can take from the cache.
 #[derive(Debug, PartialEq)]
@@ -257,7 +263,7 @@ impl ExtentCache {
             self.order.remove(&entry.sequence);
             entry.sequence = sequence;
             self.order.insert(sequence, key.to_string());
-            for extent in &entry.extents {
+            for extent in entry.extents.iter().map(|held| &held.extent) {
                 if extent.end_ms < cursor || cursor > end_ms {
                     continue;
                 }
@@ -293,21 +299,29 @@ impl ExtentCache {
         self.order.remove(&entry.sequence);
         entry.sequence = sequence;
         self.order.insert(sequence, key.to_string());
-        let mut joined = extent;
+        let mut joined = Held { size_bytes: EXTENT_OVERHEAD_BYTES + matrix_size_bytes(&extent.matrix), extent };
         let mut kept = Vec::with_capacity(entry.extents.len() + 1);
         for existing in entry.extents.drain(..) {
-            let touches = existing.start_ms <= joined.end_ms + step_ms && joined.start_ms <= existing.end_ms + step_ms;
-            if touches {
-                joined.start_ms = joined.start_ms.min(existing.start_ms);
-                joined.end_ms = joined.end_ms.max(existing.end_ms);
-                merge_into(&mut joined.matrix, &existing.matrix);
-            } else {
+            let (held, new) = (&existing.extent, &joined.extent);
+            let touches = held.start_ms <= new.end_ms + step_ms && new.start_ms <= held.end_ms + step_ms;
+            if !touches {
                 kept.push(existing);
+                continue;
             }
+            // The smaller goes into the larger: a dashboard's new tail costs the tail, not the
+            // hours it joins. Sizes add up (points at a shared timestamp, a guard only, are
+            // counted twice: the bound errs on the safe side).
+            let (mut base, other) =
+                if existing.size_bytes >= joined.size_bytes { (existing, joined) } else { (joined, existing) };
+            base.extent.start_ms = base.extent.start_ms.min(other.extent.start_ms);
+            base.extent.end_ms = base.extent.end_ms.max(other.extent.end_ms);
+            merge_into(&mut base.extent.matrix, &other.extent.matrix);
+            base.size_bytes += other.size_bytes - EXTENT_OVERHEAD_BYTES;
+            joined = base;
         }
         kept.push(joined);
-        kept.sort_by_key(|extent| extent.start_ms);
-        let size = key.len() + 64 + kept.iter().map(|extent| 48 + matrix_size_bytes(&extent.matrix)).sum::<usize>();
+        kept.sort_by_key(|held| held.extent.start_ms);
+        let size = key.len() + KEY_OVERHEAD_BYTES + kept.iter().map(|held| held.size_bytes).sum::<usize>();
         self.size_bytes = self.size_bytes - entry.size_bytes + size;
         entry.size_bytes = size;
         entry.extents = kept;
@@ -415,7 +429,7 @@ mod tests {
     fn the_bound_evicts_least_recently_used_keys() {
         let points: Vec<(i64, String)> = (0..100).map(|i| (i * 10, "1".to_string())).collect();
         let matrix: Matrix = [(vec![], SeriesPoints { values: points, histograms: vec![] })].into_iter().collect();
-        let one_key = matrix_size_bytes(&matrix) + 48 + 64 + 1;
+        let one_key = matrix_size_bytes(&matrix) + EXTENT_OVERHEAD_BYTES + KEY_OVERHEAD_BYTES + 1;
         let mut cache = ExtentCache::new(one_key * 2);
         for key in ["a", "b"] {
             cache.insert(key, Extent { start_ms: 0, end_ms: 990, matrix: matrix.clone() }, 10);

@@ -215,7 +215,8 @@ impl Frontend {
             }
             _ => {}
         }
-        let view = self.config.views.iter().position(|view| view.match_path(&path).is_some());
+        let view =
+            self.config.views.iter().enumerate().find_map(|(index, view)| Some((index, view.match_path(&path)?)));
         if !path.starts_with("/api/") && view.is_none() {
             return text(StatusCode::NOT_FOUND, "404 page not found\n");
         }
@@ -231,9 +232,7 @@ impl Frontend {
         if method == Method::POST && content_type.starts_with("application/x-www-form-urlencoded") {
             pairs.extend(form_urlencoded::parse(&body).into_owned());
         }
-        if let Some(index) = view {
-            let view = &self.config.views[index];
-            let labels = view.match_path(&path).unwrap_or_default();
+        if let Some((index, labels)) = view {
             let key =
                 labels.iter().find(|(name, _)| *name == self.config.limits.key_label).map(|(_, value)| value.clone());
             if let Err(refusal) = self.admit(&caller, key.as_deref()).await {
